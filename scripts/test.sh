@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# fleetsink's one test command. On a fresh Debian/Ubuntu machine with Rust it installs
+# what is missing (PostgreSQL, Mosquitto), starts a throwaway PostgreSQL cluster (initdb
+# into a temp dir, trust auth, a free loopback port, run as a non-root user), runs every
+# test against it, and stops and removes the cluster however the run ends. Tests start
+# their own Mosquitto processes and databases on free ports, so runs can overlap.
+# Extra arguments go to the test runner (cargo nextest run, or cargo test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+mosquitto_bin() { command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; } || true; }
+
+missing=()
+[ -n "$(pg_bin)" ] || missing+=(postgresql)
+[ -n "$(mosquitto_bin)" ] || missing+=(mosquitto)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+PG_BIN="$(pg_bin)"
+MOSQUITTO_BIN="$(mosquitto_bin)"
+
+# PostgreSQL refuses to run as root: use the 'postgres' account when we are root.
+if [ "$(id -u)" -eq 0 ]; then
+  PG_USER=postgres
+  id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+  as_pg() { runuser -u "$PG_USER" -- "$@"; }
+else
+  PG_USER="$(id -un)"
+  as_pg() { "$@"; }
+fi
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+    || perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport'
+}
+
+WORK="$(mktemp -d -t fleetsink-test.XXXXXX)"
+chmod 755 "$WORK"
+chown "$PG_USER" "$WORK"
+PORT="$(free_port)"
+cleanup() {
+  as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+as_pg "$PG_BIN/initdb" -D "$WORK/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w -o \
+  "-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+  start >/dev/null
+
+export FLEETSINK_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/postgres"
+export FLEETSINK_TEST_PG_BIN="$PG_BIN"
+export FLEETSINK_TEST_PG_USER="$PG_USER"
+export FLEETSINK_TEST_MOSQUITTO="$MOSQUITTO_BIN"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast "$@"
+else
+  cargo test --no-fail-fast "$@"
+fi
