@@ -277,11 +277,8 @@ async fn monitor(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let probe = tokio::time::timeout(
-            Duration::from_secs(2),
-            sqlx::query("SELECT 1").execute(&pool),
-        )
-        .await;
+        let probe =
+            tokio::time::timeout(MONITOR_INTERVAL, sqlx::query("SELECT 1").execute(&pool)).await;
         health.set_database_reachable(matches!(probe, Ok(Ok(_))));
         telemetry::queue_depth(intake.max_capacity() - intake.capacity());
         telemetry::awaiting_ack(health.awaiting_ack() as usize);
