@@ -127,14 +127,13 @@ async fn external_tonypi_traffic_lands() {
     let app = start(cfg).await;
     let pool = PgPool::connect(&db).await.unwrap();
     // Wait until fleetsink has subscribed.
-    let until = std::time::Instant::now() + Duration::from_secs(15);
-    while !app.health().readiness().broker_connected {
-        assert!(
-            std::time::Instant::now() < until,
-            "fleetsink never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        "fleetsink never connected",
+        || async { app.health().readiness().broker_connected },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut c = client(mqtt_addr(broker.port), "tonypi_sim").await;
     publish_fixtures(&mut c).await;
@@ -184,14 +183,13 @@ async fn external_uncommitted_message_is_redelivered_and_written_once() {
     let mut daemon = Daemon::start(&envs);
     let pool = PgPool::connect(&db).await.unwrap();
     let http = mqtt_addr(daemon.http_port);
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while http_get(http, "/readyz").await.0 != 200 {
-        assert!(
-            std::time::Instant::now() < until,
-            "daemon never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "daemon never became ready",
+        || async { http_get(http, "/readyz").await.0 == 200 },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // GIVEN the metrics table is locked, so fleetsink's commit cannot finish
@@ -363,19 +361,19 @@ async fn postgres_outage_loses_nothing_and_resumes() {
     pg.pause();
     tokio::time::sleep(Duration::from_secs(2)).await;
     // THEN readiness reports it and nothing is acknowledged meanwhile
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body) = http_get(app.http_addr(), "/readyz").await;
-        if code == 503 {
-            assert!(body.contains("\"database_reachable\":false"), "{body}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "still ready with PostgreSQL down: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "still ready with PostgreSQL down",
+        || async {
+            let (code, body) = http_get(app.http_addr(), "/readyz").await;
+            if code == 503 {
+                assert!(body.contains("\"database_reachable\":false"), "{body}");
+            }
+            code == 503
+        },
+    )
+    .await;
     let before = app.health().awaiting_ack();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
@@ -400,11 +398,13 @@ async fn postgres_outage_loses_nothing_and_resumes() {
         count(&pool, "SELECT count(*) FROM metrics WHERE name = 'seq'").await,
         i64::from(ROBOTS_N * PER_ROBOT)
     );
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while http_get(app.http_addr(), "/readyz").await.0 != 200 {
-        assert!(std::time::Instant::now() < until, "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "never ready again",
+        || async { http_get(app.http_addr(), "/readyz").await.0 == 200 },
+    )
+    .await;
     stop(app).await;
 }
 
@@ -577,18 +577,18 @@ async fn partitions_route_rows_by_day_and_retention_drops_old_days() {
     // reading out of the default partition.
     let ten_days_ago = (now - chrono::Duration::days(10)).date_naive();
     // The app's own start-up round may still hold the maintenance lock: wait for it.
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    while !fleetsink::db::partitions::maintain(&pool, &cfg.retention, ten_days_ago)
-        .await
-        .unwrap()
-        .ran
-    {
-        assert!(
-            std::time::Instant::now() < until,
-            "maintenance lock never free"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "maintenance lock never free",
+        || async {
+            fleetsink::db::partitions::maintain(&pool, &cfg.retention, ten_days_ago)
+                .await
+                .unwrap()
+                .ran
+        },
+    )
+    .await;
     assert_eq!(
         part("old").await,
         format!("metrics_p{}", ten_days_ago.format("%Y%m%d"))

@@ -357,6 +357,20 @@ pub fn fixtures() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Polls `check` every `every` until it returns true; fails the test with `what` after
+/// `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, every: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < until, "{what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls `query` (a single bigint) until it returns at least `want` or 30 s pass.
 pub async fn wait_count(pool: &PgPool, query: &str, want: i64) -> i64 {
     let until = Instant::now() + Duration::from_secs(30);
