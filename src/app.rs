@@ -72,6 +72,7 @@ impl App {
             max_payload_bytes: cfg.ingest.max_payload_bytes,
         };
 
+        partitions::round(&pool, &cfg.retention).await;
         let background = CancellationToken::new();
         let maintenance = tokio::spawn(partitions::run(
             pool.clone(),

@@ -95,7 +95,7 @@ fn describe() {
     );
     describe_counter!(
         COMMIT_FAILURES,
-        "Batch commits that failed, by kind (transient = retried, rejected = split)."
+        "Batch commits that failed, by kind (transient = retried, rejected = split, redelivered = rewritten skipping rows already stored)."
     );
     describe_gauge!(QUEUE_DEPTH, "Messages waiting between intake and the sink.");
     describe_gauge!(AWAITING_ACK, "Messages received and not yet acknowledged.");

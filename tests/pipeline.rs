@@ -502,6 +502,70 @@ async fn on_receipt_mode_acks_and_still_commits() {
     );
 }
 
+/// Rows that already exist (a gateway resending after a reconnect) make the fast
+/// plain insert fail; the batch is rewritten skipping them, and the new messages in
+/// the same batches still land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_messages_add_no_rows_and_new_ones_in_their_batches_land() {
+    let db = fresh_database().await;
+    let mut cfg = config(&db, MqttMode::Embedded);
+    cfg.mqtt.embedded.ack = AckMode::OnReceipt;
+    let app = start(cfg.clone()).await;
+    let mut c = client(app.mqtt_addr().unwrap(), "tonypi_gateway").await;
+    publish_fixtures(&mut c).await;
+    stop(app).await; // graceful: drains the queue
+    let pool = PgPool::connect(&db).await.unwrap();
+    let metrics_once = count(&pool, "SELECT count(*) FROM metrics").await;
+    let logs_once = count(&pool, "SELECT count(*) FROM logs").await;
+    let jobs_once = count(&pool, "SELECT count(*) FROM jobs").await;
+    let state_once = fleet_state(&pool).await;
+    assert!(metrics_once > 0);
+
+    let app = start(cfg).await;
+    let mut c = client(app.mqtt_addr().unwrap(), "tonypi_gateway").await;
+    // Resend everything, each old message followed by a new one.
+    for (i, (topic, payload)) in fixtures().iter().enumerate() {
+        c.publish_acked(topic, payload.as_bytes()).await;
+        c.publish_acked(
+            "tonypi/sensors/tonypi_fresh",
+            format!(
+                r#"{{"sensor_type":"fresh","value":{i},"timestamp":"2026-11-22T08:00:00.{i:03}Z"}}"#
+            ),
+        )
+        .await;
+    }
+    stop(app).await;
+    let fresh = fixtures().len() as i64;
+
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM metrics WHERE name <> 'fresh'").await,
+        metrics_once
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM metrics WHERE name = 'fresh'").await,
+        fresh
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM logs").await, logs_once);
+    assert_eq!(count(&pool, "SELECT count(*) FROM jobs").await, jobs_once);
+    assert_eq!(count(&pool, "SELECT count(*) FROM ingest_errors").await, 0);
+    // Old statuses and job events did not roll the fleet's state back.
+    assert_eq!(fleet_state(&pool).await, state_once);
+}
+
+/// Robot statuses and job states, as one comparable text.
+async fn fleet_state(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT concat_ws(' | ', \
+            (SELECT string_agg(robot_id || '=' || status, ',' ORDER BY robot_id) FROM robots \
+              WHERE robot_id <> 'tonypi_fresh'), \
+            (SELECT string_agg(concat_ws(':', robot_id, start_time, status, items_done, percent_complete), ',' \
+              ORDER BY robot_id, start_time) FROM jobs))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downlink_commands_reach_subscribed_robots() {
     let db = fresh_database().await;

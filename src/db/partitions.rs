@@ -192,21 +192,29 @@ async fn create_day(
 
 /// Runs maintenance now and then every `interval` until cancelled. Failures are
 /// logged and counted; the next tick tries again.
+/// One maintenance round for today; failures are counted and logged, never fatal
+/// (rows go to the default partition meanwhile and move out on a later round).
+pub async fn round(pool: &PgPool, cfg: &RetentionConfig) {
+    let today = Utc::now().date_naive();
+    match maintain(pool, cfg, today).await {
+        Ok(r) if r.ran => telemetry::maintenance_run(true),
+        Ok(_) => {}
+        Err(e) => {
+            telemetry::maintenance_run(false);
+            tracing::error!(error = %e, "partition maintenance failed; rows go to the default partition until it succeeds");
+        }
+    }
+}
+
+/// Runs a round every `retention.interval` until cancelled. The start-up round is the
+/// caller's (it runs before intake opens, so today's partition exists from the first row).
 pub async fn run(pool: PgPool, cfg: RetentionConfig, cancel: tokio_util::sync::CancellationToken) {
     loop {
-        let today = Utc::now().date_naive();
-        match maintain(&pool, &cfg, today).await {
-            Ok(r) if r.ran => telemetry::maintenance_run(true),
-            Ok(_) => {}
-            Err(e) => {
-                telemetry::maintenance_run(false);
-                tracing::error!(error = %e, "partition maintenance failed; rows go to the default partition until it succeeds");
-            }
-        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.interval) => {}
         }
+        round(&pool, &cfg).await;
     }
 }
 

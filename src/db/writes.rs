@@ -1,9 +1,16 @@
 //! The SQL that writes one batch, inside the caller's transaction.
 //!
-//! Every table is written with one `UNNEST` statement per batch (plus one statement per
-//! job event, which are rare), and every write is idempotent where the payload carries
-//! a timestamp: metrics are unique on (robot_id, name, ts), logs on (dedup_key, ts),
-//! jobs on (robot_id, start_time). A redelivered message therefore adds no rows.
+//! Metrics — nearly all rows — go in by a plain `INSERT … SELECT FROM UNNEST`
+//! ([`MetricsWrite::Plain`]): without `ON CONFLICT`, PostgreSQL skips the speculative
+//! insertion and the batch commits faster (BENCHMARKS.md). A redelivered message makes
+//! that insert fail on the (robot_id, name, ts) unique key; the caller then rolls back
+//! and writes the same batch again with [`MetricsWrite::SkipExisting`]
+//! (`ON CONFLICT DO NOTHING`). Binary `COPY` is not used: sqlx 0.9.0 does not set
+//! `TCP_NODELAY`, and the separate CopyData/CopyDone writes then wait out the peer's
+//! delayed ACK (~40 ms per batch, measured). Every other table is written with one `UNNEST`
+//! statement per batch (plus one statement per job event, which are rare) and is
+//! idempotent on its own: logs are unique on (dedup_key, ts), jobs on
+//! (robot_id, start_time). A redelivered message therefore adds no rows.
 //! Robots are upserted once per robot per batch, in robot-id order (so concurrent
 //! instances cannot deadlock), and `last_seen` never moves backwards.
 
@@ -13,7 +20,23 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::pipeline::decode::{Decoded, JobAction, JobEvent, LogRow, Unusable};
+use crate::pipeline::decode::{Decoded, JobAction, JobEvent, LogRow, MetricRow, Unusable};
+
+/// How metric rows are inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsWrite {
+    /// Plain `INSERT … SELECT FROM UNNEST`: the fast path. Fails with a unique
+    /// violation (SQLSTATE 23505, see [`is_unique_violation`]) when any row exists.
+    Plain,
+    /// `INSERT … ON CONFLICT DO NOTHING`: skips rows that already exist.
+    SkipExisting,
+}
+
+/// Whether `e` is the unique violation a [`MetricsWrite::Plain`] insert of an already
+/// written row raises.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
 
 /// A message that cannot be used, as stored in `ingest_errors`.
 #[derive(Debug, Clone)]
@@ -50,7 +73,7 @@ struct RobotAgg {
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
     first_status: Option<(String, DateTime<Utc>)>,
-    last_status: Option<String>,
+    last_status: Option<(String, DateTime<Utc>)>,
     ip_address: Option<String>,
     camera_url: Option<String>,
 }
@@ -80,13 +103,10 @@ pub async fn write(
     conn: &mut PgConnection,
     outcomes: &[Outcome<'_>],
     error_payload_cap: usize,
+    metrics_write: MetricsWrite,
 ) -> Result<Written, sqlx::Error> {
     let mut robots: BTreeMap<&str, RobotAgg> = BTreeMap::new();
-    let mut m_robot = Vec::new();
-    let mut m_ts = Vec::new();
-    let mut m_name = Vec::new();
-    let mut m_value = Vec::new();
-    let mut m_unit: Vec<Option<String>> = Vec::new();
+    let mut metrics: Vec<&MetricRow> = Vec::new();
     let mut logs: Vec<LogRow> = Vec::new();
     let mut jobs: Vec<(&str, &JobEvent)> = Vec::new();
     let mut scans: Vec<(&str, &Value)> = Vec::new();
@@ -109,12 +129,12 @@ pub async fn write(
                             None => agg.first_status = Some((status.clone(), d.ts)),
                             // A change inside the batch: the SQL below only sees the
                             // first status, so the later transitions are logged here.
-                            Some(prev) if *prev != status => {
+                            Some((prev, _)) if *prev != status => {
                                 logs.push(status_change(&d.robot_id, prev, &status, d.ts))
                             }
                             Some(_) => {}
                         }
-                        agg.last_status = Some(status);
+                        agg.last_status = Some((status, d.ts));
                     }
                     if let Some(ip) = &state.ip_address {
                         agg.ip_address = Some(clean(ip));
@@ -123,13 +143,7 @@ pub async fn write(
                         agg.camera_url = Some(clean(url));
                     }
                 }
-                for m in &d.metrics {
-                    m_robot.push(m.robot_id.clone());
-                    m_ts.push(m.ts);
-                    m_name.push(clean(&m.name));
-                    m_value.push(m.value);
-                    m_unit.push(m.unit.as_deref().map(clean));
-                }
+                metrics.extend(&d.metrics);
                 logs.extend(d.logs.iter().cloned());
                 if let Some(job) = &d.job {
                     jobs.push((&d.robot_id, job));
@@ -147,20 +161,11 @@ pub async fn write(
         written.robots = robots_n;
         written.logs += status_logs;
     }
-    if !m_robot.is_empty() {
-        written.metrics = sqlx::query(
-            "INSERT INTO metrics (robot_id, ts, name, value, unit) \
-             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[]) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&m_robot)
-        .bind(&m_ts)
-        .bind(&m_name)
-        .bind(&m_value)
-        .bind(&m_unit)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    if !metrics.is_empty() {
+        written.metrics = match metrics_write {
+            MetricsWrite::Plain => insert_metrics(conn, &metrics, false).await?,
+            MetricsWrite::SkipExisting => insert_metrics(conn, &metrics, true).await?,
+        };
     }
     if !logs.is_empty() {
         written.logs += insert_logs(conn, &logs).await?;
@@ -192,11 +197,15 @@ fn status_change(robot_id: &str, from: &str, to: &str, ts: DateTime<Utc>) -> Log
         source: Some("fleetsink".into()),
         message: format!("status changed from {from} to {to}"),
         details: Some(serde_json::json!({ "from": from, "to": to })),
-        dedup_key: crate::pipeline::message_fingerprint(
-            &format!("{robot_id}/status/{from}"),
-            to.as_bytes(),
-        ),
+        dedup_key: status_change_key(robot_id, to),
     }
+}
+
+/// The dedup key of "robot reached status `to`" (with the change's time, the logs
+/// unique key): the same whichever batch the change falls in, so a resent status
+/// message never logs its change twice.
+fn status_change_key(robot_id: &str, to: &str) -> i64 {
+    crate::pipeline::message_fingerprint(&format!("{robot_id}/status"), to.as_bytes())
 }
 
 fn status_level(status: &str) -> &'static str {
@@ -218,7 +227,9 @@ async fn upsert_robots(
     let mut last_seen = Vec::with_capacity(n);
     let mut first_status: Vec<Option<String>> = Vec::with_capacity(n);
     let mut first_status_ts: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    let mut first_status_key: Vec<Option<i64>> = Vec::with_capacity(n);
     let mut last_status: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut last_status_ts: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
     let mut ips: Vec<Option<String>> = Vec::with_capacity(n);
     let mut cams: Vec<Option<String>> = Vec::with_capacity(n);
     for (id, a) in robots {
@@ -227,7 +238,13 @@ async fn upsert_robots(
         last_seen.push(a.last_seen);
         first_status.push(a.first_status.as_ref().map(|(s, _)| s.clone()));
         first_status_ts.push(a.first_status.as_ref().map(|(_, t)| *t));
-        last_status.push(a.last_status.clone());
+        first_status_key.push(
+            a.first_status
+                .as_ref()
+                .map(|(s, _)| status_change_key(id, s)),
+        );
+        last_status.push(a.last_status.as_ref().map(|(s, _)| s.clone()));
+        last_status_ts.push(a.last_status.as_ref().map(|(_, t)| *t));
         ips.push(a.ip_address.clone());
         cams.push(a.camera_url.clone());
     }
@@ -235,20 +252,27 @@ async fn upsert_robots(
         r#"
         WITH input AS (
             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[],
-                                 $5::timestamptz[], $6::text[], $7::text[], $8::text[])
-              AS t(robot_id, first_seen, last_seen, first_status, first_status_ts, last_status, ip_address, camera_url)
+                                 $5::timestamptz[], $6::int8[], $7::text[], $8::timestamptz[],
+                                 $9::text[], $10::text[])
+              AS t(robot_id, first_seen, last_seen, first_status, first_status_ts, first_status_key,
+                   last_status, last_status_ts, ip_address, camera_url)
         ),
         prev AS (
-            SELECT r.robot_id, r.status FROM robots r JOIN input i ON i.robot_id = r.robot_id
+            SELECT r.robot_id, r.status, r.status_at FROM robots r JOIN input i ON i.robot_id = r.robot_id
         ),
         upserted AS (
-            INSERT INTO robots AS r (robot_id, first_seen, last_seen, status, ip_address, camera_url)
-            SELECT robot_id, first_seen, last_seen, COALESCE(last_status, 'unknown'), ip_address, camera_url
+            INSERT INTO robots AS r (robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url)
+            SELECT robot_id, first_seen, last_seen, COALESCE(last_status, 'unknown'), last_status_ts,
+                   ip_address, camera_url
             FROM input
             ON CONFLICT (robot_id) DO UPDATE SET
                 first_seen = LEAST(r.first_seen, EXCLUDED.first_seen),
                 last_seen  = GREATEST(r.last_seen, EXCLUDED.last_seen),
-                status     = COALESCE((SELECT i.last_status FROM input i WHERE i.robot_id = EXCLUDED.robot_id), r.status),
+                -- An older status (a resend) never overwrites a newer one.
+                status     = CASE WHEN EXCLUDED.status_at >= r.status_at OR r.status_at IS NULL
+                                  THEN COALESCE((SELECT i.last_status FROM input i WHERE i.robot_id = EXCLUDED.robot_id), r.status)
+                                  ELSE r.status END,
+                status_at  = GREATEST(r.status_at, EXCLUDED.status_at),
                 ip_address = COALESCE(EXCLUDED.ip_address, r.ip_address),
                 camera_url = COALESCE(EXCLUDED.camera_url, r.camera_url),
                 updated_at = now()
@@ -261,9 +285,10 @@ async fn upsert_robots(
                    'status', 'fleetsink',
                    format('status changed from %s to %s', COALESCE(p.status, 'unknown'), i.first_status),
                    jsonb_build_object('from', COALESCE(p.status, 'unknown'), 'to', i.first_status),
-                   hashtextextended(i.robot_id || '/status/' || COALESCE(p.status, 'unknown') || '/' || i.first_status, 0)
+                   i.first_status_key
             FROM input i LEFT JOIN prev p ON p.robot_id = i.robot_id
             WHERE i.first_status IS NOT NULL AND i.first_status IS DISTINCT FROM p.status
+              AND (p.status_at IS NULL OR i.first_status_ts > p.status_at)
             ON CONFLICT DO NOTHING
             RETURNING 1
         )
@@ -275,12 +300,43 @@ async fn upsert_robots(
     .bind(&last_seen)
     .bind(&first_status)
     .bind(&first_status_ts)
+    .bind(&first_status_key)
     .bind(&last_status)
+    .bind(&last_status_ts)
     .bind(&ips)
     .bind(&cams)
     .fetch_one(&mut *conn)
     .await?;
     Ok((upserted as u64, logged as u64))
+}
+
+async fn insert_metrics(
+    conn: &mut PgConnection,
+    rows: &[&MetricRow],
+    skip_existing: bool,
+) -> Result<u64, sqlx::Error> {
+    let robot: Vec<String> = rows.iter().map(|m| clean(&m.robot_id)).collect();
+    let ts: Vec<DateTime<Utc>> = rows.iter().map(|m| m.ts).collect();
+    let name: Vec<String> = rows.iter().map(|m| clean(&m.name)).collect();
+    let value: Vec<f64> = rows.iter().map(|m| m.value).collect();
+    let unit: Vec<Option<String>> = rows.iter().map(|m| m.unit.as_deref().map(clean)).collect();
+    let sql = if skip_existing {
+        "INSERT INTO metrics (robot_id, ts, name, value, unit) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[]) \
+         ON CONFLICT DO NOTHING"
+    } else {
+        "INSERT INTO metrics (robot_id, ts, name, value, unit) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[])"
+    };
+    Ok(sqlx::query(sql)
+        .bind(&robot)
+        .bind(&ts)
+        .bind(&name)
+        .bind(&value)
+        .bind(&unit)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
 }
 
 async fn insert_logs(conn: &mut PgConnection, logs: &[LogRow]) -> Result<u64, sqlx::Error> {
@@ -387,7 +443,8 @@ async fn apply_job(
                 action_duration = COALESCE($10, action_duration), success = COALESCE($11, success), \
                 cancel_reason = COALESCE($12, cancel_reason), status = $13, \
                 end_time = CASE WHEN $13 = 'active' THEN NULL ELSE $14 END, updated_at = now() \
-             WHERE robot_id = $1 AND status = 'active'",
+             WHERE robot_id = $1 AND status = 'active' \
+               AND (start_time = $15 OR ($15 IS NULL AND start_time <= $14))",
         )
         .bind(robot_id)
         .bind(job.task_name.as_deref().map(clean))
@@ -403,6 +460,7 @@ async fn apply_job(
         .bind(job.reason.as_deref().map(clean))
         .bind(status)
         .bind(job.ts)
+        .bind(job.start_time)
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -411,13 +469,15 @@ async fn apply_job(
         }
     }
     // Start, or an event for a job fleetsink never saw start (it joined mid-job):
-    // record it, once — (robot_id, start_time) is unique.
+    // record it, once — (robot_id, start_time) is unique — unless the robot already
+    // has a later job, which makes this event a stale resend.
     n += sqlx::query(
         "INSERT INTO jobs (robot_id, task_name, status, phase, start_time, end_time, items_done, \
              items_total, percent_complete, last_item, success, cancel_reason, elapsed_time, \
              estimated_duration, action_duration) \
-         VALUES ($1, $2, $3, $4, $5, CASE WHEN $3 = 'active' THEN NULL ELSE $6 END, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15) \
+         SELECT $1, $2, $3, $4, $5, CASE WHEN $3 = 'active' THEN NULL ELSE $6 END, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15 \
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE robot_id = $1 AND start_time > $5) \
          ON CONFLICT DO NOTHING",
     )
     .bind(robot_id)

@@ -20,7 +20,7 @@ use super::ack::Acker;
 use super::batch::{Batch, Item};
 use super::decode::{Reason, Unusable};
 use crate::db::is_transient;
-use crate::db::writes::{self, Outcome, Written};
+use crate::db::writes::{self, MetricsWrite, Outcome, Written};
 use crate::health::Health;
 use crate::telemetry;
 
@@ -86,13 +86,34 @@ fn outcome(item: &Item) -> Outcome<'_> {
     }
 }
 
+/// Writes `outcomes` in one transaction: metrics by a plain insert first; if a row
+/// already exists (a redelivery), the transaction is rolled back and the batch written
+/// again skipping existing rows.
 async fn write_tx(
     pool: &PgPool,
     outcomes: &[Outcome<'_>],
     cap: usize,
 ) -> Result<Written, sqlx::Error> {
+    match write_tx_with(pool, outcomes, cap, MetricsWrite::Plain).await {
+        Err(e) if writes::is_unique_violation(&e) => {
+            telemetry::commit_failure("redelivered");
+            tracing::debug!(
+                "batch holds rows already stored (a redelivery); rewriting it skipping them"
+            );
+            write_tx_with(pool, outcomes, cap, MetricsWrite::SkipExisting).await
+        }
+        other => other,
+    }
+}
+
+async fn write_tx_with(
+    pool: &PgPool,
+    outcomes: &[Outcome<'_>],
+    cap: usize,
+    metrics: MetricsWrite,
+) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let written = writes::write(&mut tx, outcomes, cap).await?;
+    let written = writes::write(&mut tx, outcomes, cap, metrics).await?;
     tx.commit().await?;
     Ok(written)
 }
