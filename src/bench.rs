@@ -49,6 +49,11 @@ pub struct BenchArgs {
     /// Unacknowledged QoS 1 publishes per connection.
     #[arg(long, default_value_t = 100)]
     pub inflight: u16,
+    /// MQTT keepalive of every connection, seconds. While fleetsink holds PUBACKs
+    /// (after-commit mode, PostgreSQL down) the embedded broker answers no PINGREQ, so
+    /// an outage longer than the keepalive makes clients reconnect.
+    #[arg(long, default_value_t = 30)]
+    pub keepalive: u64,
     /// When given, wait until every message is in this database and count rows.
     #[arg(long)]
     pub database_url: Option<String>,
@@ -58,6 +63,10 @@ pub struct BenchArgs {
     /// Sample this process's peak RSS (e.g. fleetsink's PID).
     #[arg(long)]
     pub watch_pid: Option<u32>,
+    /// With --watch-pid: also report RSS, messages published and messages acked every
+    /// this many seconds (a timeline, e.g. through a PostgreSQL outage).
+    #[arg(long, requires = "watch_pid")]
+    pub rss_every: Option<u64>,
     /// Robot id prefix; defaults to a fresh one per run so runs never mix.
     #[arg(long)]
     pub prefix: Option<String>,
@@ -85,7 +94,17 @@ pub struct Report {
     pub logs_found: u64,
     pub latencies_ms: Vec<f64>,
     pub peak_rss_kib: Option<u64>,
+    pub rss_trace: Vec<TracePoint>,
     pub args: String,
+}
+
+/// One `--rss-every` sample.
+#[derive(Debug, Clone, Copy)]
+pub struct TracePoint {
+    pub secs: u64,
+    pub rss_kib: u64,
+    pub published: u64,
+    pub acked: u64,
 }
 
 impl fmt::Display for Report {
@@ -137,6 +156,19 @@ impl fmt::Display for Report {
                 "peak RSS of watched process: {:.1} MB",
                 kib as f64 / 1024.0
             )?;
+        }
+        if !self.rss_trace.is_empty() {
+            writeln!(f, "   t (s)   RSS (MB)   published       acked")?;
+            for p in &self.rss_trace {
+                writeln!(
+                    f,
+                    "{:>8} {:>10.1} {:>11} {:>11}",
+                    p.secs,
+                    p.rss_kib as f64 / 1024.0,
+                    p.published,
+                    p.acked
+                )?;
+            }
         }
         Ok(())
     }
@@ -221,10 +253,15 @@ async fn connect(
     url: &BrokerUrl,
     client_id: &str,
     inflight: u16,
+    keepalive: u64,
 ) -> (AsyncClient, rumqttc::EventLoop) {
     let mut opts = MqttOptions::new(client_id, url.host.clone(), url.port);
-    opts.set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(true)
+    opts.set_keep_alive(Duration::from_secs(keepalive.max(5)))
+        // A persistent session: after a reconnect (a robot whose PINGREQ went unanswered
+        // while fleetsink held its PUBACK through a PostgreSQL outage) the broker resumes
+        // the session and the client resends what was not acknowledged. With a clean
+        // session rumqttc drops those messages, as MQTT allows.
+        .set_clean_session(false)
         .set_inflight(inflight.max(1))
         .set_max_packet_size(1 << 20, 1 << 20);
     AsyncClient::new(opts, 1000)
@@ -262,9 +299,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let deadline = started + Duration::from_secs(args.duration);
     let per_robot_rate = (args.rate > 0).then(|| args.rate as f64 / args.robots.max(1) as f64);
 
+    let trace = Arc::new(Mutex::new(Vec::new()));
     if let Some(pid) = args.watch_pid {
         let rss = rss.clone();
+        let trace = trace.clone();
+        let every = args.rss_every.map(|s| Duration::from_secs(s.max(1)));
+        let (published, acked) = (published.clone(), acked.clone());
         tokio::spawn(async move {
+            let mut next_trace = started;
             loop {
                 if let Ok(s) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await
                     && let Some(kib) = s
@@ -274,6 +316,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
                         .and_then(|v| v.parse::<u64>().ok())
                 {
                     rss.fetch_max(kib, Ordering::Relaxed);
+                    if let Some(every) = every
+                        && Instant::now() >= next_trace
+                    {
+                        next_trace += every;
+                        trace.lock().await.push(TracePoint {
+                            secs: started.elapsed().as_secs(),
+                            rss_kib: kib,
+                            published: published.load(Ordering::Relaxed),
+                            acked: acked.load(Ordering::Relaxed),
+                        });
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -283,7 +336,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let mut publishers = Vec::new();
     for r in 0..args.robots {
         let robot = format!("{prefix}_{r:04}");
-        let (client, mut eventloop) = connect(&url, &robot, args.inflight).await;
+        let (client, mut eventloop) = connect(&url, &robot, args.inflight, args.keepalive).await;
         let acked_c = acked.clone();
         let poller = tokio::spawn(async move {
             loop {
@@ -336,7 +389,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let probe_robot = format!("{prefix}_probe");
     let probe_sent: Arc<Mutex<Vec<ProbeSent>>> = Arc::new(Mutex::new(Vec::new()));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
-    let (probe_client, mut probe_loop) = connect(&url, &probe_robot, 10).await;
+    let (probe_client, mut probe_loop) = connect(&url, &probe_robot, 10, args.keepalive).await;
     tokio::spawn(async move {
         loop {
             match probe_loop.poll().await {
@@ -449,6 +502,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     report.latencies_ms = latencies.lock().await.clone();
     if args.watch_pid.is_some() {
         report.peak_rss_kib = Some(rss.load(Ordering::Relaxed));
+        report.rss_trace = trace.lock().await.clone();
     }
     for (client, poller) in handles {
         let _ = client.disconnect().await;

@@ -1,0 +1,179 @@
+//! `cargo bench`: the CPU cost of decoding and batching the captured TonyPi traffic,
+//! and — when `FLEETSINK_BENCH_DATABASE_URL` names a database fleetsink may migrate —
+//! the cost of writing one batch to PostgreSQL (each iteration is rolled back, so the
+//! tables do not grow and every iteration inserts the same rows).
+//!
+//! End-to-end throughput (MQTT in, committed rows out) is `fleetsink bench`; see
+//! BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use fleetsink::config::Config;
+use fleetsink::db::writes::{self, MetricsWrite, Outcome};
+use fleetsink::pipeline::batch::{Item, decode_envelope};
+use fleetsink::pipeline::decode::{self, DecodeOptions, Decoded};
+use fleetsink::pipeline::route::Router;
+use fleetsink::pipeline::{AckToken, Envelope};
+
+const FIXTURES: &str = include_str!("../tests/fixtures/tonypi-simulator-samples.jsonl");
+
+fn fixtures() -> Vec<(String, Bytes)> {
+    FIXTURES
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["topic"].as_str().unwrap().to_string(),
+                Bytes::from(v["payload"].as_str().unwrap().to_string()),
+            )
+        })
+        .collect()
+}
+
+fn options() -> DecodeOptions {
+    DecodeOptions {
+        // The capture is from one morning; accept its timestamps whenever this runs.
+        max_clock_skew: chrono::Duration::days(3650),
+        ..DecodeOptions::default()
+    }
+}
+
+fn router() -> Router {
+    Router::new(&Config::default().effective_routes()).unwrap()
+}
+
+fn received_at() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-22T09:28:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let fx = fixtures();
+    let router = router();
+    let opts = options();
+    let at = received_at();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(fx.len() as u64));
+    g.bench_function("tonypi_capture", |b| {
+        b.iter(|| {
+            for (topic, payload) in &fx {
+                let route = router.find(topic).unwrap();
+                let _ = black_box(decode::decode(route, topic, payload, at, &opts));
+            }
+        })
+    });
+    g.finish();
+}
+
+/// Decode + route + metrics bookkeeping for one batch, as the batcher does it.
+fn bench_batch(c: &mut Criterion) {
+    let fx = fixtures();
+    let router = router();
+    let opts = options();
+    let at = received_at();
+    let envelopes = || -> Vec<Envelope> {
+        fx.iter()
+            .cycle()
+            .take(5000)
+            .map(|(topic, payload)| Envelope {
+                topic: topic.clone(),
+                payload: payload.clone(),
+                received_at: at,
+                client_id: Some("bench".into()),
+                ack: AckToken::None,
+            })
+            .collect()
+    };
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(5000));
+    g.bench_function("decode_envelope_5000", |b| {
+        b.iter_batched(
+            envelopes,
+            |envs| {
+                let items: Vec<Item> = envs
+                    .into_iter()
+                    .map(|e| decode_envelope(e, &router, &opts))
+                    .collect();
+                black_box(items)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// A batch of `copies` × the capture, each copy under its own robot ids so no two
+/// rows collide.
+fn decoded_batch(copies: usize) -> Vec<Decoded> {
+    let fx = fixtures();
+    let router = router();
+    let opts = options();
+    let at = received_at();
+    let mut out = Vec::new();
+    for k in 0..copies {
+        for (topic, payload) in &fx {
+            let route = router.find(topic).unwrap();
+            if let Ok(mut d) = decode::decode(route, topic, payload, at, &opts) {
+                d.robot_id = format!("{}_{k}", d.robot_id);
+                for m in &mut d.metrics {
+                    m.robot_id.clone_from(&d.robot_id);
+                }
+                for l in &mut d.logs {
+                    l.robot_id = Some(d.robot_id.clone());
+                }
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+fn bench_insert(c: &mut Criterion) {
+    let Ok(url) = std::env::var("FLEETSINK_BENCH_DATABASE_URL") else {
+        eprintln!(
+            "insert benchmarks skipped: set FLEETSINK_BENCH_DATABASE_URL to a database fleetsink may migrate"
+        );
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pool = rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        fleetsink::db::MIGRATOR.run(&pool).await.unwrap();
+        pool
+    });
+    let batch = decoded_batch(8); // 1040 messages, as in a busy group commit
+    let rows: usize = batch.iter().map(Decoded::row_count).sum();
+    let outcomes: Vec<Outcome> = batch
+        .iter()
+        .map(|d| Outcome::Rows {
+            decoded: d,
+            received_at: received_at(),
+        })
+        .collect();
+    let mut g = c.benchmark_group("insert");
+    g.sample_size(20);
+    g.measurement_time(std::time::Duration::from_secs(10));
+    g.throughput(Throughput::Elements(rows as u64));
+    for (name, mode) in [
+        ("plain_rows", MetricsWrite::Plain),
+        ("skip_existing_rows", MetricsWrite::SkipExisting),
+    ] {
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let mut tx = pool.begin().await.unwrap();
+                let w = writes::write(&mut tx, &outcomes, 4096, mode).await.unwrap();
+                tx.rollback().await.unwrap();
+                black_box(w)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_batch, bench_insert);
+criterion_main!(benches);
