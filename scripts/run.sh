@@ -5,23 +5,12 @@
 # 127.0.0.1:55432, run as a non-root user. Extra arguments go to `fleetsink serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 if [ -z "${DATABASE_URL:-}" ] && [ -z "${FLEETSINK__DATABASE__URL:-}" ]; then
-  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-  if [ -z "$PG_BIN" ]; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-  fi
-  if [ "$(id -u)" -eq 0 ]; then
-    PG_USER=postgres
-    id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
-    as_pg() { runuser -u "$PG_USER" -- "$@"; }
-  else
-    PG_USER="$(id -un)"
-    as_pg() { "$@"; }
-  fi
+  [ -n "$(pg_bin)" ] || apt_install postgresql
+  PG_BIN="$(pg_bin)"
+  pg_user_setup
   DATA="$PWD/.fleetsink-pg"
   PORT="${FLEETSINK_PG_PORT:-55432}"
   mkdir -p "$DATA"

@@ -7,32 +7,15 @@
 # Extra arguments go to the test runner (cargo nextest run, or cargo test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
-mosquitto_bin() { command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; } || true; }
+. scripts/lib.sh
 
 missing=()
 [ -n "$(pg_bin)" ] || missing+=(postgresql)
 [ -n "$(mosquitto_bin)" ] || missing+=(mosquitto)
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+[ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 PG_BIN="$(pg_bin)"
 MOSQUITTO_BIN="$(mosquitto_bin)"
-
-# PostgreSQL refuses to run as root: use the 'postgres' account when we are root.
-if [ "$(id -u)" -eq 0 ]; then
-  PG_USER=postgres
-  id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
-  as_pg() { runuser -u "$PG_USER" -- "$@"; }
-else
-  PG_USER="$(id -un)"
-  as_pg() { "$@"; }
-fi
+pg_user_setup
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \

@@ -1,0 +1,29 @@
+# Shared by scripts/run.sh and scripts/test.sh (sourced, not run): finding or installing
+# PostgreSQL and Mosquitto, and running PostgreSQL as a non-root user.
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# The newest installed PostgreSQL's bin directory, or nothing.
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+mosquitto_bin() { command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; } || true; }
+
+# apt-get installs the given Debian packages.
+apt_install() {
+  echo "installing: $*"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# PostgreSQL refuses to run as root: sets PG_USER and as_pg (run a command as PG_USER),
+# using the 'postgres' account (created if missing) when we are root.
+pg_user_setup() {
+  if [ "$(id -u)" -eq 0 ]; then
+    PG_USER=postgres
+    id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+    as_pg() { runuser -u "$PG_USER" -- "$@"; }
+  else
+    PG_USER="$(id -un)"
+    as_pg() { "$@"; }
+  fi
+}
