@@ -94,7 +94,8 @@ impl App {
 
         let (broker_ack_tx, broker_ack_rx) = match cfg.mqtt.mode {
             MqttMode::External => {
-                let (tx, rx) = mpsc::channel(cfg.mqtt.external.request_channel_capacity);
+                // Unbounded on purpose: see `pipeline::ack` ("never blocks the sink").
+                let (tx, rx) = mpsc::unbounded_channel();
                 (Some(tx), Some(rx))
             }
             MqttMode::Embedded => (None, None),

@@ -228,6 +228,51 @@ async fn external_uncommitted_message_is_redelivered_and_written_once() {
     assert_eq!(count(&pool, q).await, 1);
 }
 
+/// A broker may send far more than the in-flight window fleetsink was told about
+/// (Mosquitto 2.0.11 does while draining a backlog; here its window is simply 50 times
+/// larger). Acks must still flow: the sink never waits on the ack path, so a full
+/// request channel cannot stall the event loop, the queue and the sink in a circle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_backlog_drains_when_broker_exceeds_the_window() {
+    let broker = Mosquitto::start(); // max_inflight_messages 1000
+    let db = fresh_database().await;
+    let mut cfg = config(&db, MqttMode::External);
+    cfg.mqtt.external.url = broker.url();
+    cfg.mqtt.external.client_id = "fleetsink-backlog".into();
+    cfg.mqtt.external.broker_inflight = 20;
+    cfg.mqtt.external.request_channel_capacity = 21;
+    cfg.ingest.queue_capacity = 20;
+    cfg.batch.max_messages = 10;
+
+    // GIVEN fleetsink's persistent session exists, and a backlog builds while it is away
+    let app = start(cfg.clone()).await;
+    wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        "fleetsink never connected",
+        || async { app.health().readiness().broker_connected },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop(app).await;
+    let mut c = client(mqtt_addr(broker.port), "tonypi_backlog").await;
+    let n: i64 = 3000;
+    for i in 0..n {
+        c.publish_acked(
+            "tonypi/sensors/tonypi_backlog",
+            format!(r#"{{"sensor_type":"backlog","value":{i},"timestamp":"2026-11-22T07:00:00.{i:04}Z"}}"#),
+        )
+        .await;
+    }
+
+    // WHEN fleetsink comes back THEN the whole backlog lands
+    let app = start(cfg).await;
+    let pool = PgPool::connect(&db).await.unwrap();
+    let q = "SELECT count(*) FROM metrics WHERE name = 'backlog'";
+    assert_eq!(wait_count(&pool, q, n).await, n);
+    stop(app).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_go_to_ingest_errors_and_good_ones_land() {
     let db = fresh_database().await;

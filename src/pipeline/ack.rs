@@ -5,6 +5,16 @@
 //! request channel from this task, never from the task that polls the event loop
 //! (awaiting there deadlocks once the request channel is full).
 //!
+//! The hop from the sink to the ack task never blocks the sink (an unbounded channel).
+//! A bounded one can deadlock: when a broker sends more than its in-flight window
+//! (Mosquitto 2.0.11 does, in bursts, while draining a backlog), rumqttc's request
+//! channel fills with PUBACKs; the ack task waits for room, which only the event-loop
+//! task makes when it polls; that task waits for room in the intake queue; the queue
+//! waits for the sink; and a bounded hop would make the sink wait for the ack task.
+//! The channel still cannot grow without bound: it holds PUBACKs of committed messages
+//! not yet handed to rumqttc, and no new message enters fleetsink while the event loop
+//! is stuck — at most `ingest.queue_capacity` plus two batches of them.
+//!
 //! Connection generations: an ack carries the generation of the connection its
 //! message arrived on and is dropped if the connection has changed since; the broker
 //! redelivers the message on the new session and it is acked then (the rows are
@@ -33,12 +43,12 @@ pub struct BrokerAck {
 /// Releases the acknowledgements of committed items.
 #[derive(Clone)]
 pub struct Acker {
-    broker: Option<mpsc::Sender<BrokerAck>>,
+    broker: Option<mpsc::UnboundedSender<BrokerAck>>,
     health: Arc<Health>,
 }
 
 impl Acker {
-    pub fn new(broker: Option<mpsc::Sender<BrokerAck>>, health: Arc<Health>) -> Self {
+    pub fn new(broker: Option<mpsc::UnboundedSender<BrokerAck>>, health: Arc<Health>) -> Self {
         Self { broker, health }
     }
 
@@ -54,8 +64,9 @@ impl Acker {
                 }
                 AckToken::Broker { generation, pkid } => {
                     if let Some(tx) = &self.broker {
-                        // Bounded by the broker's in-flight window; the ack task drains it.
-                        let _ = tx.send(BrokerAck { generation, pkid }).await;
+                        // Fails only once the ack task is gone (shutdown): the broker
+                        // redelivers.
+                        let _ = tx.send(BrokerAck { generation, pkid });
                     }
                 }
             }
@@ -79,7 +90,7 @@ impl AckProgress {
 
 /// The external-broker ack task: runs until the sink drops its sender.
 pub async fn run_broker_acks(
-    mut rx: mpsc::Receiver<BrokerAck>,
+    mut rx: mpsc::UnboundedReceiver<BrokerAck>,
     client: AsyncClient,
     generation: Arc<AtomicU64>,
     progress: Arc<AckProgress>,

@@ -91,7 +91,7 @@ impl ExternalSource {
         cfg: &ExternalConfig,
         filters: Vec<String>,
         intake: mpsc::Sender<Envelope>,
-        ack_rx: mpsc::Receiver<BrokerAck>,
+        ack_rx: mpsc::UnboundedReceiver<BrokerAck>,
         health: Arc<Health>,
     ) -> Result<ExternalSource, String> {
         let url = BrokerUrl::parse(&cfg.url)?;
