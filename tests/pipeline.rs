@@ -126,15 +126,7 @@ async fn external_tonypi_traffic_lands() {
     cfg.mqtt.external.client_id = "fleetsink-test".into();
     let app = start(cfg).await;
     let pool = PgPool::connect(&db).await.unwrap();
-    // Wait until fleetsink has subscribed.
-    wait_until(
-        Duration::from_secs(15),
-        Duration::from_millis(20),
-        "fleetsink never connected",
-        || async { app.health().readiness().broker_connected },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_subscribed(&app).await;
     let mut c = client(mqtt_addr(broker.port), "tonypi_sim").await;
     publish_fixtures(&mut c).await;
     let battery_rows = "SELECT count(*) FROM metrics WHERE name LIKE 'battery.%'";
@@ -246,14 +238,7 @@ async fn external_backlog_drains_when_broker_exceeds_the_window() {
 
     // GIVEN fleetsink's persistent session exists, and a backlog builds while it is away
     let app = start(cfg.clone()).await;
-    wait_until(
-        Duration::from_secs(15),
-        Duration::from_millis(20),
-        "fleetsink never connected",
-        || async { app.health().readiness().broker_connected },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_subscribed(&app).await;
     stop(app).await;
     let mut c = client(mqtt_addr(broker.port), "tonypi_backlog").await;
     let n: i64 = 3000;

@@ -371,6 +371,19 @@ where
     }
 }
 
+/// Waits until an external-mode `app` is connected to its broker, plus a moment for
+/// its SUBSCRIBE to be granted.
+pub async fn wait_subscribed(app: &App) {
+    wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        "fleetsink never connected to the broker",
+        || async { app.health().readiness().broker_connected },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// Polls `query` (a single bigint) until it returns at least `want` or 30 s pass.
 pub async fn wait_count(pool: &PgPool, query: &str, want: i64) -> i64 {
     let until = Instant::now() + Duration::from_secs(30);
