@@ -41,7 +41,10 @@ fn router() -> &'static Router {
 
 fuzz_target!(|data: &[u8]| {
     let (topic, payload) = match data.iter().position(|b| *b == 0) {
-        Some(i) => (String::from_utf8_lossy(&data[..i]).into_owned(), &data[i + 1..]),
+        Some(i) => (
+            String::from_utf8_lossy(&data[..i]).into_owned(),
+            &data[i + 1..],
+        ),
         None => match data.split_first() {
             Some((pick, rest)) => (TOPICS[*pick as usize % TOPICS.len()].to_string(), rest),
             None => return,
@@ -59,7 +62,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = &item.outcome {
         assert!(!d.robot_id.is_empty(), "accepted without a robot id");
         for m in &d.metrics {
-            assert!(m.value.is_finite(), "non-finite metric {} = {}", m.name, m.value);
+            assert!(
+                m.value.is_finite(),
+                "non-finite metric {} = {}",
+                m.name,
+                m.value
+            );
         }
     }
 });
