@@ -475,14 +475,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         let e = *expected.lock().await;
         report.metrics_expected = e.metrics;
         report.logs_expected = e.logs;
-        let pattern = format!("{prefix}\\_0%");
+        // The robots' exact ids, so both counts use the (robot_id, …) indexes whatever
+        // the database's collation (a LIKE prefix cannot) and never scan other runs' rows.
+        let robots: Vec<String> = (0..args.robots)
+            .map(|r| format!("{prefix}_{r:04}"))
+            .collect();
         let wait_until = Instant::now() + Duration::from_secs(args.wait_timeout);
         loop {
             let (m, l): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM metrics WHERE robot_id LIKE $1), \
-                        (SELECT count(*) FROM logs WHERE robot_id LIKE $1 AND category = 'robot_bench')",
+                "SELECT (SELECT count(*) FROM metrics WHERE robot_id = ANY($1)), \
+                        (SELECT count(*) FROM logs WHERE robot_id = ANY($1) AND category = 'robot_bench')",
             )
-            .bind(&pattern)
+            .bind(&robots)
             .fetch_one(pool)
             .await?;
             report.metrics_found = m as u64;
