@@ -249,6 +249,11 @@ fn message(mix: Mix, robot: &str, i: u64, ts: DateTime<Utc>) -> (String, String,
     }
 }
 
+/// The id (and MQTT client id) of load-generator robot `r`.
+fn robot_id(prefix: &str, r: usize) -> String {
+    format!("{prefix}_{r:04}")
+}
+
 async fn connect(
     url: &BrokerUrl,
     client_id: &str,
@@ -335,7 +340,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
 
     let mut publishers = Vec::new();
     for r in 0..args.robots {
-        let robot = format!("{prefix}_{r:04}");
+        let robot = robot_id(&prefix, r);
         let (client, mut eventloop) = connect(&url, &robot, args.inflight, args.keepalive).await;
         let acked_c = acked.clone();
         let poller = tokio::spawn(async move {
@@ -477,9 +482,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         report.logs_expected = e.logs;
         // The robots' exact ids, so both counts use the (robot_id, …) indexes whatever
         // the database's collation (a LIKE prefix cannot) and never scan other runs' rows.
-        let robots: Vec<String> = (0..args.robots)
-            .map(|r| format!("{prefix}_{r:04}"))
-            .collect();
+        let robots: Vec<String> = (0..args.robots).map(|r| robot_id(&prefix, r)).collect();
         let wait_until = Instant::now() + Duration::from_secs(args.wait_timeout);
         loop {
             let (m, l): (i64, i64) = sqlx::query_as(

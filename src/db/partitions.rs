@@ -190,8 +190,6 @@ async fn create_day(
     Ok(())
 }
 
-/// Runs maintenance now and then every `interval` until cancelled. Failures are
-/// logged and counted; the next tick tries again.
 /// One maintenance round for today; failures are counted and logged, never fatal
 /// (rows go to the default partition meanwhile and move out on a later round).
 pub async fn round(pool: &PgPool, cfg: &RetentionConfig) {

@@ -162,10 +162,7 @@ pub async fn write(
         written.logs += status_logs;
     }
     if !metrics.is_empty() {
-        written.metrics = match metrics_write {
-            MetricsWrite::Plain => insert_metrics(conn, &metrics, false).await?,
-            MetricsWrite::SkipExisting => insert_metrics(conn, &metrics, true).await?,
-        };
+        written.metrics = insert_metrics(conn, &metrics, metrics_write).await?;
     }
     if !logs.is_empty() {
         written.logs += insert_logs(conn, &logs).await?;
@@ -310,23 +307,28 @@ async fn upsert_robots(
     Ok((upserted as u64, logged as u64))
 }
 
+/// The metrics insert without a conflict clause (a literal, so both variants below are
+/// `&'static str`).
+macro_rules! insert_metrics_sql {
+    () => {
+        "INSERT INTO metrics (robot_id, ts, name, value, unit) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[])"
+    };
+}
+
 async fn insert_metrics(
     conn: &mut PgConnection,
     rows: &[&MetricRow],
-    skip_existing: bool,
+    mode: MetricsWrite,
 ) -> Result<u64, sqlx::Error> {
     let robot: Vec<String> = rows.iter().map(|m| clean(&m.robot_id)).collect();
     let ts: Vec<DateTime<Utc>> = rows.iter().map(|m| m.ts).collect();
     let name: Vec<String> = rows.iter().map(|m| clean(&m.name)).collect();
     let value: Vec<f64> = rows.iter().map(|m| m.value).collect();
     let unit: Vec<Option<String>> = rows.iter().map(|m| m.unit.as_deref().map(clean)).collect();
-    let sql = if skip_existing {
-        "INSERT INTO metrics (robot_id, ts, name, value, unit) \
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[]) \
-         ON CONFLICT DO NOTHING"
-    } else {
-        "INSERT INTO metrics (robot_id, ts, name, value, unit) \
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[])"
+    let sql = match mode {
+        MetricsWrite::Plain => insert_metrics_sql!(),
+        MetricsWrite::SkipExisting => concat!(insert_metrics_sql!(), " ON CONFLICT DO NOTHING"),
     };
     Ok(sqlx::query(sql)
         .bind(&robot)
