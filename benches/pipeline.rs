@@ -9,36 +9,22 @@
 
 use std::hint::black_box;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fleetsink::config::Config;
-use fleetsink::db::writes::{self, MetricsWrite, Outcome};
+use fleetsink::db::writes::{self, Entry, MetricsWrite};
+use fleetsink::model::Decoded;
 use fleetsink::pipeline::batch::{Item, decode_envelope};
-use fleetsink::pipeline::decode::{self, DecodeOptions, Decoded};
+use fleetsink::pipeline::decode::{self, DecodeSettings};
 use fleetsink::pipeline::route::Router;
 use fleetsink::pipeline::{AckToken, Envelope};
+use fleetsink::testing::fixtures;
 
-const FIXTURES: &str = include_str!("../tests/fixtures/tonypi-simulator-samples.jsonl");
-
-fn fixtures() -> Vec<(String, Bytes)> {
-    FIXTURES
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["topic"].as_str().unwrap().to_string(),
-                Bytes::from(v["payload"].as_str().unwrap().to_string()),
-            )
-        })
-        .collect()
-}
-
-fn options() -> DecodeOptions {
-    DecodeOptions {
+fn options() -> DecodeSettings {
+    DecodeSettings {
         // The capture is from one morning; accept its timestamps whenever this runs.
         max_clock_skew: chrono::Duration::days(3650),
-        ..DecodeOptions::default()
+        ..DecodeSettings::default()
     }
 }
 
@@ -148,9 +134,9 @@ fn bench_insert(c: &mut Criterion) {
     });
     let batch = decoded_batch(8); // 1040 messages, as in a busy group commit
     let rows: usize = batch.iter().map(Decoded::row_count).sum();
-    let outcomes: Vec<Outcome> = batch
+    let entries: Vec<Entry> = batch
         .iter()
-        .map(|d| Outcome::Rows {
+        .map(|d| Entry::Rows {
             decoded: d,
             received_at: received_at(),
         })
@@ -166,7 +152,7 @@ fn bench_insert(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let mut tx = pool.begin().await.unwrap();
-                let w = writes::write(&mut tx, &outcomes, 4096, mode).await.unwrap();
+                let w = writes::write(&mut tx, &entries, 4096, mode).await.unwrap();
                 tx.rollback().await.unwrap();
                 black_box(w)
             })

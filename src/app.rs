@@ -1,12 +1,15 @@
-//! Builds everything from a [`Config`] and runs it until shut down.
+//! Builds everything from a [`Config`] and runs it until the caller's shutdown signal.
 //!
-//! Start-up: metrics recorder → database (retried until reachable) and migrations →
-//! partition maintenance → batcher and sink → broker (embedded or external) → admin
-//! HTTP. Port 0 anywhere means "pick a free port"; the bound addresses are logged and
-//! returned, so tests and scripts can run many instances side by side.
+//! Start-up, in order: metrics recorder → database (retried until reachable) and
+//! migrations → today's partition maintenance → batcher and sink → MQTT source
+//! (embedded broker or external connection) → admin HTTP and background tasks. Port 0
+//! anywhere means "pick a free port"; the bound addresses are logged and returned, so
+//! tests and scripts can run many instances side by side.
 //!
-//! Shutdown order (under `shutdown.drain_timeout`): stop intake → flush the partial
-//! batch → let acks drain → disconnect the broker side → stop the admin port.
+//! Shutdown lives in one place, [`App::stopped`], under `shutdown.drain_timeout`:
+//! stop intake → flush the partial batch → commit and release acks → close the MQTT
+//! source (last PUBACKs, disconnect) → stop the background tasks and the admin port.
+//! What is not committed by the deadline stays unacknowledged and is redelivered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,27 +20,23 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
-use crate::broker::EmbeddedBroker;
 use crate::config::{Config, MqttMode};
 use crate::db::{self, partitions};
 use crate::health::Health;
+use crate::mqtt::Qos;
 use crate::pipeline::ack::Acker;
-use crate::pipeline::decode::DecodeOptions;
+use crate::pipeline::decode::DecodeSettings;
 use crate::pipeline::route::Router;
 use crate::pipeline::sink::{self, SinkSettings};
-use crate::pipeline::source::ExternalSource;
+use crate::pipeline::source::{Downlink, Intake, PublishError};
 use crate::pipeline::{Envelope, batch};
 use crate::telemetry;
 
 /// How often the monitor probes PostgreSQL and refreshes gauges.
 const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
-
-enum Intake {
-    Embedded(EmbeddedBroker),
-    External(ExternalSource),
-}
 
 /// A running fleetsink.
 pub struct App {
@@ -45,53 +44,50 @@ pub struct App {
     mqtt_addr: Option<SocketAddr>,
     health: Arc<Health>,
     pool: PgPool,
+    downlink: Downlink,
     shutdown: CancellationToken,
-    intake: Arc<tokio::sync::Mutex<Option<Intake>>>,
-    supervisor: JoinHandle<()>,
+    pipeline: Pipeline,
+    drain_timeout: Duration,
+}
+
+/// The stages and tasks the drain stops, in the order it stops them.
+struct Pipeline {
+    batcher: JoinHandle<()>,
+    sink: JoinHandle<()>,
+    intake: Intake,
+    /// Monitor, partition maintenance and the admin HTTP server: stopped last.
+    background: TaskTracker,
+    stop_background: CancellationToken,
 }
 
 impl App {
-    /// Starts fleetsink. Returns once the database is migrated, the broker side is
-    /// listening or connecting, and the admin port is bound.
-    pub async fn start(cfg: Config) -> anyhow::Result<App> {
+    /// Starts fleetsink; cancelling `shutdown` begins the graceful drain, which
+    /// [`App::stopped`] carries out. Returns once the database is migrated, the MQTT
+    /// side is listening or connecting, and the admin port is bound.
+    pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<App> {
         let prometheus = telemetry::install();
         let health = Arc::new(Health::default());
-        let shutdown = CancellationToken::new();
         let pool = db::pool(&cfg.database)?;
         db::connect_and_migrate(&pool, cfg.database.retry_backoff_max, &shutdown).await?;
         health.set_database_reachable(true);
 
-        let router = Arc::new(Router::new(&cfg.effective_routes()).map_err(anyhow::Error::msg)?);
-        let opts = DecodeOptions {
-            naive_timezone: cfg
-                .ingest
-                .naive_timezone
-                .parse()
-                .map_err(|_| anyhow::anyhow!("ingest.naive_timezone is not an IANA zone"))?,
-            max_clock_skew: chrono::Duration::from_std(cfg.ingest.max_clock_skew)?,
-            max_payload_bytes: cfg.ingest.max_payload_bytes,
-        };
+        let router = Arc::new(Router::new(&cfg.effective_routes())?);
+        let decode = DecodeSettings::from_config(&cfg.ingest)?;
+        // Before intake opens, so today's partition exists from the first row.
+        partitions::maintain_now(&pool, &cfg.retention).await;
 
-        partitions::round(&pool, &cfg.retention).await;
-        let background = CancellationToken::new();
-        let maintenance = tokio::spawn(partitions::run(
-            pool.clone(),
-            cfg.retention.clone(),
-            background.clone(),
-        ));
-
+        // Closing intake is the drain's first step, so it follows the caller's signal.
+        let stop_intake = shutdown.child_token();
         let (intake_tx, intake_rx) = mpsc::channel::<Envelope>(cfg.ingest.queue_capacity);
         let (batch_tx, batch_rx) = mpsc::channel(1);
-        let stop_intake = CancellationToken::new();
         let batcher = tokio::spawn(batch::run(
             intake_rx,
             batch_tx,
             router.clone(),
-            opts,
+            decode,
             cfg.batch.clone(),
-            stop_intake.clone(),
+            stop_intake,
         ));
-
         let (broker_ack_tx, broker_ack_rx) = match cfg.mqtt.mode {
             MqttMode::External => {
                 // Unbounded on purpose: see `pipeline::ack` ("never blocks the sink").
@@ -104,37 +100,17 @@ impl App {
             batch_rx,
             pool.clone(),
             Acker::new(broker_ack_tx, health.clone()),
-            SinkSettings {
-                error_payload_cap: cfg.ingest.error_payload_cap,
-                retry_backoff_max: cfg.database.retry_backoff_max,
-            },
+            SinkSettings::from_config(&cfg),
             health.clone(),
         ));
-
-        let (intake, mqtt_addr) = match (cfg.mqtt.mode, broker_ack_rx) {
-            (MqttMode::External, Some(ack_rx)) => {
-                let source = ExternalSource::start(
-                    &cfg.mqtt.external,
-                    router.filters(),
-                    intake_tx.clone(),
-                    ack_rx,
-                    health.clone(),
-                )
-                .map_err(anyhow::Error::msg)?;
-                (Intake::External(source), None)
-            }
-            _ => {
-                let broker = EmbeddedBroker::start(
-                    &cfg.mqtt.embedded,
-                    router.clone(),
-                    intake_tx.clone(),
-                    health.clone(),
-                )
-                .await?;
-                let addr = broker.local_addr();
-                (Intake::Embedded(broker), Some(addr))
-            }
-        };
+        let intake = Intake::start(
+            &cfg,
+            router,
+            intake_tx.clone(),
+            broker_ack_rx,
+            health.clone(),
+        )
+        .await?;
 
         let listener = tokio::net::TcpListener::bind(cfg.http.listen)
             .await
@@ -146,73 +122,51 @@ impl App {
             })?;
         let http_addr = listener.local_addr()?;
         tracing::info!(listen = %http_addr, "admin HTTP listening");
-        let http_stop = CancellationToken::new();
-        let app_router = admin::router(AdminState {
+
+        let background = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let admin_router = admin::router(AdminState {
             health: health.clone(),
             prometheus: prometheus.clone(),
         });
-        let http = {
-            let stop = http_stop.clone();
-            tokio::spawn(async move {
-                let served = axum::serve(listener, app_router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "admin HTTP server failed");
-                }
-            })
-        };
-
-        let monitor = tokio::spawn(monitor(
+        let stop = stop_background.clone();
+        background.spawn(async move {
+            let served = axum::serve(listener, admin_router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin HTTP server failed");
+            }
+        });
+        background.spawn(partitions::maintain_periodically(
+            pool.clone(),
+            cfg.retention.clone(),
+            stop_background.clone(),
+        ));
+        background.spawn(monitor(
             pool.clone(),
             health.clone(),
             prometheus,
             intake_tx,
-            background.clone(),
+            stop_background.clone(),
         ));
-
-        let intake = Arc::new(tokio::sync::Mutex::new(Some(intake)));
-        let supervisor = {
-            let shutdown = shutdown.clone();
-            let intake = intake.clone();
-            let health = health.clone();
-            let drain_timeout = cfg.shutdown.drain_timeout;
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                tracing::info!(?drain_timeout, "shutting down: draining");
-                health.start_draining();
-                let deadline = tokio::time::Instant::now() + drain_timeout;
-                stop_intake.cancel();
-                let _ = tokio::time::timeout_at(deadline, batcher).await;
-                let mut sink = sink;
-                if tokio::time::timeout_at(deadline, &mut sink).await.is_err() {
-                    tracing::warn!(
-                        "drain timeout: uncommitted messages stay unacknowledged and will be redelivered"
-                    );
-                    sink.abort();
-                }
-                match intake.lock().await.take() {
-                    Some(Intake::External(source)) => source.finish(deadline).await,
-                    Some(Intake::Embedded(broker)) => broker.shutdown().await,
-                    None => {}
-                }
-                background.cancel();
-                let _ = maintenance.await;
-                let _ = monitor.await;
-                http_stop.cancel();
-                let _ = http.await;
-                tracing::info!("shutdown complete");
-            })
-        };
+        background.close();
 
         Ok(App {
             http_addr,
-            mqtt_addr,
+            mqtt_addr: intake.mqtt_addr(),
             health,
             pool,
+            downlink: intake.downlink(),
             shutdown,
-            intake,
-            supervisor,
+            pipeline: Pipeline {
+                batcher,
+                sink,
+                intake,
+                background,
+                stop_background,
+            },
+            drain_timeout: cfg.shutdown.drain_timeout,
         })
     }
 
@@ -233,35 +187,43 @@ impl App {
         &self.pool
     }
 
-    /// Cancel this to start the graceful shutdown.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
     /// Publishes a downlink message (e.g. a command to `tonypi/commands/{robot_id}`)
     /// through whichever broker fleetsink uses.
-    pub async fn publish(&self, topic: &str, payload: Bytes, qos: u8) -> anyhow::Result<()> {
-        match self.intake.lock().await.as_ref() {
-            Some(Intake::Embedded(b)) => Ok(b.publish(topic, payload, qos, false).await?),
-            Some(Intake::External(s)) => {
-                let qos = match qos {
-                    0 => rumqttc::QoS::AtMostOnce,
-                    1 => rumqttc::QoS::AtLeastOnce,
-                    _ => rumqttc::QoS::ExactlyOnce,
-                };
-                s.client
-                    .publish(topic, qos, false, payload.to_vec())
-                    .await?;
-                Ok(())
-            }
-            None => anyhow::bail!("fleetsink is shutting down"),
-        }
+    pub async fn publish(&self, topic: &str, payload: Bytes, qos: Qos) -> Result<(), PublishError> {
+        self.downlink.publish(topic, payload, qos).await
     }
 
-    /// Waits until the shutdown (started by cancelling the token) has completed.
-    pub async fn wait(self) {
-        let _ = self.supervisor.await;
+    /// Waits for the shutdown signal, then drains in order under `shutdown.drain_timeout`
+    /// and returns when everything has stopped.
+    pub async fn stopped(self) {
+        self.shutdown.cancelled().await;
+        let Pipeline {
+            batcher,
+            mut sink,
+            intake,
+            background,
+            stop_background,
+        } = self.pipeline;
+        tracing::info!(drain_timeout = ?self.drain_timeout, "shutting down: draining");
+        self.health.start_draining();
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        // 1. Intake is closed (the child token was cancelled with `shutdown`); the
+        //    batcher drains the queue and hands over its last, partial batch.
+        let _ = tokio::time::timeout_at(deadline, batcher).await;
+        // 2. The sink commits what it holds and releases those acks.
+        if tokio::time::timeout_at(deadline, &mut sink).await.is_err() {
+            tracing::warn!(
+                "drain timeout: uncommitted messages stay unacknowledged and will be redelivered"
+            );
+            sink.abort();
+        }
+        // 3. The source sends the last PUBACKs and disconnects (or kicks its clients).
+        intake.close(deadline).await;
+        // 4. Background tasks and the admin port.
+        stop_background.cancel();
+        background.wait().await;
         self.pool.close().await;
+        tracing::info!("shutdown complete");
     }
 }
 

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 
-use crate::pipeline::source::BrokerUrl;
+use crate::mqtt::{BrokerUrl, Qos};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mix {
@@ -260,7 +261,7 @@ async fn connect(
     inflight: u16,
     keepalive: u64,
 ) -> (AsyncClient, rumqttc::EventLoop) {
-    let mut opts = MqttOptions::new(client_id, url.host.clone(), url.port);
+    let mut opts = MqttOptions::new(client_id, url.socket_host(), url.port);
     opts.set_keep_alive(Duration::from_secs(keepalive.max(5)))
         // A persistent session: after a reconnect (a robot whose PINGREQ went unanswered
         // while fleetsink held its PUBACK through a PostgreSQL outage) the broker resumes
@@ -269,16 +270,18 @@ async fn connect(
         .set_clean_session(false)
         .set_inflight(inflight.max(1))
         .set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(user) = &url.username {
+        let password = url.password.as_ref().map(|p| p.expose_secret().to_string());
+        opts.set_credentials(user.clone(), password.unwrap_or_default());
+    }
     AsyncClient::new(opts, 1000)
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
-    let url = BrokerUrl::parse(&args.broker).map_err(anyhow::Error::msg)?;
-    let qos = match args.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        q => anyhow::bail!("--qos {q}: use 0 or 1"),
-    };
+    let url = BrokerUrl::parse(&args.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+    let qos: QoS = Qos::try_from(args.qos)
+        .map_err(|e| anyhow::anyhow!("--qos: {e}"))?
+        .into();
     let prefix = args
         .prefix
         .clone()
@@ -289,8 +292,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     };
     let mut report = Report {
         args: format!(
-            "broker={} robots={} rate={} duration={}s qos={} mix={:?} inflight={}",
-            args.broker, args.robots, args.rate, args.duration, args.qos, args.mix, args.inflight
+            "broker={url} robots={} rate={} duration={}s qos={} mix={:?} inflight={}",
+            args.robots, args.rate, args.duration, args.qos, args.mix, args.inflight
         ),
         ..Report::default()
     };

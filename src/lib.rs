@@ -1,29 +1,36 @@
 //! fleetsink: an MQTT-native ingestion daemon with a PostgreSQL sink.
 //!
 //! ```text
-//!  robots ──MQTT──► broker.rs (embedded rmqtt, ingest in the publish hook)
-//!                   pipeline/source.rs (external broker, rumqttc, manual acks)
+//!  robots ──MQTT──► pipeline/source/    embedded rmqtt broker (ingest in the publish hook)
+//!                                       or an external broker via rumqttc (manual acks)
 //!                        │ Envelope + AckToken, bounded queue
 //!                        ▼
-//!                   pipeline/batch.rs   decode (pipeline/decode.rs, pure) + group commit
+//!                   pipeline/batch.rs   route (pipeline/route.rs) + decode
+//!                        │              (pipeline/decode/, pure) + group commit
 //!                        │ Batch, one at a time
 //!                        ▼
-//!                   pipeline/sink.rs    one transaction per batch (db/writes.rs), retries
+//!                   pipeline/sink.rs    one transaction per batch (db/writes/), retries
 //!                        │ after commit, in receive order
 //!                        ▼
 //!                   pipeline/ack.rs     PUBACK: hook released / broker ack sent
 //! ```
 //!
-//! Module map: [`app`] builds and runs everything from a [`config::Config`];
-//! [`db`] holds migrations, partition maintenance and the SQL; [`admin`] is the HTTP
-//! port; [`telemetry`] names every Prometheus metric; [`bench`] is the load generator.
+//! Dependencies point one way: [`model`] (rows, reasons; depends on nothing) and the
+//! pure helpers [`mqtt`] and [`backoff`] → [`config`] (plain data and validation) →
+//! [`db`] and [`pipeline`] → [`app`] (wiring, start-up, the ordered drain) → `main`.
+//! [`admin`] is the HTTP port, [`health`] the readiness flags, [`telemetry`] names every
+//! Prometheus metric, and [`bench`] is the load generator.
 
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod bench;
-pub mod broker;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod model;
+pub mod mqtt;
 pub mod pipeline;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

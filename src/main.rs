@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use fleetsink::app::App;
 use fleetsink::config::{Config, LogFormat};
 use fleetsink::{bench, db};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -96,13 +97,13 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let app = App::start(cfg).await?;
-    let token = app.shutdown_token();
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        token.cancel();
+        signal.cancel();
     });
-    app.wait().await;
+    App::start(cfg, shutdown).await?.stopped().await;
     Ok(())
 }
 
@@ -133,9 +134,8 @@ async fn partitions(cfg: &Config, maintain: bool) -> anyhow::Result<()> {
     let pool = db::pool(&cfg.database)?;
     db::MIGRATOR.run(&pool).await?;
     if maintain {
-        let report =
-            db::partitions::maintain(&pool, &cfg.retention, chrono::Utc::now().date_naive())
-                .await?;
+        let today = chrono::Utc::now().date_naive();
+        let report = db::partitions::maintain_for_day(&pool, &cfg.retention, today).await?;
         if !report.ran {
             println!("another instance holds the maintenance lock; nothing done");
         }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fleetsink::config::Config;
 use fleetsink::pipeline::batch::decode_envelope;
-use fleetsink::pipeline::decode::DecodeOptions;
+use fleetsink::pipeline::decode::DecodeSettings;
 use fleetsink::pipeline::route::Router;
 use fleetsink::pipeline::{AckToken, Envelope};
 use libfuzzer_sys::fuzz_target;
@@ -58,8 +58,8 @@ fuzz_target!(|data: &[u8]| {
         client_id: None,
         ack: AckToken::None,
     };
-    let item = decode_envelope(env, router(), &DecodeOptions::default());
-    if let Ok(d) = &item.outcome {
+    let item = decode_envelope(env, router(), &DecodeSettings::default());
+    if let Ok(d) = &item.decoded {
         assert!(!d.robot_id.is_empty(), "accepted without a robot id");
         for m in &d.metrics {
             assert!(

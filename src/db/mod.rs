@@ -1,4 +1,5 @@
-//! PostgreSQL: the pool, embedded migrations, partition maintenance and the batch writes.
+//! PostgreSQL: the pool, embedded migrations, transient-error classification; partition
+//! maintenance (`partitions.rs`) and the SQL of a batch (`writes/`).
 
 pub mod partitions;
 pub mod writes;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+use crate::backoff::Backoff;
 use crate::config::DatabaseConfig;
 
 /// Migrations compiled into the binary; run at start-up and by `fleetsink migrate`.
@@ -37,6 +39,7 @@ pub fn pool(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
     }
     let opts: PgConnectOptions = cfg
         .url
+        .expose()
         .parse::<PgConnectOptions>()
         .map_err(DbError::BadUrl)?
         .application_name("fleetsink")
@@ -55,8 +58,9 @@ pub async fn connect_and_migrate(
     backoff_max: Duration,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), DbError> {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new(backoff_max);
     loop {
+        let delay = backoff.next_delay();
         match MIGRATOR.run(pool).await {
             Ok(()) => return Ok(()),
             Err(sqlx::migrate::MigrateError::Execute(e)) if is_transient(&e) => {
@@ -68,7 +72,6 @@ pub async fn connect_and_migrate(
             _ = cancel.cancelled() => return Err(DbError::Connect(sqlx::Error::PoolClosed)),
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(backoff_max);
     }
 }
 

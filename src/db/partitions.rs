@@ -64,8 +64,9 @@ fn retention_days(cfg: &RetentionConfig, table: &str) -> u32 {
     }
 }
 
-/// One maintenance round for `today` (UTC), under the advisory lock.
-pub async fn maintain(
+/// One maintenance round as of `today` (UTC), under the advisory lock; skipped (with
+/// `ran = false`) when another instance holds it.
+pub async fn maintain_for_day(
     pool: &PgPool,
     cfg: &RetentionConfig,
     today: NaiveDate,
@@ -192,9 +193,9 @@ async fn create_day(
 
 /// One maintenance round for today; failures are counted and logged, never fatal
 /// (rows go to the default partition meanwhile and move out on a later round).
-pub async fn round(pool: &PgPool, cfg: &RetentionConfig) {
+pub async fn maintain_now(pool: &PgPool, cfg: &RetentionConfig) {
     let today = Utc::now().date_naive();
-    match maintain(pool, cfg, today).await {
+    match maintain_for_day(pool, cfg, today).await {
         Ok(r) if r.ran => telemetry::maintenance_run(true),
         Ok(_) => {}
         Err(e) => {
@@ -206,13 +207,17 @@ pub async fn round(pool: &PgPool, cfg: &RetentionConfig) {
 
 /// Runs a round every `retention.interval` until cancelled. The start-up round is the
 /// caller's (it runs before intake opens, so today's partition exists from the first row).
-pub async fn run(pool: PgPool, cfg: RetentionConfig, cancel: tokio_util::sync::CancellationToken) {
+pub async fn maintain_periodically(
+    pool: PgPool,
+    cfg: RetentionConfig,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.interval) => {}
         }
-        round(&pool, &cfg).await;
+        maintain_now(&pool, &cfg).await;
     }
 }
 

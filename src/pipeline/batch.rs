@@ -16,16 +16,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Envelope;
-use super::decode::{self, DecodeOptions, Decoded, Reason, TsSource, Unusable};
+use super::decode::{self, DecodeSettings};
 use super::route::Router;
 use crate::config::BatchConfig;
+use crate::model::{Decoded, Reason, TsSource, Unusable};
 use crate::telemetry;
 
 /// One message and what decoding made of it.
 #[derive(Debug)]
 pub struct Item {
     pub env: Envelope,
-    pub outcome: Result<Decoded, Unusable>,
+    pub decoded: Result<Decoded, Unusable>,
 }
 
 #[derive(Debug, Default)]
@@ -36,7 +37,7 @@ pub struct Batch {
 
 impl Batch {
     fn push(&mut self, item: Item) {
-        self.rows += match &item.outcome {
+        self.rows += match &item.decoded {
             Ok(d) => d.row_count(),
             Err(_) => 1,
         };
@@ -45,39 +46,40 @@ impl Batch {
 }
 
 /// Decodes one envelope against the routes, counting what metrics need.
-pub fn decode_envelope(env: Envelope, router: &Router, opts: &DecodeOptions) -> Item {
-    let outcome = match router.find(&env.topic) {
+pub fn decode_envelope(env: Envelope, router: &Router, settings: &DecodeSettings) -> Item {
+    let decoded = match router.find(&env.topic) {
         Some(route) => {
             telemetry::message_received(route.label);
-            decode::decode(route, &env.topic, &env.payload, env.received_at, opts)
+            decode::decode(route, &env.topic, &env.payload, env.received_at, settings)
         }
         None => Err(Unusable::new(
             Reason::NoRoute,
             format!("no route matches topic {:?}", env.topic),
         )),
     };
-    match &outcome {
+    match &decoded {
         Ok(d) if d.ts_source != TsSource::Payload => {
             telemetry::timestamp_fallback(d.ts_source.label())
         }
         Ok(_) => {}
         Err(e) => telemetry::ingest_error(e.reason.label()),
     }
-    Item { env, outcome }
+    Item { env, decoded }
 }
 
+/// Runs until `stop` is cancelled and the intake queue is drained, or the sink is gone.
 pub async fn run(
     mut intake: mpsc::Receiver<Envelope>,
     sink: mpsc::Sender<Batch>,
     router: Arc<Router>,
-    opts: DecodeOptions,
-    limits: BatchConfig,
+    settings: DecodeSettings,
+    cfg: BatchConfig,
     stop: CancellationToken,
 ) {
     let mut batch = Batch::default();
     let mut stopping = false;
     loop {
-        let full = batch.items.len() >= limits.max_messages || batch.rows >= limits.max_rows;
+        let full = batch.items.len() >= cfg.max_messages || batch.rows >= cfg.max_rows;
         tokio::select! {
             biased;
             _ = stop.cancelled(), if !stopping => {
@@ -89,7 +91,7 @@ pub async fn run(
                 Err(_) => return, // the sink is gone; unsent messages stay unacknowledged
             },
             env = intake.recv(), if !full => match env {
-                Some(env) => batch.push(decode_envelope(env, &router, &opts)),
+                Some(env) => batch.push(decode_envelope(env, &router, &settings)),
                 None => {
                     if !batch.items.is_empty() {
                         let _ = sink.send(batch).await;

@@ -1,9 +1,10 @@
-//! The ingestion pipeline, one file per stage in data-flow order:
+//! The ingestion pipeline, one module per stage in data-flow order:
 //!
 //! ```text
-//! source (external broker) ─┐
-//!                           ├─► Envelope ─► batch ─► sink (decode, one transaction) ─► ack
-//! broker (embedded, hook) ──┘     bounded       group commit                      receive order
+//! source/embedded.rs (rmqtt hook) ─┐
+//!                                  ├─► Envelope ─► batch.rs ─────► sink.rs ────────► ack.rs
+//! source/external.rs (rumqttc) ────┘   bounded     route.rs +      one transaction   receive
+//!                                      queue       decode/ (pure)  per batch (db/)   order
 //! ```
 //!
 //! Types here cross stage boundaries. An [`Envelope`] carries one MQTT message and
@@ -49,14 +50,3 @@ pub enum AckToken {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("message not committed: {0}")]
 pub struct Undelivered(pub String);
-
-/// Identifies a message for dedup keys: stable across redeliveries.
-pub fn message_fingerprint(topic: &str, payload: &[u8]) -> i64 {
-    // FNV-1a, 64 bit: stable across Rust versions and processes, unlike the std hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in topic.as_bytes().iter().chain([0u8].iter()).chain(payload) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h as i64
-}

@@ -1,35 +1,50 @@
 //! The sink: one transaction per batch, retried while PostgreSQL is unreachable, and
 //! acknowledgements released only after commit, in receive order.
 //!
-//! Failure handling is decided here, once:
+//! Failure handling is decided here, once, by the error's kind (`db::is_transient`):
 //! - a transient error (connection lost, server restarting, overload) retries the
-//!   same batch with capped exponential backoff — ingestion pauses, the bounded queue
+//!   same batch with capped, jittered backoff — ingestion pauses, the bounded queue
 //!   fills, and backpressure reaches the broker; nothing is acknowledged meanwhile;
+//! - a unique violation on the fast metrics insert means the batch holds rows already
+//!   stored (a redelivery): the batch is rewritten skipping them;
 //! - any other error means the batch holds something PostgreSQL refuses; the batch is
 //!   split and each message is written alone, so one bad message lands in
 //!   `ingest_errors` and the good ones around it still land.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::PgPool;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::ack::Acker;
 use super::batch::{Batch, Item};
-use super::decode::{Reason, Unusable};
+use crate::backoff::Backoff;
+use crate::config::Config;
 use crate::db::is_transient;
-use crate::db::writes::{self, MetricsWrite, Outcome, Written};
+use crate::db::writes::{self, Entry, ErrorRow, MetricsWrite, Written};
 use crate::health::Health;
+use crate::model::{Reason, Unusable};
 use crate::telemetry;
 
+/// What the sink needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
     pub error_payload_cap: usize,
     pub retry_backoff_max: Duration,
 }
 
+impl SinkSettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            error_payload_cap: cfg.ingest.error_payload_cap,
+            retry_backoff_max: cfg.database.retry_backoff_max,
+        }
+    }
+}
+
+/// Commits batches until the batcher hangs up, releasing each batch's acks after commit.
 pub async fn run(
     mut batches: mpsc::Receiver<Batch>,
     pool: PgPool,
@@ -66,17 +81,13 @@ fn record_written(w: &Written) {
     telemetry::rows_written("ingest_errors", w.ingest_errors);
 }
 
-fn outcomes<'a>(items: &'a [Item]) -> Vec<Outcome<'a>> {
-    items.iter().map(outcome).collect()
-}
-
-fn outcome(item: &Item) -> Outcome<'_> {
-    match &item.outcome {
-        Ok(decoded) => Outcome::Rows {
+fn entry(item: &Item) -> Entry<'_> {
+    match &item.decoded {
+        Ok(decoded) => Entry::Rows {
             decoded,
             received_at: item.env.received_at,
         },
-        Err(unusable) => Outcome::Error(writes::error_row(
+        Err(unusable) => Entry::Unusable(ErrorRow::new(
             &item.env.topic,
             &item.env.payload,
             unusable,
@@ -86,21 +97,21 @@ fn outcome(item: &Item) -> Outcome<'_> {
     }
 }
 
-/// Writes `outcomes` in one transaction: metrics by a plain insert first; if a row
+/// Writes `entries` in one transaction: metrics by a plain insert first; if a row
 /// already exists (a redelivery), the transaction is rolled back and the batch written
 /// again skipping existing rows.
 async fn write_tx(
     pool: &PgPool,
-    outcomes: &[Outcome<'_>],
+    entries: &[Entry<'_>],
     cap: usize,
 ) -> Result<Written, sqlx::Error> {
-    match write_tx_with(pool, outcomes, cap, MetricsWrite::Plain).await {
+    match write_tx_with(pool, entries, cap, MetricsWrite::Plain).await {
         Err(e) if writes::is_unique_violation(&e) => {
             telemetry::commit_failure("redelivered");
             tracing::debug!(
                 "batch holds rows already stored (a redelivery); rewriting it skipping them"
             );
-            write_tx_with(pool, outcomes, cap, MetricsWrite::SkipExisting).await
+            write_tx_with(pool, entries, cap, MetricsWrite::SkipExisting).await
         }
         other => other,
     }
@@ -108,12 +119,12 @@ async fn write_tx(
 
 async fn write_tx_with(
     pool: &PgPool,
-    outcomes: &[Outcome<'_>],
+    entries: &[Entry<'_>],
     cap: usize,
     metrics: MetricsWrite,
 ) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let written = writes::write(&mut tx, outcomes, cap, metrics).await?;
+    let written = writes::write(&mut tx, entries, cap, metrics).await?;
     tx.commit().await?;
     Ok(written)
 }
@@ -124,7 +135,8 @@ async fn write_tx_with(
 async fn commit(pool: &PgPool, items: &mut [Item], s: &SinkSettings, health: &Health) -> Written {
     let mut backoff = Backoff::new(s.retry_backoff_max);
     loop {
-        match write_tx(pool, &outcomes(items), s.error_payload_cap).await {
+        let entries: Vec<Entry> = items.iter().map(entry).collect();
+        match write_tx(pool, &entries, s.error_payload_cap).await {
             Ok(w) => {
                 health.set_database_reachable(true);
                 return w;
@@ -155,10 +167,10 @@ async fn commit_one_by_one(
     for item in items.iter_mut() {
         let mut backoff = Backoff::new(s.retry_backoff_max);
         loop {
-            match write_tx(pool, &[outcome(item)], s.error_payload_cap).await {
+            match write_tx(pool, &[entry(item)], s.error_payload_cap).await {
                 Ok(w) => {
                     health.set_database_reachable(true);
-                    add(&mut total, &w);
+                    total += w;
                     break;
                 }
                 Err(e) if is_transient(&e) => {
@@ -171,58 +183,10 @@ async fn commit_one_by_one(
                     let reason = Unusable::new(Reason::RejectedByDatabase, e.to_string());
                     telemetry::ingest_error(reason.reason.label());
                     tracing::warn!(topic = %item.env.topic, error = %e, "message rejected by PostgreSQL; stored in ingest_errors");
-                    item.outcome = Err(reason);
+                    item.decoded = Err(reason);
                 }
             }
         }
     }
     total
-}
-
-fn add(total: &mut Written, w: &Written) {
-    total.robots += w.robots;
-    total.metrics += w.metrics;
-    total.logs += w.logs;
-    total.jobs += w.jobs;
-    total.ingest_errors += w.ingest_errors;
-}
-
-/// Capped exponential backoff starting at 100 ms.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(max: Duration) -> Self {
-        Self {
-            next: Duration::from_millis(100).min(max),
-            max,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (self.next * 2).min(self.max);
-        now
-    }
-
-    pub fn reset(&mut self) {
-        self.next = Duration::from_millis(100).min(self.max);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_capped_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(500));
-        let seq: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(seq, vec![100, 200, 400, 500, 500]);
-        b.reset();
-        assert_eq!(b.next_delay().as_millis(), 100);
-    }
 }

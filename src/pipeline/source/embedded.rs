@@ -35,8 +35,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AckMode, EmbeddedConfig};
 use crate::health::Health;
+use crate::mqtt::Qos;
 use crate::pipeline::route::Router;
-use crate::pipeline::{AckToken, Envelope};
+use crate::pipeline::{AckToken, Envelope, Undelivered};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -49,6 +50,17 @@ pub enum BrokerError {
     },
     #[error("cannot publish: {0}")]
     Publish(anyhow::Error),
+}
+
+/// Why a publish is not acknowledged to the robot (it resends it).
+#[derive(Debug, thiserror::Error)]
+enum NotAcked {
+    #[error("fleetsink is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Undelivered(#[from] Undelivered),
+    #[error("message not committed")]
+    Dropped,
 }
 
 /// The running embedded broker.
@@ -72,7 +84,7 @@ impl IngestHook {
         client_id: Option<&str>,
         publish: &Publish,
         wait_for_commit: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotAcked> {
         let topic = publish.topic.to_string();
         if self.router.find(&topic).is_none() {
             return Ok(()); // not ours (e.g. downlink commands): route it like any broker
@@ -92,15 +104,14 @@ impl IngestHook {
             ack,
         };
         if self.intake.send(env).await.is_err() {
-            return Err("fleetsink is shutting down".into());
+            return Err(NotAcked::ShuttingDown);
         }
         match done {
             None => Ok(()),
             Some(rx) => match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(result) => Ok(result?),
                 // Dropped without a status counts as failed.
-                Err(_) => Err("message not committed".into()),
+                Err(_) => Err(NotAcked::Dropped),
             },
         }
     }
@@ -125,7 +136,7 @@ impl Handler for IngestHook {
                     Ok(()) => (true, acc),
                     Err(e) => {
                         tracing::warn!(client_id = %session.id.client_id, reason = %e, "publish not acknowledged; the client will resend");
-                        let deny = PublishAclResult::rejected(true, Some(e.into()));
+                        let deny = PublishAclResult::rejected(true, Some(e.to_string().into()));
                         (false, Some(HookResult::PublishAclResult(deny)))
                     }
                 }
@@ -215,34 +226,9 @@ impl EmbeddedBroker {
         self.local_addr
     }
 
-    /// Publishes from fleetsink itself (e.g. commands to `tonypi/commands/{id}`),
-    /// routed to subscribers like any client's message.
-    pub async fn publish(
-        &self,
-        topic: &str,
-        payload: Bytes,
-        qos: u8,
-        retain: bool,
-    ) -> Result<(), BrokerError> {
-        let qos = match qos {
-            0 => QoS::AtMostOnce,
-            1 => QoS::AtLeastOnce,
-            _ => QoS::ExactlyOnce,
-        };
-        let codec = CodecPublish {
-            dup: false,
-            retain,
-            qos,
-            topic: topic.into(),
-            packet_id: None,
-            payload,
-            properties: None,
-        };
-        let publish = Publish::from(codec).create_time(Utc::now().timestamp_millis());
-        let id = Id::new(self.scx.node.id(), 0, None, None, "fleetsink".into(), None);
-        SessionState::forwards(&self.scx, From::from_system(id), publish, false, None)
-            .await
-            .map_err(BrokerError::Publish)
+    /// A handle that publishes through this broker, for as long as it runs.
+    pub fn downlink(&self) -> ServerContext {
+        self.scx.clone()
     }
 
     /// Closes the listener and disconnects every client. Call after the pipeline has
@@ -278,4 +264,32 @@ impl IngestHook {
             health: self.health.clone(),
         }
     }
+}
+
+/// Publishes from fleetsink itself (e.g. commands to `tonypi/commands/{id}`), routed to
+/// subscribers like any client's message.
+pub async fn publish(
+    scx: &ServerContext,
+    topic: &str,
+    payload: Bytes,
+    qos: Qos,
+) -> Result<(), BrokerError> {
+    let qos = match qos {
+        Qos::AtMostOnce => QoS::AtMostOnce,
+        Qos::AtLeastOnce => QoS::AtLeastOnce,
+    };
+    let codec = CodecPublish {
+        dup: false,
+        retain: false,
+        qos,
+        topic: topic.into(),
+        packet_id: None,
+        payload,
+        properties: None,
+    };
+    let publish = Publish::from(codec).create_time(Utc::now().timestamp_millis());
+    let id = Id::new(scx.node.id(), 0, None, None, "fleetsink".into(), None);
+    SessionState::forwards(scx, From::from_system(id), publish, false, None)
+        .await
+        .map_err(BrokerError::Publish)
 }

@@ -20,62 +20,25 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
     SubscribeReasonCode, Transport,
 };
+use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::ack::{self, AckProgress, BrokerAck};
-use super::sink::Backoff;
-use super::{AckToken, Envelope};
+use crate::backoff::Backoff;
 use crate::config::ExternalConfig;
 use crate::health::Health;
+use crate::mqtt::BrokerUrl;
+use crate::pipeline::ack::{self, AckProgress, BrokerAck};
+use crate::pipeline::{AckToken, Envelope};
 
 /// Largest packet accepted from the broker. Far above `ingest.max_payload_bytes`, so an
 /// oversized payload is recorded in `ingest_errors` instead of breaking the connection
 /// in a redelivery loop.
 const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
 
-/// A parsed `mqtt.external.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl BrokerUrl {
-    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("mqtts://") {
-            (true, r)
-        } else {
-            return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("{url:?}: port {p:?} is not a number"))?;
-                (h, port)
-            }
-            _ => (rest, if tls { 8883 } else { 1883 }),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("{url:?} has no host"));
-        }
-        Ok(BrokerUrl {
-            host: host.to_string(),
-            port,
-            tls,
-        })
-    }
-}
-
 /// The running external source.
 pub struct ExternalSource {
-    pub client: AsyncClient,
+    client: AsyncClient,
     event_loop: JoinHandle<()>,
     acks: JoinHandle<()>,
     progress: Arc<AckProgress>,
@@ -89,20 +52,25 @@ impl ExternalSource {
     /// receiver, which this source owns.
     pub fn start(
         cfg: &ExternalConfig,
+        url: BrokerUrl,
         filters: Vec<String>,
         intake: mpsc::Sender<Envelope>,
         ack_rx: mpsc::UnboundedReceiver<BrokerAck>,
         health: Arc<Health>,
-    ) -> Result<ExternalSource, String> {
-        let url = BrokerUrl::parse(&cfg.url)?;
-        let mut opts = MqttOptions::new(cfg.client_id.clone(), url.host.clone(), url.port);
+    ) -> ExternalSource {
+        let mut opts = MqttOptions::new(cfg.client_id.clone(), url.socket_host(), url.port);
         opts.set_clean_session(false)
             .set_manual_acks(true)
             .set_keep_alive(cfg.keep_alive)
             .set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET)
             .set_request_channel_capacity(cfg.request_channel_capacity);
-        if let Some(user) = &cfg.username {
-            opts.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
+        if let Some(user) = &url.username {
+            let password = url
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string())
+                .unwrap_or_default();
+            opts.set_credentials(user.clone(), password);
         }
         if url.tls {
             opts.set_transport(Transport::tls_with_default_config());
@@ -127,15 +95,21 @@ impl ExternalSource {
             closing.clone(),
             health,
             cfg.reconnect_backoff_max,
-            cfg.url.clone(),
+            url,
         ));
-        Ok(ExternalSource {
+        ExternalSource {
             client,
             event_loop,
             acks,
             progress,
             closing,
-        })
+        }
+    }
+
+    /// A handle that publishes through this connection (queued to rumqttc; at QoS 1
+    /// rumqttc retransmits until the broker acknowledges).
+    pub fn downlink(&self) -> AsyncClient {
+        self.client.clone()
     }
 
     /// After the sink has finished: waits until every PUBACK is on the wire (or the
@@ -175,7 +149,7 @@ async fn poll_loop(
     closing: Arc<AtomicBool>,
     health: Arc<Health>,
     backoff_max: Duration,
-    url: String,
+    url: BrokerUrl,
 ) {
     let mut backoff = Backoff::new(backoff_max);
     loop {
@@ -245,27 +219,5 @@ async fn poll_loop(
                 tokio::time::sleep(wait).await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            BrokerUrl::parse("mqtt://localhost:1884").unwrap(),
-            BrokerUrl {
-                host: "localhost".into(),
-                port: 1884,
-                tls: false
-            }
-        );
-        assert_eq!(BrokerUrl::parse("mqtts://b.example").unwrap().port, 8883);
-        assert_eq!(BrokerUrl::parse("mqtt://[::1]:1883").unwrap().host, "::1");
-        assert!(BrokerUrl::parse("tcp://x:1").is_err());
-        assert!(BrokerUrl::parse("mqtt://x:port").is_err());
-        assert!(BrokerUrl::parse("mqtt://").is_err());
     }
 }

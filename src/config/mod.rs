@@ -1,0 +1,331 @@
+//! Typed configuration: the sections, their keys and defaults.
+//!
+//! Plain data with no pipeline types. Loading (file, then `FLEETSINK__` environment,
+//! then `DATABASE_URL`) is in `load.rs`, the checks between keys in `validate.rs`,
+//! secret handling in `secret.rs`, and the routes (with the built-in TonyPi and generic
+//! ones) in `routes.rs`. Every key and its default is also documented in
+//! `config/fleetsink.example.toml`, which a test keeps equal to these defaults.
+
+mod load;
+mod routes;
+pub mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+pub use routes::{RobotIdSource, RouteConfig, RouteError, RouteKind, routes_default};
+pub use secret::SensitiveUrl;
+pub use validate::BrokerConfigError;
+
+/// Environment prefix: `FLEETSINK__DATABASE__URL` sets `database.url`.
+pub const ENV_PREFIX: &str = "FLEETSINK";
+/// The file read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/fleetsink.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: config::ConfigError,
+    },
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub mqtt: MqttConfig,
+    pub ingest: IngestConfig,
+    pub batch: BatchConfig,
+    pub retention: RetentionConfig,
+    pub http: HttpConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+    /// Extra routes, matched before the built-in defaults (see `routes_default`).
+    pub routes: Vec<RouteConfig>,
+    /// When false, only `routes` are used: the TonyPi and generic defaults are off.
+    pub default_routes: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:pass@host:port/db`; falls back to `DATABASE_URL`.
+    pub url: SensitiveUrl,
+    /// Pool size. The sink writes on one connection; the rest serve maintenance and HTTP.
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest pause between retries while PostgreSQL is unreachable.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SensitiveUrl::default(),
+            max_connections: 6,
+            connect_timeout: Duration::from_secs(5),
+            retry_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MqttMode {
+    Embedded,
+    External,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub mode: MqttMode,
+    pub embedded: EmbeddedConfig,
+    pub external: ExternalConfig,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            mode: MqttMode::Embedded,
+            embedded: EmbeddedConfig::default(),
+            external: ExternalConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckMode {
+    /// PUBACK once the message's rows are committed.
+    AfterCommit,
+    /// PUBACK once the message is in the bounded in-memory queue.
+    OnReceipt,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    pub listen: SocketAddr,
+    pub ack: AckMode,
+    pub allow_anonymous: bool,
+    /// Largest MQTT packet accepted; bigger packets close the connection. Keep it
+    /// above `ingest.max_payload_bytes` so oversized payloads are recorded, not refused.
+    pub max_packet_size: u32,
+    /// Outbound QoS 1/2 window per subscriber (downlink to robots, dashboards).
+    pub max_inflight: u16,
+    /// Messages queued per offline persistent session before rmqtt drops them.
+    pub max_mqueue_len: usize,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            ack: AckMode::AfterCommit,
+            allow_anonymous: true,
+            max_packet_size: 4 * 1024 * 1024,
+            max_inflight: 64,
+            max_mqueue_len: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalConfig {
+    /// `mqtt://host:1883` or `mqtts://host:8883`, optionally with `user:password@`
+    /// (or set `username`/`password` instead; not both).
+    pub url: SensitiveUrl,
+    /// Fixed, so the broker keeps fleetsink's persistent session across restarts.
+    pub client_id: String,
+    pub username: Option<String>,
+    #[serde(serialize_with = "secret::serialize_masked")]
+    pub password: Option<SecretString>,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Longest pause between reconnect attempts.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_backoff_max: Duration,
+    /// Requests buffered towards the broker (acks, subscriptions). Must exceed the
+    /// broker's in-flight window so acks never wait behind a full channel.
+    pub request_channel_capacity: usize,
+    /// The broker's per-client in-flight window (Mosquitto `max_inflight_messages`).
+    /// Used to check that batches can fill; fleetsink cannot set it from here.
+    pub broker_inflight: usize,
+}
+
+impl Default for ExternalConfig {
+    fn default() -> Self {
+        Self {
+            url: SensitiveUrl::new("mqtt://127.0.0.1:1883"),
+            client_id: "fleetsink".into(),
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(30),
+            reconnect_backoff_max: Duration::from_secs(10),
+            request_channel_capacity: 20_000,
+            broker_inflight: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// IANA zone for timestamps without an offset (robots send naive local time).
+    pub naive_timezone: String,
+    /// A payload timestamp further than this from the receive time is replaced by it.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Payloads above this size go to `ingest_errors` with reason `too_large`.
+    pub max_payload_bytes: usize,
+    /// How many payload bytes `ingest_errors` keeps per message.
+    pub error_payload_cap: usize,
+    /// Messages waiting between intake and the sink; the backpressure point.
+    pub queue_capacity: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            naive_timezone: "UTC".into(),
+            max_clock_skew: Duration::from_secs(24 * 3600),
+            max_payload_bytes: 256 * 1024,
+            error_payload_cap: 4096,
+            queue_capacity: 20_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch holds at most this many rows (metric, log and robot rows)…
+    pub max_rows: usize,
+    /// …and this many messages. There is no age setting: a batch is handed to the sink
+    /// the moment the sink is free (group commit), so its age is bounded by one commit.
+    pub max_messages: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 20_000,
+            max_messages: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Day partitions created ahead of today.
+    pub premake_days: u32,
+    pub metrics_days: u32,
+    pub logs_days: u32,
+    pub errors_days: u32,
+    /// How often maintenance runs after the one at start-up.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            premake_days: 3,
+            metrics_days: 30,
+            logs_days: 30,
+            errors_days: 14,
+            interval: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Bearer token required under `/api/` when set.
+    #[serde(serialize_with = "secret::serialize_masked")]
+    pub admin_token: Option<SecretString>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Budget for stop intake → flush → drain acks. Keep below systemd's TimeoutStopSec.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `fleetsink=debug,sqlx=warn`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: DatabaseConfig::default(),
+            mqtt: MqttConfig::default(),
+            ingest: IngestConfig::default(),
+            batch: BatchConfig::default(),
+            retention: RetentionConfig::default(),
+            http: HttpConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            log: LogConfig::default(),
+            routes: Vec::new(),
+            default_routes: true,
+        }
+    }
+}

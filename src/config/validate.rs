@@ -1,0 +1,201 @@
+//! Checks between keys, run once at start-up; each problem says which key to change.
+//! All problems are reported together, so one edit fixes them all.
+
+use super::{Config, ConfigError, ExternalConfig, MqttMode};
+use crate::mqtt::{BrokerUrl, BrokerUrlError};
+
+impl Config {
+    /// Cross-field checks; each message says which key to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.batch.max_rows == 0 || self.batch.max_messages == 0 {
+            problems.push("batch.max_rows and batch.max_messages must be at least 1".to_string());
+        }
+        if self.ingest.queue_capacity < self.batch.max_messages {
+            problems.push(format!(
+                "ingest.queue_capacity ({}) must be at least batch.max_messages ({}), or batches can never fill",
+                self.ingest.queue_capacity, self.batch.max_messages
+            ));
+        }
+        if self.mqtt.mode == MqttMode::Embedded
+            && (self.mqtt.embedded.max_packet_size as usize) <= self.ingest.max_payload_bytes
+        {
+            problems.push(format!(
+                "mqtt.embedded.max_packet_size ({}) must exceed ingest.max_payload_bytes ({}) so oversized payloads are recorded in ingest_errors instead of dropping the connection",
+                self.mqtt.embedded.max_packet_size, self.ingest.max_payload_bytes
+            ));
+        }
+        if self.mqtt.mode == MqttMode::External {
+            let ext = &self.mqtt.external;
+            if let Err(e) = ext.broker() {
+                problems.push(e.to_string());
+            }
+            if ext.client_id.is_empty() {
+                problems.push("mqtt.external.client_id must not be empty: the persistent session is keyed by it".into());
+            }
+            if ext.request_channel_capacity <= ext.broker_inflight {
+                problems.push(format!(
+                    "mqtt.external.request_channel_capacity ({}) must exceed mqtt.external.broker_inflight ({}) so acks never wait for room",
+                    ext.request_channel_capacity, ext.broker_inflight
+                ));
+            }
+        }
+        if self.ingest.naive_timezone.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "ingest.naive_timezone {:?} is not an IANA zone name (e.g. \"UTC\", \"Europe/Berlin\")",
+                self.ingest.naive_timezone
+            ));
+        }
+        if self.ingest.max_payload_bytes == 0 {
+            problems.push("ingest.max_payload_bytes must be at least 1".into());
+        }
+        if self.retention.metrics_days == 0
+            || self.retention.logs_days == 0
+            || self.retention.errors_days == 0
+        {
+            problems.push(
+                "retention.*_days must be at least 1 (today's partition is never dropped)".into(),
+            );
+        }
+        if self.shutdown.drain_timeout.is_zero() {
+            problems.push("shutdown.drain_timeout must be positive".into());
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Err(e) = r.check() {
+                problems.push(format!("routes[{i}] ({}): {e}", r.filter));
+            }
+        }
+        if self.effective_routes().is_empty() {
+            problems.push("no routes: set default_routes = true or add [[routes]]".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.join("; ")))
+        }
+    }
+}
+
+/// Why `mqtt.external` does not name a usable broker; each message names the keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerConfigError {
+    #[error("mqtt.external.url: {0}")]
+    Url(#[from] BrokerUrlError),
+    #[error(
+        "credentials are set twice: in mqtt.external.url and in mqtt.external.username/password; keep one"
+    )]
+    CredentialsTwice,
+    #[error("mqtt.external.password is set without mqtt.external.username")]
+    PasswordWithoutUser,
+    #[error("mqtt.external.url has a password but no user name")]
+    UrlPasswordWithoutUser,
+}
+
+impl ExternalConfig {
+    /// The broker to connect to, with its credentials taken from the URL or from
+    /// `username`/`password` — not both, so there is never a question which one wins.
+    pub fn broker(&self) -> Result<BrokerUrl, BrokerConfigError> {
+        let mut url = BrokerUrl::parse(self.url.expose())?;
+        let in_url = url.username.is_some() || url.password.is_some();
+        let in_keys = self.username.is_some() || self.password.is_some();
+        if in_url && in_keys {
+            return Err(BrokerConfigError::CredentialsTwice);
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err(BrokerConfigError::PasswordWithoutUser);
+        }
+        if url.password.is_some() && url.username.is_none() {
+            return Err(BrokerConfigError::UrlPasswordWithoutUser);
+        }
+        if in_keys {
+            url.username.clone_from(&self.username);
+            url.password.clone_from(&self.password);
+        }
+        Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::config::load::tests::{env, file};
+
+    fn external(extra: &[(&str, &str)]) -> Result<Config, String> {
+        let mut vars = vec![("FLEETSINK__MQTT__MODE", "external")];
+        vars.extend_from_slice(extra);
+        Config::load_from(None, env(&vars)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn validation_says_what_to_change() {
+        let err = Config::load_from(
+            None,
+            env(&[
+                ("FLEETSINK__INGEST__QUEUE_CAPACITY", "10"),
+                ("FLEETSINK__INGEST__NAIVE_TIMEZONE", "Mars/Olympus"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ingest.queue_capacity"), "{err}");
+        assert!(err.contains("Mars/Olympus"), "{err}");
+
+        let err = external(&[("FLEETSINK__MQTT__EXTERNAL__URL", "http://broker")]).unwrap_err();
+        assert!(err.contains("mqtt.external.url"), "{err}");
+
+        let f =
+            file("[[routes]]\nfilter = \"a/#/b\"\nkind = \"telemetry\"\nrobot_id = \"topic:1\"\n");
+        let err = Config::load_from(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routes[0]"), "{err}");
+    }
+
+    #[test]
+    fn broker_credentials_from_the_url() {
+        let cfg = external(&[(
+            "FLEETSINK__MQTT__EXTERNAL__URL",
+            "mqtt://fleet:pa%3Ass@broker.example:1884",
+        )])
+        .unwrap();
+        let b = cfg.mqtt.external.broker().unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("broker.example", 1884));
+        assert_eq!(b.username.as_deref(), Some("fleet"));
+        assert_eq!(b.password.unwrap().expose_secret(), "pa:ss");
+    }
+
+    #[test]
+    fn broker_credentials_from_the_keys() {
+        let cfg = external(&[
+            ("FLEETSINK__MQTT__EXTERNAL__URL", "mqtt://[::1]"),
+            ("FLEETSINK__MQTT__EXTERNAL__USERNAME", "fleet"),
+            ("FLEETSINK__MQTT__EXTERNAL__PASSWORD", "pw"),
+        ])
+        .unwrap();
+        let b = cfg.mqtt.external.broker().unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("::1", 1883));
+        assert_eq!(b.username.as_deref(), Some("fleet"));
+        assert_eq!(b.password.unwrap().expose_secret(), "pw");
+    }
+
+    #[test]
+    fn broker_credentials_twice_is_an_error_naming_both() {
+        let err = external(&[
+            ("FLEETSINK__MQTT__EXTERNAL__URL", "mqtt://a:b@broker"),
+            ("FLEETSINK__MQTT__EXTERNAL__USERNAME", "c"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains("mqtt.external.url") && err.contains("mqtt.external.username"),
+            "{err}"
+        );
+        assert!(
+            !err.contains(":b@"),
+            "the error must not echo the password: {err}"
+        );
+        let err = external(&[("FLEETSINK__MQTT__EXTERNAL__PASSWORD", "x")]).unwrap_err();
+        assert!(err.contains("without mqtt.external.username"), "{err}");
+    }
+}

@@ -1,0 +1,134 @@
+//! The SQL that writes one batch, inside the caller's transaction; one file per table.
+//!
+//! A batch is a slice of [`Entry`]s, one per message: the rows it decoded to, or the
+//! `ingest_errors` row of a message that cannot be used. [`write`] groups them by table
+//! and issues one `UNNEST` statement per table (plus one statement per job event and
+//! scan, which are rare), in a fixed order: robots, metrics, logs, jobs, errors.
+//!
+//! Every table is idempotent on redelivery: metrics are unique on (robot_id, name, ts)
+//! (see `metrics.rs` for the fast path and its fallback), logs on (dedup_key, ts), jobs
+//! on (robot_id, start_time); robot status and job updates ignore events older than what
+//! is stored. Robots are upserted once per robot per batch, in robot-id order (so
+//! concurrent instances cannot deadlock), and `last_seen` never moves backwards.
+
+mod errors;
+mod jobs;
+mod logs;
+mod metrics;
+mod robots;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::model::{Decoded, JobEvent, LogRow, MetricRow};
+
+pub use errors::ErrorRow;
+pub use metrics::{MetricsWrite, is_unique_violation};
+
+/// One message's contribution to a batch write.
+pub enum Entry<'a> {
+    /// What a usable message decoded to.
+    Rows {
+        decoded: &'a Decoded,
+        received_at: DateTime<Utc>,
+    },
+    /// A message that cannot be used, kept in `ingest_errors`.
+    Unusable(ErrorRow<'a>),
+}
+
+/// Rows committed, per table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub robots: u64,
+    pub metrics: u64,
+    pub logs: u64,
+    pub jobs: u64,
+    pub ingest_errors: u64,
+}
+
+impl std::ops::AddAssign for Written {
+    fn add_assign(&mut self, w: Written) {
+        self.robots += w.robots;
+        self.metrics += w.metrics;
+        self.logs += w.logs;
+        self.jobs += w.jobs;
+        self.ingest_errors += w.ingest_errors;
+    }
+}
+
+/// Writes everything `entries` produced. The caller owns the transaction.
+pub async fn write(
+    conn: &mut PgConnection,
+    entries: &[Entry<'_>],
+    error_payload_cap: usize,
+    metrics_write: MetricsWrite,
+) -> Result<Written, sqlx::Error> {
+    let mut robots = robots::Robots::default();
+    let mut metrics: Vec<&MetricRow> = Vec::new();
+    let mut logs: Vec<LogRow> = Vec::new();
+    let mut jobs: Vec<(&str, &JobEvent)> = Vec::new();
+    let mut scans: Vec<(&str, &Value)> = Vec::new();
+    let mut errors: Vec<&ErrorRow> = Vec::new();
+
+    for e in entries {
+        match e {
+            Entry::Unusable(row) => errors.push(row),
+            Entry::Rows {
+                decoded: d,
+                received_at,
+            } => {
+                robots.add(d, *received_at, &mut logs);
+                metrics.extend(&d.metrics);
+                logs.extend(d.logs.iter().cloned());
+                if let Some(job) = &d.job {
+                    jobs.push((&d.robot_id, job));
+                }
+                if let Some(item) = &d.scan {
+                    scans.push((&d.robot_id, item));
+                }
+            }
+        }
+    }
+
+    let mut written = Written::default();
+    if !robots.is_empty() {
+        written.robots = robots.upsert(conn, &mut logs).await?;
+    }
+    if !metrics.is_empty() {
+        written.metrics = metrics::insert(conn, &metrics, metrics_write).await?;
+    }
+    if !logs.is_empty() {
+        written.logs += logs::insert(conn, &logs).await?;
+    }
+    for (robot_id, job) in jobs {
+        written.jobs += jobs::apply(conn, robot_id, job).await?;
+    }
+    for (robot_id, item) in scans {
+        jobs::record_scan(conn, robot_id, item).await?;
+    }
+    if !errors.is_empty() {
+        written.ingest_errors = errors::insert(conn, &errors, error_payload_cap).await?;
+    }
+    Ok(written)
+}
+
+/// PostgreSQL text and jsonb cannot hold NUL; JSON may carry it as `\u0000`.
+fn clean(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s.to_string()
+    }
+}
+
+fn clean_json(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(a) => Value::Array(a.iter().map(clean_json).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (clean(k), clean_json(v))).collect())
+        }
+        other => other.clone(),
+    }
+}

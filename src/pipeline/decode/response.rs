@@ -1,0 +1,56 @@
+//! `response` routes (`tonypi/commands/response`, `tonypi/emergency_stop/response`): the
+//! robot's answer to a command, as a log row (category `command` / `emergency`, level
+//! ERROR when it failed).
+
+use serde_json::Value;
+
+use super::Message;
+use super::json::str_field;
+use crate::model::Decoded;
+
+pub(super) fn decode(msg: &Message, out: &mut Decoded) {
+    let category = msg
+        .route
+        .category
+        .clone()
+        .unwrap_or_else(|| "command".into());
+    let success = msg.obj.get("success").and_then(Value::as_bool);
+    let kind = str_field(msg.obj, &["type", "command"]).unwrap_or_else(|| category.clone());
+    let message = str_field(msg.obj, &["message", "reason"]).unwrap_or_else(|| match success {
+        Some(true) => format!("{kind} succeeded"),
+        Some(false) => format!("{kind} failed"),
+        None => format!("{kind} response"),
+    });
+    let level = if success == Some(false) {
+        "ERROR"
+    } else {
+        "INFO"
+    };
+    let row = msg.log_row(out, level, category, kind, message);
+    out.logs.push(row);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::run;
+
+    #[test]
+    fn responses_are_logged_by_outcome() {
+        let d = run(
+            "tonypi/emergency_stop/response",
+            r#"{"robot_id":"tonypi_1","success":false,"message":"servo fault"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.logs[0].category.as_str(), d.logs[0].level.as_str()),
+            ("emergency", "ERROR")
+        );
+        let d = run(
+            "tonypi/commands/response",
+            r#"{"robot_id":"tonypi_1","success":true,"type":"move"}"#,
+        )
+        .unwrap();
+        assert_eq!(d.logs[0].message, "move succeeded");
+        assert_eq!(d.logs[0].category, "command");
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: real PostgreSQL, real MQTT clients, the embedded rmqtt broker and
+//! Mosquitto, all on loopback and free ports, one fresh database per test. One test
+//! binary (modules below) so the harness is compiled once.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod delivery;
+mod embedded;
+mod external;
+mod partitions;

@@ -1,0 +1,109 @@
+//! Day partitions: rows land in their day's partition (or the default one), a later
+//! partition takes its rows out of the default, retention drops old days, and only one
+//! instance maintains at a time.
+
+use std::time::Duration;
+
+use fleetsink::config::MqttMode;
+use fleetsink::db::partitions::maintain_for_day;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_go_by_day_and_retention_drops_old_days() {
+    let mut t = spawn_app(MqttMode::Embedded, |cfg| {
+        cfg.ingest.max_clock_skew = Duration::from_secs(400 * 86400);
+    })
+    .await;
+    let mut c = t.robot("tonypi_days").await;
+    let now = chrono::Utc::now();
+    let cases = [
+        ("today", now),
+        ("old", now - chrono::Duration::days(10)),
+        ("future", now + chrono::Duration::days(365)),
+    ];
+    for (name, ts) in cases {
+        c.publish_acked(
+            "tonypi/sensors/tonypi_days",
+            format!(
+                r#"{{"sensor_type":"{name}","value":1,"timestamp":"{}"}}"#,
+                ts.to_rfc3339()
+            ),
+        )
+        .await;
+    }
+    let pool = t.pool.clone();
+    let part = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT tableoid::regclass::text FROM metrics WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        part("today").await,
+        format!("metrics_p{}", now.format("%Y%m%d"))
+    );
+    assert_eq!(part("old").await, "metrics_default");
+    assert_eq!(part("future").await, "metrics_default");
+
+    // Maintenance for a day 10 days back creates that day's partition and moves the
+    // reading out of the default partition.
+    let ten_days_ago = (now - chrono::Duration::days(10)).date_naive();
+    let retention = t.cfg.retention.clone();
+    // The app's own start-up round may still hold the maintenance lock: wait for it.
+    wait_until(
+        Duration::from_secs(20),
+        "the maintenance lock is free",
+        || async {
+            maintain_for_day(&pool, &retention, ten_days_ago)
+                .await
+                .unwrap()
+                .ran
+        },
+    )
+    .await;
+    assert_eq!(
+        part("old").await,
+        format!("metrics_p{}", ten_days_ago.format("%Y%m%d"))
+    );
+    // Retention: with 5 days kept, today's round drops that partition (and its row).
+    let mut short = retention.clone();
+    short.metrics_days = 5;
+    let report = maintain_for_day(&pool, &short, now.date_naive())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .dropped
+            .contains(&format!("metrics_p{}", ten_days_ago.format("%Y%m%d"))),
+        "{report:?}"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM metrics WHERE name = 'old'")
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM metrics WHERE name = 'today'")
+            .await,
+        1
+    );
+
+    // A second instance does not run maintenance while the lock is held.
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(x'666c656574736e6b'::bigint)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let skipped = maintain_for_day(&pool, &retention, now.date_naive())
+        .await
+        .unwrap();
+    assert!(!skipped.ran);
+    t.stop().await;
+}
