@@ -12,7 +12,7 @@ use std::hint::black_box;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fleetsink::config::Config;
-use fleetsink::db::writes::{self, Entry, MetricsWrite};
+use fleetsink::db::writes::{self, Dictionary, Entry, Learned, MetricsWrite, WriteOptions};
 use fleetsink::model::Decoded;
 use fleetsink::pipeline::batch::{Item, decode_envelope};
 use fleetsink::pipeline::decode::{self, DecodeSettings};
@@ -141,6 +141,32 @@ fn bench_insert(c: &mut Criterion) {
             received_at: received_at(),
         })
         .collect();
+    // Warm the metric dictionary as a running daemon has it: commit the batch once,
+    // keep what it learned, then delete the batch's rows again.
+    let dictionary = Dictionary::default();
+    rt.block_on(async {
+        let mut learned = Learned::default();
+        let opts = WriteOptions {
+            error_payload_cap: 4096,
+            metrics: MetricsWrite::SkipExisting,
+            dictionary: &dictionary,
+        };
+        let mut tx = pool.begin().await.unwrap();
+        writes::write(&mut tx, &entries, &opts, &mut learned)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        dictionary.learn(learned);
+        let robots: Vec<&str> = batch.iter().map(|d| d.robot_id.as_str()).collect();
+        for sql in [
+            "DELETE FROM metrics WHERE robot IN (SELECT id FROM robots WHERE robot_id = ANY($1))",
+            "DELETE FROM logs WHERE robot_id = ANY($1)",
+            "DELETE FROM jobs WHERE robot_id = ANY($1)",
+            "DELETE FROM robots WHERE robot_id = ANY($1)",
+        ] {
+            sqlx::query(sql).bind(&robots).execute(&pool).await.unwrap();
+        }
+    });
     let mut g = c.benchmark_group("insert");
     g.sample_size(20);
     g.measurement_time(std::time::Duration::from_secs(10));
@@ -151,8 +177,16 @@ fn bench_insert(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
+                let opts = WriteOptions {
+                    error_payload_cap: 4096,
+                    metrics: mode,
+                    dictionary: &dictionary,
+                };
+                let mut learned = Learned::default();
                 let mut tx = pool.begin().await.unwrap();
-                let w = writes::write(&mut tx, &entries, 4096, mode).await.unwrap();
+                let w = writes::write(&mut tx, &entries, &opts, &mut learned)
+                    .await
+                    .unwrap();
                 tx.rollback().await.unwrap();
                 black_box(w)
             })

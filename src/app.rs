@@ -24,13 +24,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, MqttMode};
+use crate::db::writes::Dictionary;
 use crate::db::{self, partitions};
 use crate::health::Health;
 use crate::mqtt::Qos;
 use crate::pipeline::ack::Acker;
 use crate::pipeline::decode::DecodeSettings;
 use crate::pipeline::route::Router;
-use crate::pipeline::sink::{self, SinkSettings};
+use crate::pipeline::sink::{self, SinkContext, SinkSettings};
 use crate::pipeline::source::{Downlink, Intake, PublishError};
 use crate::pipeline::{Envelope, batch};
 use crate::telemetry;
@@ -96,12 +97,16 @@ impl App {
             }
             MqttMode::Embedded => (None, None),
         };
+        let sink_cx = SinkContext {
+            pool: pool.clone(),
+            settings: SinkSettings::from_config(&cfg),
+            dictionary: Arc::new(Dictionary::default()),
+            health: health.clone(),
+        };
         let sink = tokio::spawn(sink::run(
             batch_rx,
-            pool.clone(),
+            sink_cx,
             Acker::new(broker_ack_tx, health.clone()),
-            SinkSettings::from_config(&cfg),
-            health.clone(),
         ));
         let intake = Intake::start(
             &cfg,

@@ -441,7 +441,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             let watch_until = deadline + Duration::from_secs(10);
             while Instant::now() < watch_until {
                 let rows: Vec<DateTime<Utc>> = sqlx::query_scalar(
-                    "SELECT ts FROM metrics WHERE robot_id = $1 AND name = 'probe' ORDER BY ts OFFSET $2",
+                    "SELECT ts FROM metric_values WHERE robot_id = $1 AND name = 'probe' ORDER BY ts OFFSET $2",
                 )
                 .bind(&robot)
                 .bind(seen as i64)
@@ -489,7 +489,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         let wait_until = Instant::now() + Duration::from_secs(args.wait_timeout);
         loop {
             let (m, l): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM metrics WHERE robot_id = ANY($1)), \
+                "SELECT (SELECT COALESCE(sum(cardinality(m.vals)), 0)::int8 FROM metrics m \
+                          JOIN robots r ON r.id = m.robot WHERE r.robot_id = ANY($1)), \
                         (SELECT count(*) FROM logs WHERE robot_id = ANY($1) AND category = 'robot_bench')",
             )
             .bind(&robots)

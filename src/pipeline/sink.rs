@@ -23,7 +23,9 @@ use super::batch::{Batch, Item};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::is_transient;
-use crate::db::writes::{self, Entry, ErrorRow, MetricsWrite, Written};
+use crate::db::writes::{
+    self, Dictionary, Entry, ErrorRow, Learned, MetricsWrite, WriteOptions, Written,
+};
 use crate::health::Health;
 use crate::model::{Reason, Unusable};
 use crate::telemetry;
@@ -44,17 +46,20 @@ impl SinkSettings {
     }
 }
 
+/// What every sink worker shares.
+#[derive(Clone)]
+pub struct SinkContext {
+    pub pool: PgPool,
+    pub settings: SinkSettings,
+    pub dictionary: Arc<Dictionary>,
+    pub health: Arc<Health>,
+}
+
 /// Commits batches until the batcher hangs up, releasing each batch's acks after commit.
-pub async fn run(
-    mut batches: mpsc::Receiver<Batch>,
-    pool: PgPool,
-    acker: Acker,
-    settings: SinkSettings,
-    health: Arc<Health>,
-) {
+pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Acker) {
     while let Some(mut batch) = batches.recv().await {
         let started = Instant::now();
-        let written = commit(&pool, &mut batch.items, &settings, &health).await;
+        let written = commit(&cx, &mut batch.items).await;
         let elapsed = started.elapsed();
         telemetry::batch_committed(batch.items.len(), elapsed);
         record_written(&written);
@@ -100,43 +105,47 @@ fn entry(item: &Item) -> Entry<'_> {
 /// Writes `entries` in one transaction: metrics by a plain insert first; if a row
 /// already exists (a redelivery), the transaction is rolled back and the batch written
 /// again skipping existing rows.
-async fn write_tx(
-    pool: &PgPool,
-    entries: &[Entry<'_>],
-    cap: usize,
-) -> Result<Written, sqlx::Error> {
-    match write_tx_with(pool, entries, cap, MetricsWrite::Plain).await {
+async fn write_tx(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sqlx::Error> {
+    match write_tx_with(cx, entries, MetricsWrite::Plain).await {
         Err(e) if writes::is_unique_violation(&e) => {
             telemetry::commit_failure("redelivered");
             tracing::debug!(
                 "batch holds rows already stored (a redelivery); rewriting it skipping them"
             );
-            write_tx_with(pool, entries, cap, MetricsWrite::SkipExisting).await
+            write_tx_with(cx, entries, MetricsWrite::SkipExisting).await
         }
         other => other,
     }
 }
 
 async fn write_tx_with(
-    pool: &PgPool,
+    cx: &SinkContext,
     entries: &[Entry<'_>],
-    cap: usize,
     metrics: MetricsWrite,
 ) -> Result<Written, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let written = writes::write(&mut tx, entries, cap, metrics).await?;
+    let opts = WriteOptions {
+        error_payload_cap: cx.settings.error_payload_cap,
+        metrics,
+        dictionary: &cx.dictionary,
+    };
+    let mut learned = Learned::default();
+    let mut tx = cx.pool.begin().await?;
+    let written = writes::write(&mut tx, entries, &opts, &mut learned).await?;
     tx.commit().await?;
+    // Only now: ids from a rolled-back transaction must never enter the cache.
+    cx.dictionary.learn(learned);
     Ok(written)
 }
 
 /// Commits the batch; returns only once every message is durable (as rows or as an
 /// `ingest_errors` row). Retries transient failures without limit: the caller's
 /// shutdown deadline is what ends a hopeless wait, leaving the messages unacknowledged.
-async fn commit(pool: &PgPool, items: &mut [Item], s: &SinkSettings, health: &Health) -> Written {
-    let mut backoff = Backoff::new(s.retry_backoff_max);
+async fn commit(cx: &SinkContext, items: &mut [Item]) -> Written {
+    let health = &cx.health;
+    let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
     loop {
         let entries: Vec<Entry> = items.iter().map(entry).collect();
-        match write_tx(pool, &entries, s.error_payload_cap).await {
+        match write_tx(cx, &entries).await {
             Ok(w) => {
                 health.set_database_reachable(true);
                 return w;
@@ -151,23 +160,19 @@ async fn commit(pool: &PgPool, items: &mut [Item], s: &SinkSettings, health: &He
             Err(e) => {
                 telemetry::commit_failure("rejected");
                 tracing::warn!(error = %e, messages = items.len(), "batch rejected by PostgreSQL; writing its messages one by one");
-                return commit_one_by_one(pool, items, s, health).await;
+                return commit_one_by_one(cx, items).await;
             }
         }
     }
 }
 
-async fn commit_one_by_one(
-    pool: &PgPool,
-    items: &mut [Item],
-    s: &SinkSettings,
-    health: &Health,
-) -> Written {
+async fn commit_one_by_one(cx: &SinkContext, items: &mut [Item]) -> Written {
+    let health = &cx.health;
     let mut total = Written::default();
     for item in items.iter_mut() {
-        let mut backoff = Backoff::new(s.retry_backoff_max);
+        let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
         loop {
-            match write_tx(pool, &[entry(item)], s.error_payload_cap).await {
+            match write_tx(cx, &[entry(item)]).await {
                 Ok(w) => {
                     health.set_database_reachable(true);
                     total += w;

@@ -69,7 +69,11 @@ async fn postgres_outage_loses_nothing_and_resumes() {
     // THEN every message landed exactly once and readiness recovers
     let pool = PgPool::connect(&t.db_url).await.unwrap();
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM metrics WHERE name = 'seq'").await,
+        count(
+            &pool,
+            "SELECT count(*) FROM metric_values WHERE name = 'seq'"
+        )
+        .await,
         i64::from(ROBOTS_N * PER_ROBOT)
     );
     wait_until(
@@ -130,7 +134,7 @@ async fn sigterm_under_load_keeps_everything_acknowledged() {
     for p in publishers {
         let (r, acked) = p.await.unwrap();
         let stored: Vec<f64> = sqlx::query_scalar(
-            "SELECT value FROM metrics WHERE robot_id = $1 AND name = 'seq' ORDER BY value",
+            "SELECT value FROM metric_values WHERE robot_id = $1 AND name = 'seq' ORDER BY value",
         )
         .bind(format!("tonypi_term{r}"))
         .fetch_all(&pool)
@@ -161,7 +165,7 @@ async fn resent_messages_add_no_rows_and_new_ones_in_their_batches_land() {
     .await;
     t.robot("tonypi_gateway").await.publish_fixtures().await;
     t.restart().await; // graceful: drains the queue
-    let metrics_once = t.count("SELECT count(*) FROM metrics").await;
+    let metrics_once = t.count("SELECT count(*) FROM metric_values").await;
     let logs_once = t.count("SELECT count(*) FROM logs").await;
     let jobs_once = t.count("SELECT count(*) FROM jobs").await;
     let state_once = fleet_state(&t.pool).await;
@@ -183,12 +187,12 @@ async fn resent_messages_add_no_rows_and_new_ones_in_their_batches_land() {
     t.stop().await;
 
     assert_eq!(
-        t.count("SELECT count(*) FROM metrics WHERE name <> 'fresh'")
+        t.count("SELECT count(*) FROM metric_values WHERE name <> 'fresh'")
             .await,
         metrics_once
     );
     assert_eq!(
-        t.count("SELECT count(*) FROM metrics WHERE name = 'fresh'")
+        t.count("SELECT count(*) FROM metric_values WHERE name = 'fresh'")
             .await,
         fixtures.len() as i64
     );

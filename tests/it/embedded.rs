@@ -18,7 +18,7 @@ pub async fn assert_fixture_rows(pool: &PgPool) {
         "five simulated robots"
     );
     let (value, ts): (f64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-        "SELECT value, ts FROM metrics WHERE robot_id = 'tonypi_normal' AND name = 'battery.percentage' ORDER BY ts LIMIT 1",
+        "SELECT value, ts FROM metric_values WHERE robot_id = 'tonypi_normal' AND name = 'battery.percentage' ORDER BY ts LIMIT 1",
     )
     .fetch_one(pool)
     .await
@@ -26,14 +26,15 @@ pub async fn assert_fixture_rows(pool: &PgPool) {
     assert_eq!(value, 73.3);
     assert_eq!(ts.to_rfc3339(), "2026-11-22T09:27:50.174489+00:00");
     assert!(
-        n("SELECT count(*) FROM metrics WHERE unit IS NOT NULL").await > 0,
+        n("SELECT count(*) FROM metric_values WHERE unit IS NOT NULL").await > 0,
         "sensor units kept"
     );
     assert!(
-        n("SELECT count(*) FROM metrics WHERE name LIKE 'servos.servo_%.temperature'").await > 0
+        n("SELECT count(*) FROM metric_values WHERE name LIKE 'servos.servo_%.temperature'").await
+            > 0
     );
-    assert!(n("SELECT count(*) FROM metrics WHERE name LIKE 'system_info.%'").await > 0);
-    assert!(n("SELECT count(*) FROM metrics WHERE name = 'location.x'").await > 0);
+    assert!(n("SELECT count(*) FROM metric_values WHERE name LIKE 'system_info.%'").await > 0);
+    assert!(n("SELECT count(*) FROM metric_values WHERE name = 'location.x'").await > 0);
     assert!(n("SELECT count(*) FROM logs WHERE category LIKE 'robot_%'").await >= 10);
     assert!(n("SELECT count(*) FROM logs WHERE category = 'status'").await >= 5);
     let status: String =
@@ -60,7 +61,7 @@ async fn tonypi_traffic_lands_and_puback_means_committed() {
             .await;
         let n = t
             .count(&format!(
-                "SELECT count(*) FROM metrics WHERE robot_id = 'tonypi_probe' AND value = {i}"
+                "SELECT count(*) FROM metric_values WHERE robot_id = 'tonypi_probe' AND value = {i}"
             ))
             .await;
         assert_eq!(
@@ -145,12 +146,14 @@ async fn bad_inputs_go_to_ingest_errors_and_good_ones_land() {
     .unwrap();
     assert_eq!((size, kept), (1024 * 1024, 4096));
     assert_eq!(
-        t.count("SELECT count(*) FROM metrics WHERE robot_id = 'tonypi_good' AND name = 'ok'")
-            .await,
+        t.count(
+            "SELECT count(*) FROM metric_values WHERE robot_id = 'tonypi_good' AND name = 'ok'"
+        )
+        .await,
         i64::from(i) + 1
     );
     assert_eq!(
-        t.count("SELECT count(*) FROM metrics WHERE name = 'late'")
+        t.count("SELECT count(*) FROM metric_values WHERE name = 'late'")
             .await,
         1
     );
@@ -184,7 +187,7 @@ async fn on_receipt_mode_acks_and_still_commits() {
     }
     t.stop().await; // graceful: drains the queue
     assert_eq!(
-        t.count("SELECT count(*) FROM metrics WHERE name = 'x'")
+        t.count("SELECT count(*) FROM metric_values WHERE name = 'x'")
             .await,
         50
     );

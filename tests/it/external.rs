@@ -15,7 +15,7 @@ async fn tonypi_traffic_lands() {
     let mut t = spawn_app(MqttMode::External, |_| {}).await;
     let mut c = t.robot("tonypi_sim").await;
     c.publish_fixtures().await;
-    let battery_rows = "SELECT count(*) FROM metrics WHERE name LIKE 'battery.%'";
+    let battery_rows = "SELECT count(*) FROM metric_values WHERE name LIKE 'battery.%'";
     assert_eq!(t.wait_count(battery_rows, 30).await, 30);
     t.wait_count(
         "SELECT count(*) FROM logs WHERE category LIKE 'robot\\_%'",
@@ -26,7 +26,7 @@ async fn tonypi_traffic_lands() {
     let mut last = -1;
     loop {
         let n = t
-            .count("SELECT (SELECT count(*) FROM metrics) + (SELECT count(*) FROM logs)")
+            .count("SELECT (SELECT count(*) FROM metric_values) + (SELECT count(*) FROM logs)")
             .await;
         if n == last {
             break;
@@ -85,10 +85,10 @@ async fn uncommitted_message_is_redelivered_and_written_once() {
     // WHEN fleetsink is killed before the commit, then the lock is released
     daemon.kill();
     blocker.rollback().await.unwrap();
-    assert_eq!(count(&pool, "SELECT count(*) FROM metrics").await, 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM metric_values").await, 0);
     // THEN a new fleetsink with the same session gets the message again and writes it once
     let _daemon = Daemon::start(&envs).await;
-    let q = "SELECT count(*) FROM metrics WHERE robot_id = 'tonypi_r1'";
+    let q = "SELECT count(*) FROM metric_values WHERE robot_id = 'tonypi_r1'";
     wait_until(
         Duration::from_secs(30),
         "the redelivered row lands",
@@ -126,7 +126,7 @@ async fn backlog_drains_when_broker_exceeds_the_window() {
     }
     // WHEN fleetsink comes back THEN the whole backlog lands
     t.start().await;
-    let q = "SELECT count(*) FROM metrics WHERE name = 'backlog'";
+    let q = "SELECT count(*) FROM metric_values WHERE name = 'backlog'";
     assert_eq!(t.wait_count(q, n).await, n);
     t.stop().await;
 }
@@ -172,7 +172,7 @@ async fn credentials_in_the_url_connect() {
     )
     .await
     .unwrap();
-    let q = "SELECT count(*) FROM metrics WHERE name = 'pw'";
+    let q = "SELECT count(*) FROM metric_values WHERE name = 'pw'";
     assert_eq!(t.wait_count(q, 1).await, 1);
     t.stop().await;
 }
@@ -194,7 +194,7 @@ async fn ipv6_broker_url_connects() {
         )
         .await;
     assert_eq!(
-        t.wait_count("SELECT count(*) FROM metrics WHERE name = 'v6'", 1)
+        t.wait_count("SELECT count(*) FROM metric_values WHERE name = 'v6'", 1)
             .await,
         1
     );

@@ -9,3 +9,4 @@ mod delivery;
 mod embedded;
 mod external;
 mod partitions;
+mod storage;

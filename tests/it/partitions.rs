@@ -37,7 +37,9 @@ async fn rows_go_by_day_and_retention_drops_old_days() {
         let pool = pool.clone();
         async move {
             sqlx::query_scalar::<_, String>(
-                "SELECT tableoid::regclass::text FROM metrics WHERE name = $1",
+                "SELECT m.tableoid::regclass::text FROM metrics m \
+                 JOIN metric_sets s ON s.id = m.set_id \
+                 JOIN metric_names n ON n.id = ANY (s.name_ids) WHERE n.name = $1",
             )
             .bind(name)
             .fetch_one(&pool)
@@ -85,12 +87,12 @@ async fn rows_go_by_day_and_retention_drops_old_days() {
         "{report:?}"
     );
     assert_eq!(
-        t.count("SELECT count(*) FROM metrics WHERE name = 'old'")
+        t.count("SELECT count(*) FROM metric_values WHERE name = 'old'")
             .await,
         0
     );
     assert_eq!(
-        t.count("SELECT count(*) FROM metrics WHERE name = 'today'")
+        t.count("SELECT count(*) FROM metric_values WHERE name = 'today'")
             .await,
         1
     );

@@ -1,19 +1,25 @@
-//! `metrics`: nearly all rows of a batch.
+//! `metrics`: one compact row per message with metrics — the robot's integer key, the
+//! time, the id of the message's set of metric names, and the values in that order
+//! (ARCHITECTURE.md, "Metric storage"; BENCHMARKS.md has the shapes measured).
 //!
 //! The fast path is a plain `INSERT … SELECT FROM UNNEST` ([`MetricsWrite::Plain`]):
-//! without `ON CONFLICT`, PostgreSQL skips the speculative insertion and the batch
-//! commits faster (BENCHMARKS.md). A redelivered message makes that insert fail on the
-//! (robot_id, name, ts) unique key; the sink then rolls back and writes the same batch
-//! again with [`MetricsWrite::SkipExisting`] (`ON CONFLICT DO NOTHING`). Binary `COPY`
-//! is not used: sqlx 0.9.0 does not set `TCP_NODELAY`, and the separate
-//! CopyData/CopyDone writes then wait out the peer's delayed ACK (~40 ms per batch,
-//! measured).
+//! without `ON CONFLICT`, PostgreSQL skips the speculative insertion. A redelivered
+//! message makes that insert fail on the (robot, ts, set_id) unique key; the sink then
+//! rolls back and writes the same batch again with [`MetricsWrite::SkipExisting`]
+//! (`ON CONFLICT DO NOTHING`). The values of all rows travel as one flat array plus
+//! each row's offset and length, since rows have different numbers of values and a
+//! 2-D array parameter must be rectangular. Binary `COPY` is not used: sqlx 0.9.0 does
+//! not set `TCP_NODELAY`, and the separate CopyData/CopyDone writes then wait out the
+//! peer's delayed ACK (~40 ms per batch, measured).
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::clean;
-use crate::model::MetricRow;
+use super::dictionary::{Dictionary, Learned, NameKey};
+use crate::model::Decoded;
 
 /// How metric rows are inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,36 +37,115 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
-/// The insert without a conflict clause (a literal, so both variants below are
-/// `&'static str`).
+/// The insert's `SELECT` (a literal, so both statements below are `&'static str`).
 macro_rules! insert_sql {
     () => {
-        "INSERT INTO metrics (robot_id, ts, name, value, unit) \
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[])"
+        "INSERT INTO metrics (ts, robot, set_id, vals) \
+         SELECT t, r, s, ($6::float8[])[o + 1 : o + l] \
+         FROM UNNEST($1::int4[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int4[]) AS x(r, t, s, o, l)"
     };
 }
 
+/// One message's values, names deduplicated (a payload like `{"a":{"b":1},"a.b":2}`
+/// flattens to the same name twice; the first value wins).
+struct Row<'a> {
+    robot_id: &'a str,
+    ts: DateTime<Utc>,
+    names: Vec<NameKey>,
+    values: Vec<f64>,
+}
+
+fn row(d: &Decoded) -> Row<'_> {
+    let mut names: Vec<NameKey> = Vec::with_capacity(d.metrics.len());
+    let mut values = Vec::with_capacity(d.metrics.len());
+    for m in &d.metrics {
+        let key = (
+            clean(&m.name),
+            m.unit.as_deref().map(clean).unwrap_or_default(),
+        );
+        if !names.contains(&key) {
+            names.push(key);
+            values.push(m.value);
+        }
+    }
+    Row {
+        robot_id: &d.robot_id,
+        ts: d.ts,
+        names,
+        values,
+    }
+}
+
+/// Inserts the metrics of `messages` (each with at least one metric). `robots` maps
+/// robot ids to `robots.id`. Returns the number of metric values written.
 pub(super) async fn insert(
     conn: &mut PgConnection,
-    rows: &[&MetricRow],
+    messages: &[&Decoded],
+    robots: &HashMap<String, i32>,
+    dict: &Dictionary,
+    learned: &mut Learned,
     mode: MetricsWrite,
 ) -> Result<u64, sqlx::Error> {
-    let robot: Vec<String> = rows.iter().map(|m| clean(&m.robot_id)).collect();
-    let ts: Vec<DateTime<Utc>> = rows.iter().map(|m| m.ts).collect();
-    let name: Vec<String> = rows.iter().map(|m| clean(&m.name)).collect();
-    let value: Vec<f64> = rows.iter().map(|m| m.value).collect();
-    let unit: Vec<Option<String>> = rows.iter().map(|m| m.unit.as_deref().map(clean)).collect();
-    let sql = match mode {
-        MetricsWrite::Plain => insert_sql!(),
-        MetricsWrite::SkipExisting => concat!(insert_sql!(), " ON CONFLICT DO NOTHING"),
-    };
-    Ok(sqlx::query(sql)
-        .bind(&robot)
-        .bind(&ts)
-        .bind(&name)
-        .bind(&value)
-        .bind(&unit)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected())
+    let rows: Vec<Row> = messages.iter().map(|d| row(d)).collect();
+    let keys: Vec<&NameKey> = rows.iter().flat_map(|r| r.names.iter()).collect();
+    let name_ids = dict.name_ids(conn, &keys, learned).await?;
+    let mut per_row_ids: Vec<&[i32]> = Vec::with_capacity(rows.len());
+    let mut at = 0;
+    for r in &rows {
+        per_row_ids.push(&name_ids[at..at + r.names.len()]);
+        at += r.names.len();
+    }
+    let set_ids = dict.set_ids(conn, &per_row_ids, learned).await?;
+
+    let n = rows.len();
+    let mut robot = Vec::with_capacity(n);
+    let mut ts = Vec::with_capacity(n);
+    let mut offset = Vec::with_capacity(n);
+    let mut len = Vec::with_capacity(n);
+    let mut values: Vec<f64> = Vec::with_capacity(keys.len());
+    for r in &rows {
+        let id = robots.get(r.robot_id).copied().ok_or_else(|| {
+            sqlx::Error::Protocol(format!(
+                "robot {:?} was not upserted with its batch",
+                r.robot_id
+            ))
+        })?;
+        robot.push(id);
+        ts.push(r.ts);
+        offset.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
+        len.push(i32::try_from(r.values.len()).unwrap_or(i32::MAX));
+        values.extend_from_slice(&r.values);
+    }
+    match mode {
+        MetricsWrite::Plain => {
+            sqlx::query(insert_sql!())
+                .bind(&robot)
+                .bind(&ts)
+                .bind(&set_ids)
+                .bind(&offset)
+                .bind(&len)
+                .bind(&values)
+                .execute(&mut *conn)
+                .await?;
+            // Every row went in (or the statement failed): all values were written.
+            Ok(values.len() as u64)
+        }
+        MetricsWrite::SkipExisting => {
+            let written: i64 = sqlx::query_scalar(concat!(
+                "WITH ins AS (",
+                insert_sql!(),
+                " ON CONFLICT DO NOTHING RETURNING cardinality(vals) AS n) \
+                 SELECT COALESCE(sum(n), 0)::int8 FROM ins"
+            ))
+            .bind(&robot)
+            .bind(&ts)
+            .bind(&set_ids)
+            .bind(&offset)
+            .bind(&len)
+            .bind(&values)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(written.max(0) as u64)
+        }
+    }
 }

@@ -5,12 +5,14 @@
 //! and issues one `UNNEST` statement per table (plus one statement per job event and
 //! scan, which are rare), in a fixed order: robots, metrics, logs, jobs, errors.
 //!
-//! Every table is idempotent on redelivery: metrics are unique on (robot_id, name, ts)
-//! (see `metrics.rs` for the fast path and its fallback), logs on (dedup_key, ts), jobs
+//! Every table is idempotent on redelivery: metrics rows are unique on (robot, ts, set
+//! of names) (see `metrics.rs` for the compact shape, the fast path and its fallback;
+//! `dictionary.rs` for the name and set dictionaries), logs on (dedup_key, ts), jobs
 //! on (robot_id, start_time); robot status and job updates ignore events older than what
 //! is stored. Robots are upserted once per robot per batch, in robot-id order (so
 //! concurrent instances cannot deadlock), and `last_seen` never moves backwards.
 
+mod dictionary;
 mod errors;
 mod jobs;
 mod logs;
@@ -21,8 +23,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::model::{Decoded, JobEvent, LogRow, MetricRow};
+use crate::model::{Decoded, JobEvent, LogRow};
 
+pub use dictionary::{Dictionary, Learned};
 pub use errors::ErrorRow;
 pub use metrics::{MetricsWrite, is_unique_violation};
 
@@ -41,6 +44,7 @@ pub enum Entry<'a> {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
     pub robots: u64,
+    /// Metric *values* (a `metrics` row holds all values of one message).
     pub metrics: u64,
     pub logs: u64,
     pub jobs: u64,
@@ -57,15 +61,24 @@ impl std::ops::AddAssign for Written {
     }
 }
 
+/// How to write a batch, and the shared state writing needs.
+pub struct WriteOptions<'a> {
+    pub error_payload_cap: usize,
+    pub metrics: MetricsWrite,
+    /// The metric dictionary cache; what this batch adds to it goes to `learned`,
+    /// which the caller hands to [`Dictionary::learn`] once the transaction committed.
+    pub dictionary: &'a Dictionary,
+}
+
 /// Writes everything `entries` produced. The caller owns the transaction.
 pub async fn write(
     conn: &mut PgConnection,
     entries: &[Entry<'_>],
-    error_payload_cap: usize,
-    metrics_write: MetricsWrite,
+    opts: &WriteOptions<'_>,
+    learned: &mut Learned,
 ) -> Result<Written, sqlx::Error> {
     let mut robots = robots::Robots::default();
-    let mut metrics: Vec<&MetricRow> = Vec::new();
+    let mut metrics: Vec<&Decoded> = Vec::new();
     let mut logs: Vec<LogRow> = Vec::new();
     let mut jobs: Vec<(&str, &JobEvent)> = Vec::new();
     let mut scans: Vec<(&str, &Value)> = Vec::new();
@@ -79,7 +92,9 @@ pub async fn write(
                 received_at,
             } => {
                 robots.add(d, *received_at, &mut logs);
-                metrics.extend(&d.metrics);
+                if !d.metrics.is_empty() {
+                    metrics.push(d);
+                }
                 logs.extend(d.logs.iter().cloned());
                 if let Some(job) = &d.job {
                     jobs.push((&d.robot_id, job));
@@ -92,11 +107,22 @@ pub async fn write(
     }
 
     let mut written = Written::default();
-    if !robots.is_empty() {
-        written.robots = robots.upsert(conn, &mut logs).await?;
-    }
+    let robot_ids = if robots.is_empty() {
+        Default::default()
+    } else {
+        robots.upsert(conn, &mut logs).await?
+    };
+    written.robots = robot_ids.len() as u64;
     if !metrics.is_empty() {
-        written.metrics = metrics::insert(conn, &metrics, metrics_write).await?;
+        written.metrics = metrics::insert(
+            conn,
+            &metrics,
+            &robot_ids,
+            opts.dictionary,
+            learned,
+            opts.metrics,
+        )
+        .await?;
     }
     if !logs.is_empty() {
         written.logs += logs::insert(conn, &logs).await?;
@@ -108,7 +134,7 @@ pub async fn write(
         jobs::record_scan(conn, robot_id, item).await?;
     }
     if !errors.is_empty() {
-        written.ingest_errors = errors::insert(conn, &errors, error_payload_cap).await?;
+        written.ingest_errors = errors::insert(conn, &errors, opts.error_payload_cap).await?;
     }
     Ok(written)
 }

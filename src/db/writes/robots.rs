@@ -6,7 +6,7 @@
 //! change is logged. An older status (a resend) never overwrites a newer one
 //! (`robots.status_at`) and logs nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -22,6 +22,15 @@ struct RobotAgg {
     last_status: Option<(String, DateTime<Utc>)>,
     ip_address: Option<String>,
     camera_url: Option<String>,
+}
+
+/// A robot as the upsert left it, with the status it had before.
+#[derive(sqlx::FromRow)]
+struct Stored {
+    robot_id: String,
+    id: i32,
+    status: Option<String>,
+    status_at: Option<DateTime<Utc>>,
 }
 
 /// The robots of one batch, in robot-id order.
@@ -63,12 +72,12 @@ impl<'a> Robots<'a> {
     }
 
     /// Upserts every robot; pushes the change from each stored status to the batch's
-    /// first status onto `logs`. Returns the number of robots upserted.
+    /// first status onto `logs`. Returns each robot's integer key (`robots.id`).
     pub async fn upsert(
         &self,
         conn: &mut PgConnection,
         logs: &mut Vec<LogRow>,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<HashMap<String, i32>, sqlx::Error> {
         let n = self.by_id.len();
         let mut ids = Vec::with_capacity(n);
         let mut first_seen = Vec::with_capacity(n);
@@ -88,7 +97,7 @@ impl<'a> Robots<'a> {
         }
         // `prev` reads the rows as they were before this statement (one snapshot for all
         // CTEs), so it returns the stored status the batch's first status replaces.
-        let stored: Vec<(String, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        let stored: Vec<Stored> = sqlx::query_as(
             r#"
             WITH input AS (
                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[],
@@ -114,9 +123,9 @@ impl<'a> Robots<'a> {
                     ip_address = COALESCE(EXCLUDED.ip_address, r.ip_address),
                     camera_url = COALESCE(EXCLUDED.camera_url, r.camera_url),
                     updated_at = now()
-                RETURNING r.robot_id
+                RETURNING r.robot_id, r.id
             )
-            SELECT u.robot_id, p.status, p.status_at FROM upserted u LEFT JOIN prev p ON p.robot_id = u.robot_id
+            SELECT u.robot_id, u.id, p.status, p.status_at FROM upserted u LEFT JOIN prev p ON p.robot_id = u.robot_id
             "#,
         )
         .bind(&ids)
@@ -128,7 +137,13 @@ impl<'a> Robots<'a> {
         .bind(&cams)
         .fetch_all(&mut *conn)
         .await?;
-        for (id, prev_status, prev_at) in &stored {
+        for Stored {
+            robot_id: id,
+            status: prev_status,
+            status_at: prev_at,
+            ..
+        } in &stored
+        {
             let Some((status, ts)) = self
                 .by_id
                 .get(id.as_str())
@@ -143,6 +158,6 @@ impl<'a> Robots<'a> {
                 logs.push(status_change_log(id, from, status, *ts));
             }
         }
-        Ok(stored.len() as u64)
+        Ok(stored.into_iter().map(|s| (s.robot_id, s.id)).collect())
     }
 }

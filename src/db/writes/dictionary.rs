@@ -1,0 +1,195 @@
+//! The metric dictionaries: `metric_names` (name + unit → id) and `metric_sets` (the
+//! ordered list of name ids of one message's values → id), cached in-process.
+//!
+//! A batch resolves its names and sets from the cache; what is missing is inserted
+//! inside the batch's own transaction (`INSERT … ON CONFLICT DO NOTHING`, then a
+//! `SELECT` in a new statement, so an id another instance committed meanwhile is seen;
+//! one inserting the same name concurrently makes ours wait for its commit). New ids go
+//! into the cache only after the batch commits ([`Dictionary::learn`]): an id from a
+//! rolled-back transaction must never be reused.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use sqlx::PgConnection;
+
+/// Entries beyond this are dropped from the cache (and re-read from PostgreSQL when
+/// next needed), so a device that invents a new metric name per message cannot grow
+/// fleetsink's memory without bound.
+const MAX_CACHED: usize = 200_000;
+
+/// A metric name with its unit (`""` for none).
+pub type NameKey = (String, String);
+
+/// The process-wide dictionary cache, shared by every sink worker.
+#[derive(Debug, Default)]
+pub struct Dictionary {
+    names: RwLock<HashMap<NameKey, i32>>,
+    sets: RwLock<HashMap<Vec<i32>, i32>>,
+}
+
+/// Ids a batch read or inserted that the cache does not hold yet; handed to
+/// [`Dictionary::learn`] once the batch has committed.
+#[derive(Debug, Default)]
+pub struct Learned {
+    names: HashMap<NameKey, i32>,
+    sets: HashMap<Vec<i32>, i32>,
+}
+
+impl Dictionary {
+    /// Adds what a committed batch learned.
+    pub fn learn(&self, learned: Learned) {
+        if !learned.names.is_empty() {
+            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            if names.len() + learned.names.len() > MAX_CACHED {
+                names.clear();
+            }
+            names.extend(learned.names);
+        }
+        if !learned.sets.is_empty() {
+            let mut sets = self.sets.write().unwrap_or_else(|p| p.into_inner());
+            if sets.len() + learned.sets.len() > MAX_CACHED {
+                sets.clear();
+            }
+            sets.extend(learned.sets);
+        }
+    }
+
+    fn name(&self, key: &NameKey) -> Option<i32> {
+        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
+        names.get(key).copied()
+    }
+
+    fn set(&self, ids: &[i32]) -> Option<i32> {
+        let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
+        sets.get(ids).copied()
+    }
+
+    /// Ids of `keys`, inserting the names PostgreSQL does not know yet.
+    pub async fn name_ids(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[&NameKey],
+        learned: &mut Learned,
+    ) -> Result<Vec<i32>, sqlx::Error> {
+        let mut missing: Vec<&NameKey> = keys
+            .iter()
+            .copied()
+            .filter(|k| self.name(k).is_none() && !learned.names.contains_key(*k))
+            .collect();
+        if !missing.is_empty() {
+            // A fixed order, so two instances adding the same new names cannot deadlock.
+            missing.sort_unstable();
+            missing.dedup();
+            let names: Vec<&str> = missing.iter().map(|k| k.0.as_str()).collect();
+            let units: Vec<&str> = missing.iter().map(|k| k.1.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO metric_names (name, unit) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&names)
+            .bind(&units)
+            .execute(&mut *conn)
+            .await?;
+            let found: Vec<(i32, String, String)> = sqlx::query_as(
+                "SELECT n.id, n.name, n.unit FROM metric_names n \
+                 JOIN UNNEST($1::text[], $2::text[]) AS k(name, unit) USING (name, unit)",
+            )
+            .bind(&names)
+            .bind(&units)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (id, name, unit) in found {
+                learned.names.insert((name, unit), id);
+            }
+        }
+        keys.iter()
+            .map(|k| {
+                self.name(k)
+                    .or_else(|| learned.names.get(*k).copied())
+                    .ok_or_else(|| missing_entry("metric_names", &k.0))
+            })
+            .collect()
+    }
+
+    /// Ids of the name-id lists `sets`, inserting the ones PostgreSQL does not know yet.
+    pub async fn set_ids(
+        &self,
+        conn: &mut PgConnection,
+        sets: &[&[i32]],
+        learned: &mut Learned,
+    ) -> Result<Vec<i32>, sqlx::Error> {
+        let mut missing: Vec<&[i32]> = sets
+            .iter()
+            .copied()
+            .filter(|s| self.set(s).is_none() && !learned.sets.contains_key(*s))
+            .collect();
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            // Arrays of different lengths cannot be one 2-D parameter: send each as
+            // an array literal.
+            let literals: Vec<String> = missing.iter().map(|s| array_literal(s)).collect();
+            sqlx::query(
+                "INSERT INTO metric_sets (name_ids) \
+                 SELECT s::int4[] FROM UNNEST($1::text[]) AS s ON CONFLICT DO NOTHING",
+            )
+            .bind(&literals)
+            .execute(&mut *conn)
+            .await?;
+            let found: Vec<(i32, Vec<i32>)> = sqlx::query_as(
+                "SELECT id, name_ids FROM metric_sets \
+                 WHERE name_ids = ANY (SELECT s::int4[] FROM UNNEST($1::text[]) AS s)",
+            )
+            .bind(&literals)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (id, ids) in found {
+                learned.sets.insert(ids, id);
+            }
+        }
+        sets.iter()
+            .map(|s| {
+                self.set(s)
+                    .or_else(|| learned.sets.get(*s).copied())
+                    .ok_or_else(|| missing_entry("metric_sets", &array_literal(s)))
+            })
+            .collect()
+    }
+}
+
+fn array_literal(ids: &[i32]) -> String {
+    let inner: Vec<String> = ids.iter().map(i32::to_string).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// A dictionary row that was inserted (or found to exist) and then not found: only
+/// possible if something deletes dictionary rows under a running fleetsink.
+fn missing_entry(table: &str, key: &str) -> sqlx::Error {
+    sqlx::Error::Protocol(format!(
+        "{table} has no row for {key:?} right after inserting it; were dictionary rows deleted?"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learn_fills_and_bounds_the_cache() {
+        let d = Dictionary::default();
+        let mut l = Learned::default();
+        l.names.insert(("a".into(), "".into()), 1);
+        l.sets.insert(vec![1], 7);
+        d.learn(l);
+        assert_eq!(d.name(&("a".into(), "".into())), Some(1));
+        assert_eq!(d.set(&[1]), Some(7));
+        let mut big = Learned::default();
+        for i in 0..MAX_CACHED as i32 {
+            big.sets.insert(vec![i, i], i);
+        }
+        d.learn(big);
+        assert!(d.sets.read().unwrap().len() <= MAX_CACHED);
+        assert_eq!(array_literal(&[3, 1, 2]), "{3,1,2}");
+    }
+}

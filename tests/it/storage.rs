@@ -1,0 +1,155 @@
+//! Storage v2: the compact metrics table, its migration from the v1 shape, and the
+//! `metric_values` view that gives SQL users and Grafana the plain shape.
+
+use std::borrow::Cow;
+
+use fleetsink::config::MqttMode;
+use sqlx::PgPool;
+
+use crate::helpers::*;
+
+type Value = (
+    String,
+    String,
+    Option<String>,
+    chrono::DateTime<chrono::Utc>,
+    f64,
+);
+
+async fn values(pool: &PgPool, query: &str) -> Vec<Value> {
+    sqlx::query_as(sqlx::AssertSqlSafe(query.to_string()))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_converts_v1_metrics() {
+    // GIVEN a database at the v1 schema with metrics in a day partition and the default one
+    let db = fresh_database().await;
+    let pool = PgPool::connect(&db).await.unwrap();
+    let all = &fleetsink::db::MIGRATOR;
+    let v1 = sqlx::migrate::Migrator {
+        migrations: Cow::Owned(all.migrations[..2].to_vec()),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    v1.run(&pool).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE metrics_p20261122 PARTITION OF metrics \
+         FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO metrics (robot_id, ts, name, value, unit) VALUES \
+         ('r1', '2026-11-22 09:00:00+00', 'battery.voltage', 11.5, NULL), \
+         ('r1', '2026-11-22 09:00:00+00', 'battery.percentage', 80, NULL), \
+         ('r1', '2026-11-22 09:00:01+00', 'cpu_temperature', 48.5, '°C'), \
+         ('r2', '2026-11-22 09:00:00+00', 'battery.voltage', 11.1, NULL), \
+         ('r2', '2025-01-01 00:00:00+00', 'old', 1, 'x')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO robots (robot_id) VALUES ('r1')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let before = values(
+        &pool,
+        "SELECT robot_id, name, unit, ts, value FROM metrics ORDER BY 1, 2, 4",
+    )
+    .await;
+    // WHEN the remaining migrations run
+    all.run(&pool).await.unwrap();
+    // THEN every value reads back the same through metric_values, in the day's partition
+    let after = values(
+        &pool,
+        "SELECT robot_id, name, unit, ts, value FROM metric_values ORDER BY 1, 2, 4",
+    )
+    .await;
+    assert_eq!(after, before);
+    let parts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tableoid::regclass::text, count(*) FROM metrics GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        parts,
+        vec![
+            ("metrics_default".to_string(), 1),
+            ("metrics_p20261122".to_string(), 3)
+        ],
+        "one row per robot and time, in the partition of its day"
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'metrics%v1'"
+        )
+        .await,
+        0
+    );
+}
+
+/// Reading one robot's metric over a time range goes through the (robot, ts) index of
+/// the partitions in range only, not a scan of the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_robot_one_name_range_uses_the_index() {
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    // A realistic spread: 100 robots' status messages (5 metrics each) through MQTT…
+    let mut c = t.robot("tonypi_plan").await;
+    for r in 0..100 {
+        c.publish_acked(
+            &format!("tonypi/status/robot_{r:03}"),
+            format!(
+                r#"{{"status":"online","system_info":{{"cpu_percent":{r},"memory_percent":40,"disk_usage":50,"temperature":45,"uptime":1}},"timestamp":"{}"}}"#,
+                chrono::Utc::now().to_rfc3339()
+            ),
+        )
+        .await;
+    }
+    t.stop().await;
+    // …then a day of them per robot, copied in SQL to give the planner real statistics.
+    sqlx::query(
+        "INSERT INTO metrics (ts, robot, set_id, vals) \
+         SELECT m.ts - g * interval '10 seconds', m.robot, m.set_id, m.vals \
+         FROM metrics m, generate_series(1, 500) g",
+    )
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(&t.pool).await.unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT ts, value FROM metric_values \
+         WHERE robot_id = 'robot_042' AND name = 'system_info.cpu_percent' \
+           AND ts >= now() - interval '2 hours' AND ts < now() + interval '1 hour'",
+    )
+    .fetch_all(&t.pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Scan")
+            || plan.contains("Index Only Scan")
+            || plan.contains("Bitmap Index Scan"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("Seq Scan on metrics_"),
+        "a partition of metrics is scanned whole:\n{plan}"
+    );
+    assert!(
+        !plan.contains("metrics_default"),
+        "the default partition is out of range and must be pruned:\n{plan}"
+    );
+    let rows = t
+        .count(
+            "SELECT count(*) FROM metric_values WHERE robot_id = 'robot_042' \
+             AND name = 'system_info.cpu_percent'",
+        )
+        .await;
+    assert_eq!(rows, 501);
+}
