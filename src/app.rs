@@ -1,7 +1,7 @@
 //! Builds everything from a [`Config`] and runs it until the caller's shutdown signal.
 //!
 //! Start-up, in order: metrics recorder → database (retried until reachable) and
-//! migrations → today's partition maintenance → batcher and sink → MQTT source
+//! migrations → today's partition maintenance → batcher and sink workers → MQTT source
 //! (embedded broker or external connection) → admin HTTP and background tasks. Port 0
 //! anywhere means "pick a free port"; the bound addresses are logged and returned, so
 //! tests and scripts can run many instances side by side.
@@ -54,7 +54,8 @@ pub struct App {
 /// The stages and tasks the drain stops, in the order it stops them.
 struct Pipeline {
     batcher: JoinHandle<()>,
-    sink: JoinHandle<()>,
+    /// The sink workers.
+    sinks: Vec<JoinHandle<()>>,
     intake: Intake,
     /// Monitor, partition maintenance and the admin HTTP server: stopped last.
     background: TaskTracker,
@@ -80,10 +81,12 @@ impl App {
         // Closing intake is the drain's first step, so it follows the caller's signal.
         let stop_intake = shutdown.child_token();
         let (intake_tx, intake_rx) = mpsc::channel::<Envelope>(cfg.ingest.queue_capacity);
-        let (batch_tx, batch_rx) = mpsc::channel(1);
+        // One slot per worker: a worker's next batch waits in the batcher, not here.
+        let (batch_txs, batch_rxs): (Vec<_>, Vec<_>) =
+            (0..cfg.sink.workers).map(|_| mpsc::channel(1)).unzip();
         let batcher = tokio::spawn(batch::run(
             intake_rx,
-            batch_tx,
+            batch_txs,
             router.clone(),
             decode,
             cfg.batch.clone(),
@@ -103,11 +106,12 @@ impl App {
             dictionary: Arc::new(Dictionary::default()),
             health: health.clone(),
         };
-        let sink = tokio::spawn(sink::run(
-            batch_rx,
-            sink_cx,
-            Acker::new(broker_ack_tx, health.clone()),
-        ));
+        let acker = Acker::new(broker_ack_tx, health.clone());
+        let sinks = batch_rxs
+            .into_iter()
+            .map(|rx| tokio::spawn(sink::run(rx, sink_cx.clone(), acker.clone())))
+            .collect();
+        drop(acker);
         let intake = Intake::start(
             &cfg,
             router,
@@ -166,7 +170,7 @@ impl App {
             shutdown,
             pipeline: Pipeline {
                 batcher,
-                sink,
+                sinks,
                 intake,
                 background,
                 stop_background,
@@ -204,7 +208,7 @@ impl App {
         self.shutdown.cancelled().await;
         let Pipeline {
             batcher,
-            mut sink,
+            sinks,
             intake,
             background,
             stop_background,
@@ -215,12 +219,14 @@ impl App {
         // 1. Intake is closed (the child token was cancelled with `shutdown`); the
         //    batcher drains the queue and hands over its last, partial batch.
         let _ = tokio::time::timeout_at(deadline, batcher).await;
-        // 2. The sink commits what it holds and releases those acks.
-        if tokio::time::timeout_at(deadline, &mut sink).await.is_err() {
-            tracing::warn!(
-                "drain timeout: uncommitted messages stay unacknowledged and will be redelivered"
-            );
-            sink.abort();
+        // 2. The sink workers commit what they hold and release those acks.
+        for mut sink in sinks {
+            if tokio::time::timeout_at(deadline, &mut sink).await.is_err() {
+                tracing::warn!(
+                    "drain timeout: uncommitted messages stay unacknowledged and will be redelivered"
+                );
+                sink.abort();
+            }
         }
         // 3. The source sends the last PUBACKs and disconnects (or kicks its clients).
         intake.close(deadline).await;

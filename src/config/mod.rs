@@ -47,6 +47,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub ingest: IngestConfig,
     pub batch: BatchConfig,
+    pub sink: SinkConfig,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
@@ -62,7 +63,8 @@ pub struct Config {
 pub struct DatabaseConfig {
     /// `postgres://user:pass@host:port/db`; falls back to `DATABASE_URL`.
     pub url: SensitiveUrl,
-    /// Pool size. The sink writes on one connection; the rest serve maintenance and HTTP.
+    /// Pool size: one connection per sink worker while it commits; the rest serve
+    /// maintenance, the monitor and HTTP. At least `sink.workers + 2`.
     pub max_connections: u32,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -232,6 +234,21 @@ impl Default for BatchConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Parallel writers, each with its own batches and transactions. Messages are
+    /// sharded by robot id, so one robot's events stay in order. Each worker holds one
+    /// database connection while it commits.
+    pub workers: usize,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self { workers: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Day partitions created ahead of today.
     pub premake_days: u32,
@@ -320,6 +337,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             ingest: IngestConfig::default(),
             batch: BatchConfig::default(),
+            sink: SinkConfig::default(),
             retention: RetentionConfig::default(),
             http: HttpConfig::default(),
             shutdown: ShutdownConfig::default(),

@@ -11,6 +11,19 @@ impl Config {
         if self.batch.max_rows == 0 || self.batch.max_messages == 0 {
             problems.push("batch.max_rows and batch.max_messages must be at least 1".to_string());
         }
+        if self.sink.workers == 0 || self.sink.workers > 64 {
+            problems.push(format!(
+                "sink.workers ({}) must be between 1 and 64",
+                self.sink.workers
+            ));
+        }
+        if (self.database.max_connections as usize) < self.sink.workers + 2 {
+            problems.push(format!(
+                "database.max_connections ({}) must be at least sink.workers + 2 ({}): one connection per sink worker, two for maintenance, the monitor and HTTP",
+                self.database.max_connections,
+                self.sink.workers + 2
+            ));
+        }
         if self.ingest.queue_capacity < self.batch.max_messages {
             problems.push(format!(
                 "ingest.queue_capacity ({}) must be at least batch.max_messages ({}), or batches can never fill",

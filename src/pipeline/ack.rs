@@ -1,9 +1,17 @@
-//! Acknowledgements, released by the sink after commit, in receive order.
+//! Acknowledgements, released by the sink workers after commit, in receive order.
 //!
 //! Embedded broker: each message's publish hook waits on a oneshot; sending `Ok` lets
-//! rmqtt write the robot's PUBACK. External broker: PUBACKs go through rumqttc's
-//! request channel from this task, never from the task that polls the event loop
-//! (awaiting there deadlocks once the request channel is full).
+//! rmqtt write the robot's PUBACK. A hook waits only for the worker that holds its
+//! message (rmqtt handles one PUBLISH per connection at a time, so a connection's acks
+//! are in order by construction).
+//!
+//! External broker: one connection carries every robot's messages, and MQTT wants its
+//! PUBACKs in receive order, while several workers commit in parallel. Every QoS 1
+//! message is numbered at receipt (`AckToken::Broker::seq`); this task holds PUBACKs
+//! that complete early and releases them only once every earlier number is released —
+//! Vector's ordered finalizer. What it holds is bounded by what is inside fleetsink.
+//! PUBACKs go through rumqttc's request channel from this task, never from the task
+//! that polls the event loop (awaiting there deadlocks once the request channel is full).
 //!
 //! The hop from the sink to the ack task never blocks the sink (an unbounded channel).
 //! A bounded one can deadlock: when a broker sends more than its in-flight window
@@ -23,6 +31,7 @@
 //! is harmless: on reconnect rumqttc sends it before our re-SUBSCRIBE, so it can only
 //! match the same, already committed message resent from a kept session.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +47,8 @@ use crate::health::Health;
 pub struct BrokerAck {
     pub generation: u64,
     pub pkid: u16,
+    /// Receive order (see the module docs).
+    pub seq: u64,
 }
 
 /// Releases the acknowledgements of committed items.
@@ -62,11 +73,19 @@ impl Acker {
                     // The robot may have disconnected meanwhile; nothing to do then.
                     let _ = done.send(Ok(()));
                 }
-                AckToken::Broker { generation, pkid } => {
+                AckToken::Broker {
+                    generation,
+                    pkid,
+                    seq,
+                } => {
                     if let Some(tx) = &self.broker {
                         // Fails only once the ack task is gone (shutdown): the broker
                         // redelivers.
-                        let _ = tx.send(BrokerAck { generation, pkid });
+                        let _ = tx.send(BrokerAck {
+                            generation,
+                            pkid,
+                            seq,
+                        });
                     }
                 }
             }
@@ -88,28 +107,97 @@ impl AckProgress {
     }
 }
 
-/// The external-broker ack task: runs until the sink drops its sender.
+/// Releases acks in `seq` order: holds the ones that complete early.
+#[derive(Debug, Default)]
+pub struct InOrder {
+    next: u64,
+    early: BTreeMap<u64, BrokerAck>,
+}
+
+impl InOrder {
+    /// Takes one completed ack; returns the acks now due, in order.
+    pub fn complete(&mut self, ack: BrokerAck) -> Vec<BrokerAck> {
+        self.early.insert(ack.seq, ack);
+        let mut due = Vec::new();
+        while let Some(a) = self.early.remove(&self.next) {
+            self.next += 1;
+            due.push(a);
+        }
+        due
+    }
+
+    /// Acks held back waiting for an earlier one.
+    pub fn held(&self) -> usize {
+        self.early.len()
+    }
+}
+
+/// The external-broker ack task: runs until every sink worker drops its sender.
 pub async fn run_broker_acks(
     mut rx: mpsc::UnboundedReceiver<BrokerAck>,
     client: AsyncClient,
     generation: Arc<AtomicU64>,
     progress: Arc<AckProgress>,
 ) {
+    let mut order = InOrder::default();
     while let Some(ack) = rx.recv().await {
-        if ack.generation != generation.load(Ordering::Acquire) {
-            tracing::debug!(
-                pkid = ack.pkid,
-                "ack for an older connection dropped; the broker redelivers"
-            );
-            continue;
+        for ack in order.complete(ack) {
+            if ack.generation != generation.load(Ordering::Acquire) {
+                tracing::debug!(
+                    pkid = ack.pkid,
+                    "ack for an older connection dropped; the broker redelivers"
+                );
+                continue;
+            }
+            let mut publish = Publish::new("", QoS::AtLeastOnce, Vec::new());
+            publish.pkid = ack.pkid;
+            progress.requested.fetch_add(1, Ordering::AcqRel);
+            if client.ack(&publish).await.is_err() {
+                // The event loop is gone (shutdown); the broker redelivers.
+                progress.sent.fetch_add(1, Ordering::AcqRel);
+                return;
+            }
         }
-        let mut publish = Publish::new("", QoS::AtLeastOnce, Vec::new());
-        publish.pkid = ack.pkid;
-        progress.requested.fetch_add(1, Ordering::AcqRel);
-        if client.ack(&publish).await.is_err() {
-            // The event loop is gone (shutdown); the broker redelivers.
-            progress.sent.fetch_add(1, Ordering::AcqRel);
-            return;
+    }
+    if order.held() > 0 {
+        tracing::warn!(
+            held = order.held(),
+            "shutdown with acks waiting for an uncommitted earlier message; the broker redelivers them"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ack(seq: u64) -> BrokerAck {
+        BrokerAck {
+            generation: 0,
+            pkid: (seq % 65_535) as u16 + 1,
+            seq,
+        }
+    }
+
+    proptest! {
+        /// Whatever order workers finish in, acks leave in receive order, each once,
+        /// and none leaves before every earlier one has.
+        #[test]
+        fn acks_leave_in_receive_order(order in Just((0..200u64).collect::<Vec<_>>()).prop_shuffle()) {
+            let mut in_order = InOrder::default();
+            let mut released = Vec::new();
+            let mut completed = std::collections::BTreeSet::new();
+            for seq in order {
+                completed.insert(seq);
+                for a in in_order.complete(ack(seq)) {
+                    prop_assert!((0..a.seq).all(|s| completed.contains(&s)));
+                    released.push(a.seq);
+                }
+            }
+            prop_assert_eq!(released, (0..200).collect::<Vec<_>>());
+            prop_assert_eq!(in_order.held(), 0);
         }
     }
 }

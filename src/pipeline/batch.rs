@@ -1,14 +1,18 @@
-//! Decoding and batching: turns the intake queue into batches for the sink.
+//! Decoding, sharding and batching: turns the intake queue into batches for the sink
+//! workers.
 //!
-//! Group commit: a batch is handed over the moment the sink is free, so an idle
-//! pipeline commits a single message at once, and a busy one commits whatever arrived
-//! during the previous commit — never on a fixed timer. `batch.max_rows` and
-//! `batch.max_messages` bound a batch; when it is full, intake waits, and that wait is
-//! what pushes back on the broker and the robots.
+//! Each message is decoded here and assigned to a worker by its robot id (a message
+//! without one, by its topic), so one robot's events always go to the same worker and
+//! are committed in receive order. Each worker gets group commit: its pending batch is
+//! handed over the moment that worker is free, so an idle pipeline commits a single
+//! message at once, and a busy one commits whatever arrived during the previous commit
+//! — never on a fixed timer. `batch.max_rows` and `batch.max_messages` bound what is
+//! pending across all workers together; when that is full, intake waits, and that wait
+//! is what pushes back on the broker and the robots.
 //!
 //! On `stop`, the intake queue is closed (new messages are refused and stay
 //! unacknowledged at the broker), what it already holds is drained, and the last
-//! batch is flushed before the sender to the sink is dropped.
+//! batches are flushed before the senders to the workers are dropped.
 
 use std::sync::Arc;
 
@@ -19,7 +23,7 @@ use super::Envelope;
 use super::decode::{self, DecodeSettings};
 use super::route::Router;
 use crate::config::BatchConfig;
-use crate::model::{Decoded, Reason, TsSource, Unusable};
+use crate::model::{Decoded, Reason, TsSource, Unusable, message_fingerprint};
 use crate::telemetry;
 
 /// One message and what decoding made of it.
@@ -67,34 +71,70 @@ pub fn decode_envelope(env: Envelope, router: &Router, settings: &DecodeSettings
     Item { env, decoded }
 }
 
-/// Runs until `stop` is cancelled and the intake queue is drained, or the sink is gone.
+/// The worker a message goes to: by robot id, else by topic. A stable hash, so the
+/// choice is the same across runs (not needed for correctness; it makes runs comparable).
+fn shard_of(item: &Item, workers: usize) -> usize {
+    let key = match &item.decoded {
+        Ok(d) => d.robot_id.as_str(),
+        Err(_) => item.env.topic.as_str(),
+    };
+    (message_fingerprint(key, &[]) as u64 % workers.max(1) as u64) as usize
+}
+
+/// Waits until one of the workers with a pending batch is free; returns its index and
+/// the permit to hand it over.
+async fn any_free<'a>(
+    sinks: &'a [mpsc::Sender<Batch>],
+    pending: &[Batch],
+) -> (
+    usize,
+    Result<mpsc::Permit<'a, Batch>, mpsc::error::SendError<()>>,
+) {
+    let waits = pending
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !b.items.is_empty())
+        .map(|(i, _)| Box::pin(async move { (i, sinks[i].reserve().await) }));
+    futures::future::select_all(waits).await.0
+}
+
+/// Runs until `stop` is cancelled and the intake queue is drained, or a worker is gone.
+/// `sinks` holds one sender per worker.
 pub async fn run(
     mut intake: mpsc::Receiver<Envelope>,
-    sink: mpsc::Sender<Batch>,
+    sinks: Vec<mpsc::Sender<Batch>>,
     router: Arc<Router>,
     settings: DecodeSettings,
     cfg: BatchConfig,
     stop: CancellationToken,
 ) {
-    let mut batch = Batch::default();
+    let mut pending: Vec<Batch> = (0..sinks.len()).map(|_| Batch::default()).collect();
     let mut stopping = false;
     loop {
-        let full = batch.items.len() >= cfg.max_messages || batch.rows >= cfg.max_rows;
+        let (messages, rows) = pending
+            .iter()
+            .fold((0, 0), |(m, r), b| (m + b.items.len(), r + b.rows));
+        let full = messages >= cfg.max_messages || rows >= cfg.max_rows;
         tokio::select! {
             biased;
             _ = stop.cancelled(), if !stopping => {
                 stopping = true;
                 intake.close();
             }
-            permit = sink.reserve(), if !batch.items.is_empty() => match permit {
-                Ok(permit) => permit.send(std::mem::take(&mut batch)),
-                Err(_) => return, // the sink is gone; unsent messages stay unacknowledged
+            (i, permit) = any_free(&sinks, &pending), if messages > 0 => match permit {
+                Ok(permit) => permit.send(std::mem::take(&mut pending[i])),
+                Err(_) => return, // a worker is gone; unsent messages stay unacknowledged
             },
             env = intake.recv(), if !full => match env {
-                Some(env) => batch.push(decode_envelope(env, &router, &settings)),
+                Some(env) => {
+                    let item = decode_envelope(env, &router, &settings);
+                    pending[shard_of(&item, sinks.len())].push(item);
+                }
                 None => {
-                    if !batch.items.is_empty() {
-                        let _ = sink.send(batch).await;
+                    for (sink, batch) in sinks.iter().zip(pending) {
+                        if !batch.items.is_empty() {
+                            let _ = sink.send(batch).await;
+                        }
                     }
                     return;
                 }

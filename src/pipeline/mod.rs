@@ -42,8 +42,14 @@ pub enum AckToken {
     /// Dropping the sender without a value counts as failure (the robot is not acked).
     Hook(oneshot::Sender<Result<(), Undelivered>>),
     /// External broker: PUBACK `pkid` on connection `generation`; stale generations are
-    /// never acked on a newer connection (the broker redelivers instead).
-    Broker { generation: u64, pkid: u16 },
+    /// never acked on a newer connection (the broker redelivers instead). `seq` numbers
+    /// the QoS 1 messages in receive order: the ack task releases PUBACKs in that order
+    /// whichever sink worker commits first.
+    Broker {
+        generation: u64,
+        pkid: u16,
+        seq: u64,
+    },
 }
 
 /// Why a message could not be committed; the broker keeps it unacknowledged.

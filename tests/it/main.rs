@@ -10,3 +10,4 @@ mod embedded;
 mod external;
 mod partitions;
 mod storage;
+mod workers;

@@ -152,6 +152,8 @@ async fn poll_loop(
     url: BrokerUrl,
 ) {
     let mut backoff = Backoff::new(backoff_max);
+    // Receive order of QoS 1 messages, for the ordered release of their PUBACKs.
+    let mut next_seq: u64 = 0;
     loop {
         match event_loop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -178,10 +180,14 @@ async fn poll_loop(
                 }
                 let ack = match p.qos {
                     QoS::AtMostOnce => AckToken::None,
-                    _ => AckToken::Broker {
-                        generation: generation.load(Ordering::Acquire),
-                        pkid: p.pkid,
-                    },
+                    _ => {
+                        next_seq += 1;
+                        AckToken::Broker {
+                            generation: generation.load(Ordering::Acquire),
+                            pkid: p.pkid,
+                            seq: next_seq - 1,
+                        }
+                    }
                 };
                 let topic = p.topic;
                 health.message_received();
