@@ -168,6 +168,9 @@ pub struct ExternalConfig {
     /// The broker's per-client in-flight window (Mosquitto `max_inflight_messages`).
     /// Used to check that batches can fill; fleetsink cannot set it from here.
     pub broker_inflight: usize,
+    /// When set, subscribe with `$share/<group>/<filter>` so several fleetsink
+    /// instances (each with its own `client_id`) split the broker's traffic.
+    pub share_group: Option<String>,
 }
 
 impl Default for ExternalConfig {
@@ -181,6 +184,7 @@ impl Default for ExternalConfig {
             reconnect_backoff_max: Duration::from_secs(10),
             request_channel_capacity: 20_000,
             broker_inflight: 5000,
+            share_group: None,
         }
     }
 }

@@ -43,6 +43,13 @@ impl Config {
             if let Err(e) = ext.broker() {
                 problems.push(e.to_string());
             }
+            if let Some(g) = &ext.share_group
+                && (g.is_empty() || g.contains(['/', '+', '#']))
+            {
+                problems.push(format!(
+                    "mqtt.external.share_group {g:?} must be a non-empty name without '/', '+' or '#'"
+                ));
+            }
             if ext.client_id.is_empty() {
                 problems.push("mqtt.external.client_id must not be empty: the persistent session is keyed by it".into());
             }

@@ -9,5 +9,6 @@ mod delivery;
 mod embedded;
 mod external;
 mod partitions;
+mod scale;
 mod storage;
 mod workers;

@@ -6,6 +6,10 @@
 //! `ack.rs`). The broker's in-flight window (Mosquitto `max_inflight_messages`) bounds
 //! how many messages are inside fleetsink at once.
 //!
+//! With `mqtt.external.share_group`, the filters are subscribed as
+//! `$share/<group>/<filter>`: the broker gives each message to one of the instances
+//! in the group, so several fleetsink instances split one broker's traffic.
+//!
 //! The event loop runs in its own task and is never cancelled mid-poll. On every
 //! CONNACK it subscribes to the route filters (harmless when the session was kept,
 //! necessary when it was not). A lost connection bumps the connection generation, so
@@ -75,6 +79,14 @@ impl ExternalSource {
         if url.tls {
             opts.set_transport(Transport::tls_with_default_config());
         }
+        // With a share group the broker hands each message to one member of the group.
+        let filters: Vec<String> = match &cfg.share_group {
+            Some(group) => filters
+                .iter()
+                .map(|f| format!("$share/{group}/{f}"))
+                .collect(),
+            None => filters,
+        };
         let (client, event_loop) = AsyncClient::new(opts, cfg.request_channel_capacity);
         let generation = Arc::new(AtomicU64::new(0));
         let progress = Arc::new(AckProgress::default());
