@@ -216,3 +216,70 @@ async fn fleet_state(pool: &PgPool) -> String {
     .await
     .unwrap()
 }
+
+/// External mode, several workers: while PostgreSQL is down nothing is acknowledged to
+/// Mosquitto, which holds the rest; when it is back, everything lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_postgres_outage_loses_nothing_with_several_workers() {
+    let pg = PgCluster::start().await;
+    let mut t = spawn_app_on(&pg.url(), MqttMode::External, |cfg| {
+        cfg.sink.workers = 3;
+        cfg.database.max_connections = 6;
+    })
+    .await;
+    const N: u32 = 600;
+    let addr = t.mqtt;
+    let publisher = tokio::spawn(async move {
+        let mut c = client(addr, "tonypi_ext_outage").await;
+        for i in 0..N {
+            c.publish_acked(
+                &format!("tonypi/sensors/tonypi_xo{}", i % 6),
+                format!(
+                    r#"{{"sensor_type":"xo","value":{i},"timestamp":"2026-11-22T12:{:02}:{:02}Z"}}"#,
+                    i / 60,
+                    i % 60
+                ),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // GIVEN PostgreSQL stops mid-stream
+    pg.pause().await;
+    let health = t.app().health();
+    wait_until(Duration::from_secs(10), "the outage is noticed", || {
+        let h = health.clone();
+        async move { !h.readiness().database_reachable }
+    })
+    .await;
+    // THEN nothing is acknowledged meanwhile: messages wait in fleetsink and Mosquitto
+    let before = health.awaiting_ack();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        health.awaiting_ack() >= before,
+        "acks went out during the outage"
+    );
+    // WHEN it comes back THEN every message lands exactly once
+    pg.resume().await;
+    tokio::time::timeout(Duration::from_secs(60), publisher)
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = PgPool::connect(&t.db_url).await.unwrap();
+    let q = "SELECT count(*) FROM metric_values WHERE name = 'xo'";
+    wait_until(Duration::from_secs(30), "all messages land", || async {
+        count(&pool, q).await >= i64::from(N)
+    })
+    .await;
+    t.stop().await;
+    assert_eq!(count(&pool, q).await, i64::from(N));
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(DISTINCT value) FROM metric_values WHERE name = 'xo'"
+        )
+        .await,
+        i64::from(N)
+    );
+}
