@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, MqttMode};
 use crate::db::writes::Dictionary;
-use crate::db::{self, partitions};
+use crate::db::{self, offline, partitions};
 use crate::health::Health;
 use crate::mqtt::Qos;
 use crate::pipeline::ack::Acker;
@@ -150,6 +150,11 @@ impl App {
         background.spawn(partitions::maintain_periodically(
             pool.clone(),
             cfg.retention.clone(),
+            stop_background.clone(),
+        ));
+        background.spawn(offline::sweep_periodically(
+            pool.clone(),
+            cfg.robots.offline_after,
             stop_background.clone(),
         ));
         background.spawn(monitor(

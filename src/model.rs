@@ -212,23 +212,90 @@ pub fn message_fingerprint(topic: &str, payload: &[u8]) -> i64 {
     h as i64
 }
 
-/// The log row for "robot `robot_id` went from status `from` to `to` at `ts`". Its
-/// dedup key depends only on the robot and the new status, so with the time (the logs
-/// unique key) the same change is logged once whichever batch or path writes it.
+/// The log row for "robot `robot_id` went from status `from` to `to` at `ts`" (category
+/// `robot`). Its dedup key depends only on the robot and the new status, so with the
+/// time (the logs unique key) the same change is logged once whichever batch or path
+/// writes it. Every lifecycle row is built here, so level and wording live in one place.
 pub fn status_change_log(robot_id: &str, from: &str, to: &str, ts: DateTime<Utc>) -> LogRow {
-    let level = match to {
+    lifecycle_log(
+        robot_id,
+        ts,
+        level_of(to),
+        format!("status changed from {from} to {to}"),
+        serde_json::json!({ "from": from, "to": to }),
+        to,
+    )
+}
+
+/// The sweeper's "no message for `silent_for`" transition to offline.
+pub fn went_silent_log(
+    robot_id: &str,
+    from: &str,
+    last_seen: DateTime<Utc>,
+    ts: DateTime<Utc>,
+) -> LogRow {
+    let silent = (ts - last_seen).num_seconds().max(0);
+    lifecycle_log(
+        robot_id,
+        ts,
+        level_of("offline"),
+        format!("status changed from {from} to offline: no message for {silent} s"),
+        serde_json::json!({
+            "from": from, "to": "offline", "reason": "silent",
+            "last_seen": last_seen.to_rfc3339(),
+        }),
+        "offline",
+    )
+}
+
+/// A robot's first message: the row is created with `status`.
+pub fn first_seen_log(robot_id: &str, status: &str, ts: DateTime<Utc>) -> LogRow {
+    lifecycle_log(
+        robot_id,
+        ts,
+        "INFO",
+        format!("robot first seen (status {status})"),
+        serde_json::json!({ "to": status, "reason": "first_seen" }),
+        "first_seen",
+    )
+}
+
+/// A soft-deleted robot (`is_active = false`) reported again and is active again.
+pub fn reactivated_log(robot_id: &str, ts: DateTime<Utc>) -> LogRow {
+    lifecycle_log(
+        robot_id,
+        ts,
+        "INFO",
+        "robot reported again and is active again".into(),
+        serde_json::json!({ "reason": "reactivated" }),
+        "reactivated",
+    )
+}
+
+fn level_of(status: &str) -> &'static str {
+    match status {
         "offline" | "emergency_stopped" | "error" => "WARNING",
         _ => "INFO",
-    };
+    }
+}
+
+fn lifecycle_log(
+    robot_id: &str,
+    ts: DateTime<Utc>,
+    level: &str,
+    message: String,
+    details: Value,
+    key: &str,
+) -> LogRow {
     LogRow {
         robot_id: Some(robot_id.to_string()),
         ts,
         level: level.into(),
-        category: "status".into(),
+        category: "robot".into(),
         source: Some("fleetsink".into()),
-        message: format!("status changed from {from} to {to}"),
-        details: Some(serde_json::json!({ "from": from, "to": to })),
-        dedup_key: message_fingerprint(&format!("{robot_id}/status"), to.as_bytes()),
+        message,
+        details: Some(details),
+        dedup_key: message_fingerprint(&format!("{robot_id}/status"), key.as_bytes()),
     }
 }
 

@@ -24,6 +24,7 @@ pub const DATABASE_REACHABLE: &str = "fleetsink_database_reachable";
 pub const LAST_MESSAGE_AGE: &str = "fleetsink_last_message_age_seconds";
 pub const MAINTENANCE_RUNS: &str = "fleetsink_partition_maintenance_runs_total";
 pub const MAINTENANCE_FAILURES: &str = "fleetsink_partition_maintenance_failures_total";
+pub const ROBOTS: &str = "fleetsink_robots";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -117,6 +118,10 @@ fn describe() {
         MAINTENANCE_FAILURES,
         "Partition maintenance rounds that failed."
     );
+    describe_gauge!(
+        ROBOTS,
+        "Active robots by status (online, offline, emergency_stopped, unknown, other)."
+    );
 }
 
 /// Refreshes derived gauges and runs exporter upkeep; call on a timer.
@@ -178,4 +183,8 @@ pub fn maintenance_run(ok: bool) {
     } else {
         counter!(MAINTENANCE_FAILURES).increment(1);
     }
+}
+
+pub fn robots(status: &'static str, n: u64) {
+    gauge!(ROBOTS, "status" => status).set(n as f64);
 }

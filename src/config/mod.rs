@@ -48,6 +48,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub batch: BatchConfig,
     pub sink: SinkConfig,
+    pub robots: RobotsConfig,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
@@ -253,6 +254,22 @@ impl Default for SinkConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RobotsConfig {
+    /// A robot silent for longer than this (by receive time) is marked offline.
+    #[serde(with = "humantime_serde")]
+    pub offline_after: Duration,
+}
+
+impl Default for RobotsConfig {
+    fn default() -> Self {
+        Self {
+            offline_after: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Day partitions created ahead of today.
     pub premake_days: u32,
@@ -342,6 +359,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             batch: BatchConfig::default(),
             sink: SinkConfig::default(),
+            robots: RobotsConfig::default(),
             retention: RetentionConfig::default(),
             http: HttpConfig::default(),
             shutdown: ShutdownConfig::default(),

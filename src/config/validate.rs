@@ -77,6 +77,9 @@ impl Config {
                 "retention.*_days must be at least 1 (today's partition is never dropped)".into(),
             );
         }
+        if self.robots.offline_after < std::time::Duration::from_secs(1) {
+            problems.push("robots.offline_after must be at least 1s".into());
+        }
         if self.shutdown.drain_timeout.is_zero() {
             problems.push("shutdown.drain_timeout must be positive".into());
         }

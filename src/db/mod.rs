@@ -1,6 +1,8 @@
 //! PostgreSQL: the pool, embedded migrations, transient-error classification; partition
-//! maintenance (`partitions.rs`) and the SQL of a batch (`writes/`).
+//! maintenance (`partitions.rs`), offline detection (`offline.rs`) and the SQL of a
+//! batch (`writes/`).
 
+pub mod offline;
 pub mod partitions;
 pub mod writes;
 

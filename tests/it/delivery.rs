@@ -196,7 +196,17 @@ async fn resent_messages_add_no_rows_and_new_ones_in_their_batches_land() {
             .await,
         fixtures.len() as i64
     );
-    assert_eq!(t.count("SELECT count(*) FROM logs").await, logs_once);
+    assert_eq!(
+        t.count("SELECT count(*) FROM logs WHERE robot_id <> 'tonypi_fresh'")
+            .await,
+        logs_once
+    );
+    // The new robot's one lifecycle row: first seen.
+    assert_eq!(
+        t.count("SELECT count(*) FROM logs WHERE robot_id = 'tonypi_fresh'")
+            .await,
+        1
+    );
     assert_eq!(t.count("SELECT count(*) FROM jobs").await, jobs_once);
     assert_eq!(t.count("SELECT count(*) FROM ingest_errors").await, 0);
     // Old statuses and job events did not roll the fleet's state back.

@@ -36,7 +36,7 @@ pub async fn assert_fixture_rows(pool: &PgPool) {
     assert!(n("SELECT count(*) FROM metric_values WHERE name LIKE 'system_info.%'").await > 0);
     assert!(n("SELECT count(*) FROM metric_values WHERE name = 'location.x'").await > 0);
     assert!(n("SELECT count(*) FROM logs WHERE category LIKE 'robot_%'").await >= 10);
-    assert!(n("SELECT count(*) FROM logs WHERE category = 'status'").await >= 5);
+    assert!(n("SELECT count(*) FROM logs WHERE category = 'robot'").await >= 5);
     let status: String =
         sqlx::query_scalar("SELECT status FROM robots WHERE robot_id = 'tonypi_job_demo'")
             .fetch_one(pool)

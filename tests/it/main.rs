@@ -8,6 +8,7 @@ mod helpers;
 mod delivery;
 mod embedded;
 mod external;
+mod lifecycle;
 mod partitions;
 mod scale;
 mod storage;

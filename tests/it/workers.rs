@@ -77,7 +77,7 @@ async fn assert_scripts_applied(t: &TestApp) {
     }
     let transitions: Vec<String> = sqlx::query_scalar(
         "SELECT string_agg(details->>'to', '>' ORDER BY ts) FROM logs \
-         WHERE category = 'status' GROUP BY robot_id ORDER BY robot_id",
+         WHERE category = 'robot' GROUP BY robot_id ORDER BY robot_id",
     )
     .fetch_all(&t.pool)
     .await

@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use super::{clean, clean_json};
 use crate::model::LogRow;
 
-pub(super) async fn insert(conn: &mut PgConnection, logs: &[LogRow]) -> Result<u64, sqlx::Error> {
+pub(crate) async fn insert(conn: &mut PgConnection, logs: &[LogRow]) -> Result<u64, sqlx::Error> {
     let robot: Vec<Option<&str>> = logs.iter().map(|l| l.robot_id.as_deref()).collect();
     let ts: Vec<DateTime<Utc>> = logs.iter().map(|l| l.ts).collect();
     let level: Vec<String> = logs.iter().map(|l| clean(&l.level)).collect();

@@ -27,6 +27,7 @@ use crate::model::{Decoded, JobEvent, LogRow};
 
 pub use dictionary::{Dictionary, Learned};
 pub use errors::ErrorRow;
+pub(crate) use logs::insert as insert_logs;
 pub use metrics::{MetricsWrite, is_unique_violation};
 
 /// One message's contribution to a batch write.
@@ -91,7 +92,7 @@ pub async fn write(
                 decoded: d,
                 received_at,
             } => {
-                robots.add(d, *received_at, &mut logs);
+                robots.add(d, *received_at);
                 if !d.metrics.is_empty() {
                     metrics.push(d);
                 }

@@ -1,10 +1,22 @@
-//! `robots`: one upsert per robot per batch, and the status-change log rows.
+//! `robots`: one upsert per robot per batch, and the lifecycle log rows (category
+//! `robot`): first seen, every status change, back online, reactivated.
 //!
-//! A status change inside the batch is logged as the batch is gathered; the change from
-//! the stored status to the batch's first status is logged once the upsert has returned
-//! the stored one. Both go through [`status_change_log`], the one place that says how a
-//! change is logged. An older status (a resend) never overwrites a newer one
-//! (`robots.status_at`) and logs nothing.
+//! Per batch: the stored rows of the batch's robots are read `FOR UPDATE` (in robot-id
+//! order, so instances cannot deadlock), the new status of each is decided here
+//! ([`next_status`]), and the rows are upserted. The lock makes the read current even
+//! when another instance changed the robot a moment ago, so each transition is logged by
+//! exactly one transaction.
+//!
+//! Status rules:
+//! - a `status` message sets the status unless it is older (payload time) than the
+//!   status stored (`robots.status_at`): a resend never rolls state back;
+//! - with no status message, a message newer than the stored status (payload time)
+//!   makes an `offline` robot `online` again ("back online"); so does a message without
+//!   a payload time, but only when the robot was marked offline for silence
+//!   (`robots.silent_since`): after an `offline` the robot announced itself, such a
+//!   message may be a resend from before;
+//! - `last_seen` is the receive time, so the offline sweeper (`db::robots`) judges
+//!   silence by fleetsink's clock, never by a robot's drifting one.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,7 +24,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::clean;
-use crate::model::{Decoded, LogRow, status_change_log};
+use crate::model::{Decoded, LogRow, TsSource, first_seen_log, reactivated_log, status_change_log};
 
 #[derive(Default)]
 struct RobotAgg {
@@ -20,17 +32,44 @@ struct RobotAgg {
     last_seen: Option<DateTime<Utc>>,
     first_status: Option<(String, DateTime<Utc>)>,
     last_status: Option<(String, DateTime<Utc>)>,
+    /// Status changes inside the batch after the first status.
+    changes: Vec<LogRow>,
+    /// The oldest message time of the batch (payload time, else receive time).
+    first_ts: Option<DateTime<Utc>>,
+    /// The newest payload time of the batch's messages that had one.
+    latest_stamped: Option<DateTime<Utc>>,
+    /// Some message had no usable payload time (stored at receive time).
+    unstamped: bool,
     ip_address: Option<String>,
     camera_url: Option<String>,
 }
 
-/// A robot as the upsert left it, with the status it had before.
+/// A robot's row as stored before this batch.
 #[derive(sqlx::FromRow)]
 struct Stored {
     robot_id: String,
-    id: i32,
-    status: Option<String>,
+    status: String,
     status_at: Option<DateTime<Utc>>,
+    silent_since: Option<DateTime<Utc>>,
+    is_active: bool,
+}
+
+/// What the batch does to a robot's status.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// A status message newer than the stored one: set it (with its payload time).
+    Reported(String, DateTime<Utc>),
+    /// No (new) status message, but the robot spoke again after going offline.
+    BackOnline,
+    Unchanged,
+}
+
+/// A robot's row after the upsert.
+#[derive(sqlx::FromRow)]
+struct Upserted {
+    robot_id: String,
+    id: i32,
+    inserted: bool,
 }
 
 /// The robots of one batch, in robot-id order.
@@ -44,11 +83,17 @@ impl<'a> Robots<'a> {
         self.by_id.is_empty()
     }
 
-    /// Adds one message; a status change within the batch is pushed to `logs`.
-    pub fn add(&mut self, d: &'a Decoded, received_at: DateTime<Utc>, logs: &mut Vec<LogRow>) {
+    /// Adds one message.
+    pub fn add(&mut self, d: &'a Decoded, received_at: DateTime<Utc>) {
         let agg = self.by_id.entry(d.robot_id.as_str()).or_default();
         agg.first_seen = Some(agg.first_seen.map_or(received_at, |t| t.min(received_at)));
         agg.last_seen = Some(agg.last_seen.map_or(received_at, |t| t.max(received_at)));
+        agg.first_ts = Some(agg.first_ts.map_or(d.ts, |t| t.min(d.ts)));
+        if d.ts_source == TsSource::Payload {
+            agg.latest_stamped = Some(agg.latest_stamped.map_or(d.ts, |t| t.max(d.ts)));
+        } else {
+            agg.unstamped = true;
+        }
         let Some(state) = &d.state else {
             return;
         };
@@ -57,7 +102,8 @@ impl<'a> Robots<'a> {
             match &agg.last_status {
                 None => agg.first_status = Some((status.clone(), d.ts)),
                 Some((prev, _)) if *prev != status => {
-                    logs.push(status_change_log(&d.robot_id, prev, &status, d.ts));
+                    let row = status_change_log(&d.robot_id, prev, &status, d.ts);
+                    agg.changes.push(row);
                 }
                 Some(_) => {}
             }
@@ -71,93 +117,216 @@ impl<'a> Robots<'a> {
         }
     }
 
-    /// Upserts every robot; pushes the change from each stored status to the batch's
-    /// first status onto `logs`. Returns each robot's integer key (`robots.id`).
+    /// Upserts every robot and pushes its lifecycle rows onto `logs`. Returns each
+    /// robot's integer key (`robots.id`).
     pub async fn upsert(
         &self,
         conn: &mut PgConnection,
         logs: &mut Vec<LogRow>,
     ) -> Result<HashMap<String, i32>, sqlx::Error> {
-        let n = self.by_id.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut first_seen = Vec::with_capacity(n);
-        let mut last_seen = Vec::with_capacity(n);
-        let mut last_status: Vec<Option<String>> = Vec::with_capacity(n);
-        let mut last_status_ts: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
-        let mut ips: Vec<Option<String>> = Vec::with_capacity(n);
-        let mut cams: Vec<Option<String>> = Vec::with_capacity(n);
-        for (id, a) in &self.by_id {
-            ids.push(id.to_string());
-            first_seen.push(a.first_seen);
-            last_seen.push(a.last_seen);
-            last_status.push(a.last_status.as_ref().map(|(s, _)| s.clone()));
-            last_status_ts.push(a.last_status.as_ref().map(|(_, t)| *t));
-            ips.push(a.ip_address.clone());
-            cams.push(a.camera_url.clone());
-        }
-        // `prev` reads the rows as they were before this statement (one snapshot for all
-        // CTEs), so it returns the stored status the batch's first status replaces.
+        let ids: Vec<&str> = self.by_id.keys().copied().collect();
         let stored: Vec<Stored> = sqlx::query_as(
+            "SELECT robot_id, status, status_at, silent_since, is_active FROM robots \
+             WHERE robot_id = ANY($1) ORDER BY robot_id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let stored: HashMap<String, Stored> = stored
+            .into_iter()
+            .map(|s| (s.robot_id.clone(), s))
+            .collect();
+
+        let next: Vec<Next> = self
+            .by_id
+            .iter()
+            .map(|(id, a)| next_status(a, stored.get(*id)))
+            .collect();
+        let (status, status_at): (Vec<Option<&str>>, Vec<Option<DateTime<Utc>>>) = next
+            .iter()
+            .map(|n| match n {
+                Next::Reported(s, at) => (Some(s.as_str()), Some(*at)),
+                Next::BackOnline => (Some("online"), None),
+                Next::Unchanged => (None, None),
+            })
+            .unzip();
+        let first_seen: Vec<_> = self.by_id.values().map(|a| a.first_seen).collect();
+        let last_seen: Vec<_> = self.by_id.values().map(|a| a.last_seen).collect();
+        let ips: Vec<Option<&str>> = self
+            .by_id
+            .values()
+            .map(|a| a.ip_address.as_deref())
+            .collect();
+        let cams: Vec<Option<&str>> = self
+            .by_id
+            .values()
+            .map(|a| a.camera_url.as_deref())
+            .collect();
+        let upserted: Vec<Upserted> = sqlx::query_as(
             r#"
             WITH input AS (
                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[],
                                      $5::timestamptz[], $6::text[], $7::text[])
-                  AS t(robot_id, first_seen, last_seen, last_status, last_status_ts, ip_address, camera_url)
-            ),
-            prev AS (
-                SELECT r.robot_id, r.status, r.status_at FROM robots r JOIN input i ON i.robot_id = r.robot_id
-            ),
-            upserted AS (
-                INSERT INTO robots AS r (robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url)
-                SELECT robot_id, first_seen, last_seen, COALESCE(last_status, 'unknown'), last_status_ts,
-                       ip_address, camera_url
-                FROM input
-                ON CONFLICT (robot_id) DO UPDATE SET
-                    first_seen = LEAST(r.first_seen, EXCLUDED.first_seen),
-                    last_seen  = GREATEST(r.last_seen, EXCLUDED.last_seen),
-                    -- An older status (a resend) never overwrites a newer one.
-                    status     = CASE WHEN EXCLUDED.status_at >= r.status_at OR r.status_at IS NULL
-                                      THEN COALESCE((SELECT i.last_status FROM input i WHERE i.robot_id = EXCLUDED.robot_id), r.status)
-                                      ELSE r.status END,
-                    status_at  = GREATEST(r.status_at, EXCLUDED.status_at),
-                    ip_address = COALESCE(EXCLUDED.ip_address, r.ip_address),
-                    camera_url = COALESCE(EXCLUDED.camera_url, r.camera_url),
-                    updated_at = now()
-                RETURNING r.robot_id, r.id
+                  AS t(robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url)
             )
-            SELECT u.robot_id, u.id, p.status, p.status_at FROM upserted u LEFT JOIN prev p ON p.robot_id = u.robot_id
+            INSERT INTO robots AS r (robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url)
+            SELECT robot_id, first_seen, last_seen, COALESCE(status, 'unknown'), status_at,
+                   ip_address, camera_url
+            FROM input
+            ON CONFLICT (robot_id) DO UPDATE SET
+                first_seen = LEAST(r.first_seen, EXCLUDED.first_seen),
+                last_seen  = GREATEST(r.last_seen, EXCLUDED.last_seen),
+                -- Decided in Rust on the locked row; the time check only matters when
+                -- another instance created the robot a moment ago (no row was locked).
+                status = COALESCE(
+                    CASE WHEN EXCLUDED.status_at IS NULL OR r.status_at IS NULL
+                              OR EXCLUDED.status_at >= r.status_at
+                         THEN (SELECT i.status FROM input i WHERE i.robot_id = EXCLUDED.robot_id)
+                    END,
+                    r.status),
+                status_at  = GREATEST(r.status_at, EXCLUDED.status_at),
+                -- Any status the batch sets ends a silence.
+                silent_since = CASE
+                    WHEN (SELECT i.status FROM input i WHERE i.robot_id = EXCLUDED.robot_id) IS NULL
+                    THEN r.silent_since END,
+                ip_address = COALESCE(EXCLUDED.ip_address, r.ip_address),
+                camera_url = COALESCE(EXCLUDED.camera_url, r.camera_url),
+                is_active  = true,
+                updated_at = now()
+            RETURNING r.robot_id, r.id, (r.xmax = 0) AS inserted
             "#,
         )
         .bind(&ids)
         .bind(&first_seen)
         .bind(&last_seen)
-        .bind(&last_status)
-        .bind(&last_status_ts)
+        .bind(&status)
+        .bind(&status_at)
         .bind(&ips)
         .bind(&cams)
         .fetch_all(&mut *conn)
         .await?;
-        for Stored {
-            robot_id: id,
-            status: prev_status,
-            status_at: prev_at,
-            ..
-        } in &stored
-        {
-            let Some((status, ts)) = self
-                .by_id
-                .get(id.as_str())
-                .and_then(|a| a.first_status.as_ref())
-            else {
+
+        let decided: HashMap<&str, &Next> = ids.iter().copied().zip(next.iter()).collect();
+        let mut keys = HashMap::with_capacity(upserted.len());
+        for u in upserted {
+            let (Some(agg), Some(next)) = (
+                self.by_id.get(u.robot_id.as_str()),
+                decided.get(u.robot_id.as_str()),
+            ) else {
                 continue;
             };
-            let changed = prev_status.as_deref() != Some(status.as_str());
-            let newer = prev_at.is_none_or(|at| *ts > at);
-            if changed && newer {
-                let from = prev_status.as_deref().unwrap_or("unknown");
-                logs.push(status_change_log(id, from, status, *ts));
+            let seen = agg.last_seen.unwrap_or_else(Utc::now);
+            match stored.get(&u.robot_id) {
+                // Created by this batch (or, racing another instance, found created).
+                None if u.inserted => {
+                    let first = agg.first_status.as_ref().map_or("unknown", |(s, _)| s);
+                    let at = agg.first_ts.unwrap_or(seen);
+                    logs.push(first_seen_log(&u.robot_id, first, at));
+                }
+                None => {}
+                Some(before) => {
+                    if !before.is_active {
+                        logs.push(reactivated_log(&u.robot_id, seen));
+                    }
+                    match (next, &agg.first_status) {
+                        (Next::BackOnline, _) => {
+                            let at = agg.latest_stamped.unwrap_or(seen);
+                            logs.push(status_change_log(&u.robot_id, &before.status, "online", at));
+                        }
+                        (Next::Reported(..), Some((first, ts)))
+                            if *first != before.status
+                                && before.status_at.is_none_or(|at| *ts > at) =>
+                        {
+                            logs.push(status_change_log(&u.robot_id, &before.status, first, *ts));
+                        }
+                        _ => {}
+                    }
+                }
             }
+            logs.extend(agg.changes.iter().cloned());
+            keys.insert(u.robot_id, u.id);
         }
-        Ok(stored.into_iter().map(|s| (s.robot_id, s.id)).collect())
+        Ok(keys)
+    }
+}
+
+/// The status rules of the module docs, for one robot of the batch.
+fn next_status(a: &RobotAgg, stored: Option<&Stored>) -> Next {
+    let Some(before) = stored else {
+        return match &a.last_status {
+            Some((s, at)) => Next::Reported(s.clone(), *at),
+            None => Next::Unchanged,
+        };
+    };
+    if let Some((s, at)) = &a.last_status
+        && before.status_at.is_none_or(|stored_at| *at >= stored_at)
+    {
+        return Next::Reported(s.clone(), *at);
+    }
+    if a.last_status.is_none() && before.status == "offline" {
+        let newer = match (a.latest_stamped, before.status_at) {
+            (Some(ts), Some(at)) => ts > at,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if newer || (a.unstamped && before.silent_since.is_some()) {
+            return Next::BackOnline;
+        }
+    }
+    Next::Unchanged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        format!("2026-11-22T{s}Z").parse().unwrap()
+    }
+
+    fn stored(status: &str, status_at: Option<&str>, silent: bool) -> Stored {
+        Stored {
+            robot_id: "r".into(),
+            status: status.into(),
+            status_at: status_at.map(at),
+            silent_since: silent.then(|| at("12:00:00")),
+            is_active: true,
+        }
+    }
+
+    fn batch(status: Option<(&str, &str)>, stamped: Option<&str>, unstamped: bool) -> RobotAgg {
+        RobotAgg {
+            last_status: status.map(|(s, t)| (s.to_string(), at(t))),
+            latest_stamped: stamped.map(at),
+            unstamped,
+            ..RobotAgg::default()
+        }
+    }
+
+    #[test]
+    fn status_messages_apply_unless_older() {
+        let before = stored("online", Some("10:00:00"), false);
+        let newer = batch(Some(("offline", "10:00:05")), Some("10:00:05"), false);
+        assert_eq!(
+            next_status(&newer, Some(&before)),
+            Next::Reported("offline".into(), at("10:00:05"))
+        );
+        let older = batch(Some(("offline", "09:59:00")), Some("09:59:00"), false);
+        assert_eq!(next_status(&older, Some(&before)), Next::Unchanged);
+    }
+
+    #[test]
+    fn offline_robots_come_back_only_with_new_messages() {
+        let announced = stored("offline", Some("10:00:00"), false);
+        let silent = stored("offline", Some("10:00:00"), true);
+        let fresh = batch(None, Some("10:00:01"), false);
+        let resent = batch(None, Some("09:59:59"), false);
+        let unstamped = batch(None, None, true);
+        assert_eq!(next_status(&fresh, Some(&announced)), Next::BackOnline);
+        assert_eq!(next_status(&resent, Some(&announced)), Next::Unchanged);
+        assert_eq!(next_status(&unstamped, Some(&announced)), Next::Unchanged);
+        assert_eq!(next_status(&unstamped, Some(&silent)), Next::BackOnline);
+        let online = stored("online", Some("10:00:00"), false);
+        assert_eq!(next_status(&fresh, Some(&online)), Next::Unchanged);
     }
 }

@@ -1,0 +1,125 @@
+//! Offline detection: a robot silent for longer than `robots.offline_after` (by
+//! fleetsink's receive-time clock, `robots.last_seen`) is marked `offline`, with one
+//! lifecycle log row.
+//!
+//! One transaction per tick: an `UPDATE` of at most `SWEEP_LIMIT` robots (the longest
+//! silent first), which locks its rows `FOR UPDATE SKIP LOCKED` and returns the status
+//! each had, then one insert of their log rows. Instances sweeping the same database
+//! never wait for each other and never mark a robot twice: a row another instance holds
+//! is skipped, and one it already marked no longer matches `status <> 'offline'`. A
+//! batch bringing the robot back locks the row first (`db::writes`), so the two are
+//! serialised too.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::writes::insert_logs;
+use crate::model::{LogRow, went_silent_log};
+use crate::telemetry;
+
+/// Robots marked offline per tick at most; the rest wait for the next tick.
+pub const SWEEP_LIMIT: i64 = 1000;
+
+/// The statuses reported as `fleetsink_robots{status}` (anything else is `other`, so
+/// robots cannot create label values).
+const GAUGE_STATUSES: [&str; 4] = ["online", "offline", "emergency_stopped", "unknown"];
+
+/// Marks robots silent for longer than `offline_after` offline; returns how many.
+pub async fn sweep_once(pool: &PgPool, offline_after: Duration) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let swept: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "WITH due AS ( \
+             SELECT id, status FROM robots \
+             WHERE status <> 'offline' AND is_active \
+               AND last_seen < now() - make_interval(secs => $1) \
+             ORDER BY last_seen LIMIT $2 \
+             FOR UPDATE SKIP LOCKED) \
+         UPDATE robots r SET status = 'offline', silent_since = now(), updated_at = now() \
+         FROM due WHERE r.id = due.id \
+         RETURNING r.robot_id, due.status, r.last_seen, now()",
+    )
+    .bind(offline_after.as_secs_f64())
+    .bind(SWEEP_LIMIT)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !swept.is_empty() {
+        let logs: Vec<LogRow> = swept
+            .iter()
+            .map(|(robot, was, last_seen, now)| went_silent_log(robot, was, *last_seen, *now))
+            .collect();
+        insert_logs(&mut tx, &logs).await?;
+    }
+    tx.commit().await?;
+    for (robot, was, last_seen, _) in &swept {
+        tracing::info!(robot_id = %robot, from = %was, %last_seen, "robot went silent: offline");
+    }
+    Ok(swept.len() as u64)
+}
+
+/// Refreshes `fleetsink_robots{status}` from the active robots.
+pub async fn count_by_status(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM robots WHERE is_active GROUP BY status")
+            .fetch_all(pool)
+            .await?;
+    let mut counts = [0u64; GAUGE_STATUSES.len() + 1];
+    for (status, n) in rows {
+        let i = GAUGE_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(GAUGE_STATUSES.len());
+        counts[i] += n.max(0) as u64;
+    }
+    for (i, n) in counts.iter().enumerate() {
+        telemetry::robots(GAUGE_STATUSES.get(i).copied().unwrap_or("other"), *n);
+    }
+    Ok(())
+}
+
+/// How often to sweep: a third of the window, between 1 and 10 seconds, so a robot is
+/// marked within about `offline_after` + a third of it.
+pub fn sweep_interval(offline_after: Duration) -> Duration {
+    (offline_after / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// Sweeps and refreshes the robots gauge every [`sweep_interval`] until cancelled.
+pub async fn sweep_periodically(pool: PgPool, offline_after: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(sweep_interval(offline_after));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = sweep_once(&pool, offline_after).await {
+            tracing::warn!(error = %e, "offline sweep failed; retrying next tick");
+        }
+        if let Err(e) = count_by_status(&pool).await {
+            tracing::debug!(error = %e, "robot count failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_follows_the_window() {
+        assert_eq!(
+            sweep_interval(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_secs(6)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_millis(900)),
+            Duration::from_secs(1)
+        );
+    }
+}
