@@ -1,11 +1,12 @@
 //! `robots`: one upsert per robot per batch, and the lifecycle log rows (category
 //! `robot`): first seen, every status change, back online, reactivated.
 //!
-//! Per batch: the stored rows of the batch's robots are read `FOR UPDATE` (in robot-id
-//! order, so instances cannot deadlock), the new status of each is decided here
-//! ([`next_status`]), and the rows are upserted. The lock makes the read current even
-//! when another instance changed the robot a moment ago, so each transition is logged by
-//! exactly one transaction.
+//! Per batch: the stored rows of the batch's robots are read, the new status of each is
+//! decided here ([`next_status`]), and the rows are upserted. Robots stored `offline` or
+//! inactive are read again `FOR UPDATE` first (in robot-id order, so instances cannot
+//! deadlock): a transition keyed by receive time (back online, reactivated) is then
+//! logged by exactly one transaction even with several instances. Locking every robot
+//! of every batch cost 25 % of embedded after-commit throughput (BENCHMARKS.md).
 //!
 //! Status rules:
 //! - a `status` message sets the status unless it is older (payload time) than the
@@ -125,17 +126,20 @@ impl<'a> Robots<'a> {
         logs: &mut Vec<LogRow>,
     ) -> Result<HashMap<String, i32>, sqlx::Error> {
         let ids: Vec<&str> = self.by_id.keys().copied().collect();
-        let stored: Vec<Stored> = sqlx::query_as(
-            "SELECT robot_id, status, status_at, silent_since, is_active FROM robots \
-             WHERE robot_id = ANY($1) ORDER BY robot_id FOR UPDATE",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
-        let stored: HashMap<String, Stored> = stored
-            .into_iter()
-            .map(|s| (s.robot_id.clone(), s))
+        let mut stored = read_stored(conn, &ids, false).await?;
+        // Robots that may come back online or be reactivated: those rows are read again
+        // under a row lock, so of two instances only one sees the old state and logs the
+        // transition. (Status-message transitions need no lock: their rows are keyed by
+        // the message's own time, so a second write of the same change is a no-op.)
+        let contested: Vec<&str> = stored
+            .values()
+            .filter(|s| s.status == "offline" || !s.is_active)
+            .map(|s| s.robot_id.as_str())
             .collect();
+        if !contested.is_empty() {
+            let locked = read_stored(conn, &contested, true).await?;
+            stored.extend(locked);
+        }
 
         let next: Vec<Next> = self
             .by_id
@@ -248,6 +252,24 @@ impl<'a> Robots<'a> {
         }
         Ok(keys)
     }
+}
+
+/// The stored rows of `ids`, by robot id; `lock`: `FOR UPDATE`, in robot-id order (so
+/// instances cannot deadlock).
+async fn read_stored(
+    conn: &mut PgConnection,
+    ids: &[&str],
+    lock: bool,
+) -> Result<HashMap<String, Stored>, sqlx::Error> {
+    let sql = if lock {
+        "SELECT robot_id, status, status_at, silent_since, is_active FROM robots \
+         WHERE robot_id = ANY($1) ORDER BY robot_id FOR UPDATE"
+    } else {
+        "SELECT robot_id, status, status_at, silent_since, is_active FROM robots \
+         WHERE robot_id = ANY($1)"
+    };
+    let rows: Vec<Stored> = sqlx::query_as(sql).bind(ids).fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(|s| (s.robot_id.clone(), s)).collect())
 }
 
 /// The status rules of the module docs, for one robot of the batch.
