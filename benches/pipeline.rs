@@ -144,12 +144,14 @@ fn bench_insert(c: &mut Criterion) {
     // Warm the metric dictionary as a running daemon has it: commit the batch once,
     // keep what it learned, then delete the batch's rows again.
     let dictionary = Dictionary::default();
+    let alerts = fleetsink::alerts::AlertSettings::default();
     rt.block_on(async {
         let mut learned = Learned::default();
         let opts = WriteOptions {
             error_payload_cap: 4096,
             metrics: MetricsWrite::SkipExisting,
             dictionary: &dictionary,
+            alerts: &alerts,
         };
         let mut tx = pool.begin().await.unwrap();
         writes::write(&mut tx, &entries, &opts, &mut learned)
@@ -181,6 +183,7 @@ fn bench_insert(c: &mut Criterion) {
                     error_payload_cap: 4096,
                     metrics: mode,
                     dictionary: &dictionary,
+                    alerts: &alerts,
                 };
                 let mut learned = Learned::default();
                 let mut tx = pool.begin().await.unwrap();

@@ -22,6 +22,7 @@
 //! Prometheus metric, and [`bench`] is the load generator.
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod backoff;
 pub mod bench;

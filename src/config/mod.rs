@@ -49,6 +49,7 @@ pub struct Config {
     pub batch: BatchConfig,
     pub sink: SinkConfig,
     pub robots: RobotsConfig,
+    pub alerts: AlertsConfig,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
@@ -270,6 +271,68 @@ impl Default for RobotsConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// A crossing this soon after an alert of the same robot, metric and level was last
+    /// triggered re-activates that alert (count + 1) instead of opening another.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    /// An alert resolves once the value is back past the warning threshold by this
+    /// percentage of it (e.g. CPU below 66.5 % for a 70 % threshold at 5).
+    pub hysteresis_percent: f64,
+    /// Fleet-wide thresholds; a robot's own (robots columns, when set) win.
+    pub thresholds: ThresholdsConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            dedupe_window: Duration::from_secs(300),
+            hysteresis_percent: 5.0,
+            thresholds: ThresholdsConfig::default(),
+        }
+    }
+}
+
+/// The TonyPi backend's defaults. High values are bad except for battery and servo
+/// voltage, where the thresholds are lower bounds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsConfig {
+    pub cpu_warning: f64,
+    pub cpu_critical: f64,
+    pub memory_warning: f64,
+    pub memory_critical: f64,
+    pub temperature_warning: f64,
+    pub temperature_critical: f64,
+    pub battery_low: f64,
+    pub battery_critical: f64,
+    pub servo_temperature_warning: f64,
+    pub servo_temperature_critical: f64,
+    pub servo_voltage_low: f64,
+    pub servo_voltage_critical: f64,
+}
+
+impl Default for ThresholdsConfig {
+    fn default() -> Self {
+        Self {
+            cpu_warning: 70.0,
+            cpu_critical: 90.0,
+            memory_warning: 75.0,
+            memory_critical: 90.0,
+            temperature_warning: 60.0,
+            temperature_critical: 75.0,
+            battery_low: 30.0,
+            battery_critical: 15.0,
+            servo_temperature_warning: 50.0,
+            servo_temperature_critical: 70.0,
+            servo_voltage_low: 5.5,
+            servo_voltage_critical: 5.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Day partitions created ahead of today.
     pub premake_days: u32,
@@ -360,6 +423,7 @@ impl Default for Config {
             batch: BatchConfig::default(),
             sink: SinkConfig::default(),
             robots: RobotsConfig::default(),
+            alerts: AlertsConfig::default(),
             retention: RetentionConfig::default(),
             http: HttpConfig::default(),
             shutdown: ShutdownConfig::default(),

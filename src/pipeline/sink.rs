@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::ack::Acker;
 use super::batch::{Batch, Item};
+use crate::alerts::AlertSettings;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::is_transient;
@@ -35,6 +36,7 @@ use crate::telemetry;
 pub struct SinkSettings {
     pub error_payload_cap: usize,
     pub retry_backoff_max: Duration,
+    pub alerts: AlertSettings,
 }
 
 impl SinkSettings {
@@ -42,6 +44,7 @@ impl SinkSettings {
         Self {
             error_payload_cap: cfg.ingest.error_payload_cap,
             retry_backoff_max: cfg.database.retry_backoff_max,
+            alerts: AlertSettings::from_config(&cfg.alerts),
         }
     }
 }
@@ -84,6 +87,7 @@ fn record_written(w: &Written) {
     telemetry::rows_written("logs", w.logs);
     telemetry::rows_written("jobs", w.jobs);
     telemetry::rows_written("ingest_errors", w.ingest_errors);
+    telemetry::rows_written("alerts", w.alerts);
 }
 
 fn entry(item: &Item) -> Entry<'_> {
@@ -127,6 +131,7 @@ async fn write_tx_with(
         error_payload_cap: cx.settings.error_payload_cap,
         metrics,
         dictionary: &cx.dictionary,
+        alerts: &cx.settings.alerts,
     };
     let mut learned = Learned::default();
     let mut tx = cx.pool.begin().await?;

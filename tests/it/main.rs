@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod alerts;
 mod delivery;
 mod embedded;
 mod external;

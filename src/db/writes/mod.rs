@@ -12,6 +12,7 @@
 //! is stored. Robots are upserted once per robot per batch, in robot-id order (so
 //! concurrent instances cannot deadlock), and `last_seen` never moves backwards.
 
+mod alerts;
 mod dictionary;
 mod errors;
 mod jobs;
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::alerts::AlertSettings;
 use crate::model::{Decoded, JobEvent, LogRow};
 
 pub use dictionary::{Dictionary, Learned};
@@ -50,6 +52,8 @@ pub struct Written {
     pub logs: u64,
     pub jobs: u64,
     pub ingest_errors: u64,
+    /// Alert rows opened or changed.
+    pub alerts: u64,
 }
 
 impl std::ops::AddAssign for Written {
@@ -59,6 +63,7 @@ impl std::ops::AddAssign for Written {
         self.logs += w.logs;
         self.jobs += w.jobs;
         self.ingest_errors += w.ingest_errors;
+        self.alerts += w.alerts;
     }
 }
 
@@ -69,6 +74,8 @@ pub struct WriteOptions<'a> {
     /// The metric dictionary cache; what this batch adds to it goes to `learned`,
     /// which the caller hands to [`Dictionary::learn`] once the transaction committed.
     pub dictionary: &'a Dictionary,
+    /// Thresholds and the alert policy.
+    pub alerts: &'a AlertSettings,
 }
 
 /// Writes everything `entries` produced. The caller owns the transaction.
@@ -80,6 +87,7 @@ pub async fn write(
 ) -> Result<Written, sqlx::Error> {
     let mut robots = robots::Robots::default();
     let mut metrics: Vec<&Decoded> = Vec::new();
+    let mut readings = alerts::Readings::default();
     let mut logs: Vec<LogRow> = Vec::new();
     let mut jobs: Vec<(&str, &JobEvent)> = Vec::new();
     let mut scans: Vec<(&str, &Value)> = Vec::new();
@@ -95,6 +103,7 @@ pub async fn write(
                 robots.add(d, *received_at);
                 if !d.metrics.is_empty() {
                     metrics.push(d);
+                    readings.add(d);
                 }
                 logs.extend(d.logs.iter().cloned());
                 if let Some(job) = &d.job {
@@ -124,6 +133,9 @@ pub async fn write(
             opts.metrics,
         )
         .await?;
+    }
+    if !readings.is_empty() {
+        written.alerts = alerts::evaluate(conn, &readings, opts.alerts, &mut logs).await?;
     }
     if !logs.is_empty() {
         written.logs += logs::insert(conn, &logs).await?;
