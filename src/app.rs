@@ -137,6 +137,9 @@ impl App {
         let admin_router = admin::router(AdminState {
             health: health.clone(),
             prometheus: prometheus.clone(),
+            pool: pool.clone(),
+            downlink: intake.downlink(),
+            admin_token: cfg.http.admin_token.clone(),
         });
         let stop = stop_background.clone();
         background.spawn(async move {
@@ -155,6 +158,7 @@ impl App {
         background.spawn(offline::sweep_periodically(
             pool.clone(),
             cfg.robots.offline_after,
+            cfg.commands.expire_after,
             stop_background.clone(),
         ));
         background.spawn(monitor(

@@ -158,6 +158,17 @@ pub struct Decoded {
     pub job: Option<JobEvent>,
     /// A scanned item, recorded as the active job's `last_item`.
     pub scan: Option<Value>,
+    /// A robot's answer to a command (matched to `commands` by `command_id`).
+    pub reply: Option<CommandReply>,
+}
+
+/// A robot's answer on `tonypi/commands/response` or `tonypi/emergency_stop/response`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandReply {
+    pub command_id: String,
+    /// `success: false` marks the command failed; anything else acknowledged.
+    pub success: Option<bool>,
+    pub payload: Value,
 }
 
 impl Decoded {
@@ -172,6 +183,7 @@ impl Decoded {
             state: None,
             job: None,
             scan: None,
+            reply: None,
         }
     }
 

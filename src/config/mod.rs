@@ -50,6 +50,7 @@ pub struct Config {
     pub sink: SinkConfig,
     pub robots: RobotsConfig,
     pub alerts: AlertsConfig,
+    pub commands: CommandsConfig,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
@@ -333,6 +334,22 @@ impl Default for ThresholdsConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct CommandsConfig {
+    /// A command without an answer from the robot after this is marked `expired`.
+    #[serde(with = "humantime_serde")]
+    pub expire_after: Duration,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self {
+            expire_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Day partitions created ahead of today.
     pub premake_days: u32,
@@ -424,6 +441,7 @@ impl Default for Config {
             sink: SinkConfig::default(),
             robots: RobotsConfig::default(),
             alerts: AlertsConfig::default(),
+            commands: CommandsConfig::default(),
             retention: RetentionConfig::default(),
             http: HttpConfig::default(),
             shutdown: ShutdownConfig::default(),

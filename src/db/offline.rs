@@ -85,8 +85,14 @@ pub fn sweep_interval(offline_after: Duration) -> Duration {
     (offline_after / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
-/// Sweeps and refreshes the robots gauge every [`sweep_interval`] until cancelled.
-pub async fn sweep_periodically(pool: PgPool, offline_after: Duration, cancel: CancellationToken) {
+/// Sweeps, expires unanswered commands (`commands.expire_after`) and refreshes the
+/// robots gauge every [`sweep_interval`] until cancelled.
+pub async fn sweep_periodically(
+    pool: PgPool,
+    offline_after: Duration,
+    expire_commands_after: Duration,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(sweep_interval(offline_after));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -96,6 +102,9 @@ pub async fn sweep_periodically(pool: PgPool, offline_after: Duration, cancel: C
         }
         if let Err(e) = sweep_once(&pool, offline_after).await {
             tracing::warn!(error = %e, "offline sweep failed; retrying next tick");
+        }
+        if let Err(e) = crate::db::commands::expire(&pool, expire_commands_after).await {
+            tracing::warn!(error = %e, "command expiry failed; retrying next tick");
         }
         if let Err(e) = count_by_status(&pool).await {
             tracing::debug!(error = %e, "robot count failed");

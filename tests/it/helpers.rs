@@ -268,6 +268,25 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> (u16, String) {
         http_get(&self.client, self.http, path).await
     }
+
+    /// `POST path` with a JSON body (and a bearer token when given): status and JSON.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .post(format!("http://{}{path}", self.http))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
 }
 
 pub async fn count(pool: &PgPool, query: &str) -> i64 {

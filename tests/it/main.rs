@@ -6,6 +6,7 @@
 mod helpers;
 
 mod alerts;
+mod commands;
 mod delivery;
 mod embedded;
 mod external;

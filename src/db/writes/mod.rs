@@ -25,7 +25,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::alerts::AlertSettings;
-use crate::model::{Decoded, JobEvent, LogRow};
+use crate::model::{CommandReply, Decoded, JobEvent, LogRow};
 
 pub use dictionary::{Dictionary, Learned};
 pub use errors::ErrorRow;
@@ -92,6 +92,7 @@ pub async fn write(
     let mut jobs: Vec<(&str, &JobEvent)> = Vec::new();
     let mut scans: Vec<(&str, &Value)> = Vec::new();
     let mut errors: Vec<&ErrorRow> = Vec::new();
+    let mut replies: Vec<(&CommandReply, chrono::DateTime<chrono::Utc>)> = Vec::new();
 
     for e in entries {
         match e {
@@ -111,6 +112,9 @@ pub async fn write(
                 }
                 if let Some(item) = &d.scan {
                     scans.push((&d.robot_id, item));
+                }
+                if let Some(reply) = &d.reply {
+                    replies.push((reply, *received_at));
                 }
             }
         }
@@ -146,10 +150,45 @@ pub async fn write(
     for (robot_id, item) in scans {
         jobs::record_scan(conn, robot_id, item).await?;
     }
+    if !replies.is_empty() {
+        record_replies(conn, &replies).await?;
+    }
     if !errors.is_empty() {
         written.ingest_errors = errors::insert(conn, &errors, opts.error_payload_cap).await?;
     }
     Ok(written)
+}
+
+/// Marks the commands these replies answer: `failed` when the robot says
+/// `success: false`, else `acknowledged`, with the reply. A resent reply changes nothing
+/// (only commands still `sent` or `expired` are updated).
+async fn record_replies(
+    conn: &mut PgConnection,
+    replies: &[(&CommandReply, chrono::DateTime<chrono::Utc>)],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<String> = replies.iter().map(|(r, _)| clean(&r.command_id)).collect();
+    let failed: Vec<bool> = replies
+        .iter()
+        .map(|(r, _)| r.success == Some(false))
+        .collect();
+    let payload: Vec<String> = replies
+        .iter()
+        .map(|(r, _)| clean_json(&r.payload).to_string())
+        .collect();
+    let at: Vec<chrono::DateTime<chrono::Utc>> = replies.iter().map(|(_, t)| *t).collect();
+    Ok(sqlx::query(
+        "UPDATE commands c SET status = CASE WHEN r.failed THEN 'failed' ELSE 'acknowledged' END, \
+             response = r.payload::jsonb, responded_at = r.at \
+         FROM UNNEST($1::text[], $2::bool[], $3::text[], $4::timestamptz[]) AS r(command_id, failed, payload, at) \
+         WHERE c.command_id = r.command_id AND c.status IN ('sent', 'expired')",
+    )
+    .bind(&ids)
+    .bind(&failed)
+    .bind(&payload)
+    .bind(&at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }
 
 /// PostgreSQL text and jsonb cannot hold NUL; JSON may carry it as `\u0000`.

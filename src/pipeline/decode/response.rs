@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Message;
 use super::json::str_field;
-use crate::model::Decoded;
+use crate::model::{CommandReply, Decoded};
 
 pub(super) fn decode(msg: &Message, out: &mut Decoded) {
     let category = msg
@@ -28,6 +28,13 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) {
     };
     let row = msg.log_row(out, level, category, kind, message);
     out.logs.push(row);
+    if let Some(command_id) = str_field(msg.obj, &["command_id", "id"]) {
+        out.reply = Some(CommandReply {
+            command_id,
+            success,
+            payload: Value::Object(msg.obj.clone()),
+        });
+    }
 }
 
 #[cfg(test)]
@@ -52,5 +59,16 @@ mod tests {
         .unwrap();
         assert_eq!(d.logs[0].message, "move succeeded");
         assert_eq!(d.logs[0].category, "command");
+        assert!(d.reply.is_none(), "no command_id: nothing to match");
+        let d = run(
+            "tonypi/commands/response",
+            r#"{"robot_id":"tonypi_1","command_id":"cmd_7","success":false}"#,
+        )
+        .unwrap();
+        let reply = d.reply.unwrap();
+        assert_eq!(
+            (reply.command_id.as_str(), reply.success),
+            ("cmd_7", Some(false))
+        );
     }
 }

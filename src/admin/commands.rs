@@ -1,0 +1,221 @@
+//! Downlink commands over HTTP, TonyPi-compatible (`backend/routers/management.py`):
+//! each command is recorded in `commands`, then published at QoS 1 to
+//! `tonypi/commands/{robot_id}` (or `tonypi/commands/broadcast`) with a payload every
+//! TonyPi client reads: `type` and `id` (what the robot client reads) plus `command`,
+//! `command_id`, `parameters` and `timestamp` (what the TonyPi backend sends). The
+//! robot's answer on `tonypi/commands/response` marks it acknowledged or failed.
+//! `POST /api/v1/robot-data/command` (the UI's pass-through) and the generic
+//! `POST /api/v1/devices/{id}/commands` publish the caller's object with those fields
+//! added where missing (`id` and `command_id` are always fleetsink's, for tracking).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{AdminState, ApiError};
+use crate::db::commands::{self, CommandRow};
+use crate::model::valid_robot_id;
+use crate::mqtt::Qos;
+
+/// `POST /api/v1/management/command`, as the TonyPi backend takes it.
+#[derive(Debug, Deserialize)]
+pub struct CommandRequest {
+    pub command: String,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    pub robot_id: String,
+}
+
+pub async fn send(
+    State(s): State<AdminState>,
+    Json(req): Json<CommandRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let mut payload = Map::new();
+    payload.insert("type".into(), json!(req.command));
+    payload.insert(
+        "parameters".into(),
+        req.parameters.unwrap_or_else(|| json!({})),
+    );
+    let topic = format!("tonypi/commands/{}", req.robot_id);
+    let (id, _) = send_command(&s, Some(&req.robot_id), topic, payload).await?;
+    Ok(sent(id))
+}
+
+/// `POST /api/v1/robot-data/command`: the TonyPi UI's pass-through. The body goes to
+/// its `robot_id`'s topic, or to `tonypi/commands/broadcast` without one.
+pub async fn pass_through(
+    State(s): State<AdminState>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let robot_id = body
+        .get("robot_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let topic = format!(
+        "tonypi/commands/{}",
+        robot_id.as_deref().unwrap_or("broadcast")
+    );
+    let (id, payload) = send_command(&s, robot_id.as_deref(), topic.clone(), body).await?;
+    Ok(Json(json!({
+        "success": true,
+        "message": "Command sent to robot",
+        "topic": topic,
+        "command": payload,
+        "command_id": id,
+    })))
+}
+
+/// `POST /api/v1/devices/{id}/commands`: a JSON object to `devices/{id}/commands`.
+pub async fn device(
+    State(s): State<AdminState>,
+    Path(device_id): Path<String>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let topic = format!("devices/{device_id}/commands");
+    let (id, payload) = send_command(&s, Some(&device_id), topic.clone(), body).await?;
+    Ok(Json(json!({
+        "success": true,
+        "message": "Command sent successfully",
+        "topic": topic,
+        "command": payload,
+        "command_id": id,
+    })))
+}
+
+pub async fn emergency_stop(
+    State(s): State<AdminState>,
+    Path(robot_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let topic = format!("tonypi/commands/{robot_id}");
+    let (id, _) = send_command(&s, Some(&robot_id), topic, named("emergency_stop")).await?;
+    tracing::error!(robot_id = %robot_id, command_id = %id, "CRITICAL: emergency stop sent");
+    Ok(sent(id))
+}
+
+pub async fn resume(
+    State(s): State<AdminState>,
+    Path(robot_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let topic = format!("tonypi/commands/{robot_id}");
+    let (id, _) = send_command(&s, Some(&robot_id), topic, named("resume")).await?;
+    Ok(sent(id))
+}
+
+pub async fn emergency_stop_all(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let topic = "tonypi/commands/broadcast".to_string();
+    let (id, _) = send_command(&s, None, topic, named("emergency_stop")).await?;
+    tracing::error!(command_id = %id, "CRITICAL: emergency stop broadcast to every robot");
+    Ok(sent(id))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+}
+
+pub async fn list(
+    State(s): State<AdminState>,
+    Path(robot_id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<CommandRow>>, ApiError> {
+    check_robot_id(&robot_id)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(commands::list(&s.pool, &robot_id, limit).await?))
+}
+
+/// A payload naming just the command.
+fn named(command: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), json!(command));
+    m
+}
+
+fn sent(command_id: String) -> Json<Value> {
+    Json(json!({
+        "success": true,
+        "message": "Command sent successfully",
+        "command_id": command_id,
+    }))
+}
+
+fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
+    if valid_robot_id(robot_id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
+        ))
+    }
+}
+
+/// Records and publishes one command to `topic`; `robot_id` None broadcasts. Fills in
+/// `type`/`command` from each other, `parameters`, `robot_id` and `timestamp` where
+/// missing, and sets `id` and `command_id`. Returns the id and the payload sent.
+async fn send_command(
+    s: &AdminState,
+    robot_id: Option<&str>,
+    topic: String,
+    mut payload: Map<String, Value>,
+) -> Result<(String, Value), ApiError> {
+    let command = ["type", "command"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string();
+    if command.is_empty() || command.len() > 128 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the command (\"command\" or \"type\") must be 1-128 characters",
+        ));
+    }
+    if let Some(robot) = robot_id {
+        check_robot_id(robot)?;
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM robots WHERE robot_id = $1 AND is_active)",
+        )
+        .bind(robot)
+        .fetch_one(&s.pool)
+        .await?;
+        if !known {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("Robot {robot} not found"),
+            ));
+        }
+    }
+    if !s.health.readiness().broker_connected {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the MQTT broker is not connected; the command was not sent",
+        ));
+    }
+    let now = Utc::now();
+    let command_id = format!("cmd_{}_{:08x}", now.timestamp_millis(), fastrand::u32(..));
+    payload.entry("type").or_insert_with(|| json!(command));
+    payload.entry("command").or_insert_with(|| json!(command));
+    payload.entry("parameters").or_insert_with(|| json!({}));
+    payload.entry("robot_id").or_insert_with(|| json!(robot_id));
+    payload
+        .entry("timestamp")
+        .or_insert_with(|| json!(now.to_rfc3339()));
+    payload.insert("id".into(), json!(command_id));
+    payload.insert("command_id".into(), json!(command_id));
+    let payload = Value::Object(payload);
+    commands::record(&s.pool, &command_id, robot_id, &command, &topic, &payload).await?;
+    let bytes = Bytes::from(payload.to_string());
+    if let Err(e) = s.downlink.publish(&topic, bytes, Qos::AtLeastOnce).await {
+        tracing::warn!(topic = %topic, error = %e, "command not published");
+        commands::mark_failed(&s.pool, &command_id, "not published: broker unavailable").await?;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the MQTT broker did not take the command; it was not sent",
+        ));
+    }
+    tracing::info!(topic = %topic, command = %command, command_id = %command_id, "command sent");
+    Ok((command_id, payload))
+}

@@ -1,0 +1,174 @@
+//! The admin HTTP port: health, readiness, Prometheus metrics, and under `/api/` the
+//! downlink command routes (`commands.rs`).
+//!
+//! API errors are `{"detail": "..."}` (the shape the TonyPi UI reads) with a fitting
+//! status; database errors are logged and answered 500/503 without their text. With
+//! `http.admin_token` set, `/api/` needs `Authorization: Bearer <token>` (compared in
+//! constant time).
+
+mod commands;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::db::is_transient;
+use crate::health::Health;
+use crate::pipeline::source::Downlink;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub health: Arc<Health>,
+    pub prometheus: PrometheusHandle,
+    pub pool: PgPool,
+    pub downlink: Downlink,
+    pub admin_token: Option<SecretString>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/management/command", post(commands::send))
+        .route(
+            "/api/v1/management/robots/{robot_id}/emergency-stop",
+            post(commands::emergency_stop),
+        )
+        .route(
+            "/api/v1/management/robots/{robot_id}/resume",
+            post(commands::resume),
+        )
+        .route(
+            "/api/v1/management/emergency-stop/broadcast",
+            post(commands::emergency_stop_all),
+        )
+        .route("/api/v1/robot-data/command", post(commands::pass_through))
+        .route(
+            "/api/v1/devices/{device_id}/commands",
+            post(commands::device),
+        )
+        .route("/api/v1/robots/{robot_id}/commands", get(commands::list))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// An API error: status and a message for the client, never database text.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::warn!(error = %e, "admin API database error");
+        if is_transient(&e) {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable, retry later",
+            )
+        } else {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+    }
+}
+
+async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    let Some(token) = &s.admin_token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes()) {
+        next.run(req).await
+    } else {
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <http.admin_token>)",
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        resp
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    let r = s.health.readiness();
+    let code = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(r)).into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.prometheus.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}
