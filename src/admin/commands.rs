@@ -18,7 +18,8 @@ use serde_json::{Map, Value, json};
 
 use super::{AdminState, ApiError};
 use crate::db::commands::{self, CommandRow};
-use crate::model::valid_robot_id;
+use crate::db::writes::insert_logs;
+use crate::model::{LogRow, message_fingerprint, valid_robot_id};
 use crate::mqtt::Qos;
 
 /// `POST /api/v1/management/command`, as the TonyPi backend takes it.
@@ -92,7 +93,7 @@ pub async fn emergency_stop(
 ) -> Result<Json<Value>, ApiError> {
     let topic = format!("tonypi/commands/{robot_id}");
     let (id, _) = send_command(&s, Some(&robot_id), topic, named("emergency_stop")).await?;
-    tracing::error!(robot_id = %robot_id, command_id = %id, "CRITICAL: emergency stop sent");
+    log_emergency(&s, Some(&robot_id), &id).await?;
     Ok(sent(id))
 }
 
@@ -108,7 +109,7 @@ pub async fn resume(
 pub async fn emergency_stop_all(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
     let topic = "tonypi/commands/broadcast".to_string();
     let (id, _) = send_command(&s, None, topic, named("emergency_stop")).await?;
-    tracing::error!(command_id = %id, "CRITICAL: emergency stop broadcast to every robot");
+    log_emergency(&s, None, &id).await?;
     Ok(sent(id))
 }
 
@@ -125,6 +126,30 @@ pub async fn list(
     check_robot_id(&robot_id)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(commands::list(&s.pool, &robot_id, limit).await?))
+}
+
+/// An emergency stop is logged at CRITICAL: a `logs` row (category `emergency`) and the
+/// daemon's own log.
+async fn log_emergency(
+    s: &AdminState,
+    robot_id: Option<&str>,
+    command_id: &str,
+) -> Result<(), ApiError> {
+    let target = robot_id.unwrap_or("every robot");
+    tracing::error!(robot = %target, command_id = %command_id, "CRITICAL: emergency stop sent");
+    let row = LogRow {
+        robot_id: robot_id.map(str::to_string),
+        ts: Utc::now(),
+        level: "CRITICAL".into(),
+        category: "emergency".into(),
+        source: Some("fleetsink".into()),
+        message: format!("emergency stop sent to {target}"),
+        details: Some(json!({ "command_id": command_id })),
+        dedup_key: message_fingerprint("emergency_stop", command_id.as_bytes()),
+    };
+    let mut conn = s.pool.acquire().await?;
+    insert_logs(&mut conn, &[row]).await?;
+    Ok(())
 }
 
 /// A payload naming just the command.

@@ -116,6 +116,14 @@ async fn round_trip(mode: MqttMode) {
         .await;
     assert_eq!(code, 200);
     assert_eq!(received(&mut robot).await.1["type"], "emergency_stop");
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM logs WHERE category = 'emergency' AND level = 'CRITICAL' \
+             AND robot_id = 'tonypi_cmd'"
+        )
+        .await,
+        1
+    );
     let (code, _) = t
         .post(
             "/api/v1/management/emergency-stop/broadcast",
