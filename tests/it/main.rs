@@ -7,6 +7,7 @@ mod helpers;
 
 mod alerts;
 mod commands;
+mod day;
 mod delivery;
 mod embedded;
 mod external;

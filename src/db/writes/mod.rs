@@ -3,7 +3,8 @@
 //! A batch is a slice of [`Entry`]s, one per message: the rows it decoded to, or the
 //! `ingest_errors` row of a message that cannot be used. [`write`] groups them by table
 //! and issues one `UNNEST` statement per table (plus one statement per job event and
-//! scan, which are rare), in a fixed order: robots, metrics, logs, jobs, errors.
+//! scan, applied in receive order), in a fixed order: robots, metrics, alerts, logs,
+//! jobs and scans, command replies, errors.
 //!
 //! Every table is idempotent on redelivery: metrics rows are unique on (robot, ts, set
 //! of names) (see `metrics.rs` for the compact shape, the fast path and its fallback;
@@ -67,6 +68,12 @@ impl std::ops::AddAssign for Written {
     }
 }
 
+/// A job event or a scanned item (recorded on the active job).
+enum JobOp<'a> {
+    Event(&'a JobEvent),
+    Scan(&'a Value),
+}
+
 /// How to write a batch, and the shared state writing needs.
 pub struct WriteOptions<'a> {
     pub error_payload_cap: usize,
@@ -89,8 +96,9 @@ pub async fn write(
     let mut metrics: Vec<&Decoded> = Vec::new();
     let mut readings = alerts::Readings::default();
     let mut logs: Vec<LogRow> = Vec::new();
-    let mut jobs: Vec<(&str, &JobEvent)> = Vec::new();
-    let mut scans: Vec<(&str, &Value)> = Vec::new();
+    // Job events and scans together, in receive order: a scan belongs to the job that
+    // is active when it arrives, even when the job completes later in the same batch.
+    let mut job_ops: Vec<(&str, JobOp)> = Vec::new();
     let mut errors: Vec<&ErrorRow> = Vec::new();
     let mut replies: Vec<(&CommandReply, chrono::DateTime<chrono::Utc>)> = Vec::new();
 
@@ -108,10 +116,10 @@ pub async fn write(
                 }
                 logs.extend(d.logs.iter().cloned());
                 if let Some(job) = &d.job {
-                    jobs.push((&d.robot_id, job));
+                    job_ops.push((&d.robot_id, JobOp::Event(job)));
                 }
                 if let Some(item) = &d.scan {
-                    scans.push((&d.robot_id, item));
+                    job_ops.push((&d.robot_id, JobOp::Scan(item)));
                 }
                 if let Some(reply) = &d.reply {
                     replies.push((reply, *received_at));
@@ -144,11 +152,11 @@ pub async fn write(
     if !logs.is_empty() {
         written.logs += logs::insert(conn, &logs).await?;
     }
-    for (robot_id, job) in jobs {
-        written.jobs += jobs::apply(conn, robot_id, job).await?;
-    }
-    for (robot_id, item) in scans {
-        jobs::record_scan(conn, robot_id, item).await?;
+    for (robot_id, op) in job_ops {
+        match op {
+            JobOp::Event(job) => written.jobs += jobs::apply(conn, robot_id, job).await?,
+            JobOp::Scan(item) => jobs::record_scan(conn, robot_id, item).await?,
+        }
     }
     if !replies.is_empty() {
         record_replies(conn, &replies).await?;
