@@ -267,3 +267,57 @@ async fn generic_devices_get_commands_on_their_topic() {
     );
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_commands_expire_and_refusals_fail() {
+    let mut t = spawn_app(MqttMode::Embedded, |cfg| {
+        cfg.commands.expire_after = Duration::from_secs(1);
+        cfg.robots.offline_after = Duration::from_secs(3); // sweeps (and expires) every second
+    })
+    .await;
+    let mut robot = register(&t, "tonypi_mute").await;
+    let send = |command: &'static str| {
+        let body = json!({"command": command, "robot_id": "tonypi_mute"});
+        let t = &t;
+        async move {
+            let (code, body) = t.post("/api/v1/management/command", body, None).await;
+            assert_eq!(code, 200, "{body}");
+            body["command_id"].as_str().unwrap().to_string()
+        }
+    };
+    let ignored = send("dance").await;
+    let refused = send("jump").await;
+    received(&mut robot).await;
+    received(&mut robot).await;
+    robot
+        .publish_acked(
+            "tonypi/commands/response",
+            json!({"robot_id": "tonypi_mute", "command_id": refused, "success": false, "message": "servo fault"})
+                .to_string(),
+        )
+        .await;
+    let pool = t.pool.clone();
+    let status = |id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM commands WHERE command_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(status(refused.clone()).await, "failed");
+    wait_until(
+        Duration::from_secs(10),
+        "the unanswered command expires",
+        || async { status(ignored.clone()).await == "expired" },
+    )
+    .await;
+    assert_eq!(
+        status(refused).await,
+        "failed",
+        "an answered command never expires"
+    );
+    t.stop().await;
+}
