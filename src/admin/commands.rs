@@ -61,13 +61,7 @@ pub async fn pass_through(
         robot_id.as_deref().unwrap_or("broadcast")
     );
     let (id, payload) = send_command(&s, robot_id.as_deref(), topic.clone(), body).await?;
-    Ok(Json(json!({
-        "success": true,
-        "message": "Command sent to robot",
-        "topic": topic,
-        "command": payload,
-        "command_id": id,
-    })))
+    Ok(published("Command sent to robot", topic, payload, id))
 }
 
 /// `POST /api/v1/devices/{id}/commands`: a JSON object to `devices/{id}/commands`.
@@ -78,13 +72,19 @@ pub async fn device(
 ) -> Result<Json<Value>, ApiError> {
     let topic = format!("devices/{device_id}/commands");
     let (id, payload) = send_command(&s, Some(&device_id), topic.clone(), body).await?;
-    Ok(Json(json!({
+    Ok(published("Command sent successfully", topic, payload, id))
+}
+
+/// The answer of the routes that publish the caller's object (TonyPi's pass-through
+/// shape, plus the command id).
+fn published(message: &str, topic: String, payload: Value, command_id: String) -> Json<Value> {
+    Json(json!({
         "success": true,
-        "message": "Command sent successfully",
+        "message": message,
         "topic": topic,
         "command": payload,
-        "command_id": id,
-    })))
+        "command_id": command_id,
+    }))
 }
 
 pub async fn emergency_stop(
