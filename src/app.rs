@@ -140,6 +140,7 @@ impl App {
             pool: pool.clone(),
             downlink: intake.downlink(),
             admin_token: cfg.http.admin_token.clone(),
+            thresholds: cfg.alerts.thresholds.clone(),
         });
         let stop = stop_background.clone();
         background.spawn(async move {

@@ -1,5 +1,6 @@
 //! The admin HTTP port: health, readiness, Prometheus metrics, and under `/api/` the
-//! downlink command routes (`commands.rs`).
+//! downlink command routes (`commands.rs`) and the TonyPi-compatible fleet routes
+//! (`fleet.rs`).
 //!
 //! API errors are `{"detail": "..."}` (the shape the TonyPi UI reads) with a fitting
 //! status; database errors are logged and answered 500/503 without their text. With
@@ -7,6 +8,7 @@
 //! constant time).
 
 mod commands;
+mod fleet;
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::config::ThresholdsConfig;
 use crate::db::is_transient;
 use crate::health::Health;
 use crate::pipeline::source::Downlink;
@@ -32,6 +35,8 @@ pub struct AdminState {
     pub pool: PgPool,
     pub downlink: Downlink,
     pub admin_token: Option<SecretString>,
+    /// Fleet-wide thresholds, reported for robots without their own.
+    pub thresholds: ThresholdsConfig,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -55,6 +60,16 @@ pub fn router(state: AdminState) -> Router {
             post(commands::device),
         )
         .route("/api/v1/robots/{robot_id}/commands", get(commands::list))
+        .route(
+            "/api/v1/robots-db/robots",
+            get(fleet::list).post(fleet::create),
+        )
+        .route(
+            "/api/v1/robots-db/robots/{robot_id}",
+            get(fleet::get).put(fleet::update).delete(fleet::delete),
+        )
+        .route("/api/v1/robots-db/jobs/history", get(fleet::job_history))
+        .route("/api/v1/robots-db/stats", get(fleet::stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

@@ -269,6 +269,24 @@ impl TestApp {
         http_get(&self.client, self.http, path).await
     }
 
+    /// `method path` with a JSON body (and a bearer token when given): status and JSON.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .request(method, format!("http://{}{path}", self.http));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// `POST path` with a JSON body (and a bearer token when given): status and JSON.
     pub async fn post(
         &self,

@@ -11,6 +11,7 @@ mod day;
 mod delivery;
 mod embedded;
 mod external;
+mod fleet;
 mod lifecycle;
 mod partitions;
 mod scale;

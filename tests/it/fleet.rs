@@ -1,0 +1,171 @@
+//! The TonyPi-compatible `robots-db` routes, on data the pipeline wrote from MQTT:
+//! field names and shapes as the TonyPi backend's models give them, status codes and
+//! `{"detail"}` errors, soft delete, job history and statistics.
+
+use fleetsink::config::MqttMode;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robots_db_routes_answer_as_the_tonypi_backend() {
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let mut c = t.robot("tonypi_gateway").await;
+    let now = chrono::Utc::now();
+    for robot in ["tonypi_a", "tonypi_b"] {
+        c.publish_acked(
+            &format!("tonypi/status/{robot}"),
+            json!({"status": "online", "ip_address": "10.0.0.7", "timestamp": now.to_rfc3339()})
+                .to_string(),
+        )
+        .await;
+    }
+    for (i, status) in ["started", "working", "completed"].iter().enumerate() {
+        c.publish_acked(
+            "tonypi/job/tonypi_a",
+            json!({"status": status, "task_name": "pick", "items_done": i, "items_total": 2,
+                   "timestamp": (now + chrono::Duration::seconds(i as i64)).to_rfc3339()})
+            .to_string(),
+        )
+        .await;
+    }
+
+    // Robots: TonyPi's fields, thresholds from the fleet defaults.
+    let (code, list) = t.send(Method::GET, "/api/v1/robots-db/robots", None).await;
+    assert_eq!(code, 200);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let a = &list[0];
+    for field in [
+        "id",
+        "robot_id",
+        "name",
+        "description",
+        "location",
+        "status",
+        "battery_threshold_low",
+        "battery_threshold_critical",
+        "temp_threshold_warning",
+        "temp_threshold_critical",
+        "settings",
+        "last_seen",
+        "created_at",
+        "updated_at",
+        "is_active",
+    ] {
+        assert!(a.get(field).is_some(), "missing {field}: {a}");
+    }
+    assert_eq!(a["robot_id"], "tonypi_a");
+    assert_eq!(a["status"], "online");
+    assert_eq!(a["battery_threshold_low"], 30.0);
+    assert!(a["last_seen"].as_str().unwrap().ends_with("+00:00"), "{a}");
+
+    // Get, 404.
+    let (code, one) = t
+        .send(Method::GET, "/api/v1/robots-db/robots/tonypi_b", None)
+        .await;
+    assert_eq!((code, one["robot_id"].as_str()), (200, Some("tonypi_b")));
+    let (code, err) = t
+        .send(Method::GET, "/api/v1/robots-db/robots/nope", None)
+        .await;
+    assert_eq!(
+        (code, err["detail"].as_str()),
+        (404, Some("Robot not found"))
+    );
+
+    // Create, and 400 when it exists.
+    let body = json!({"robot_id": "tonypi_new", "location": "bay 3"});
+    let (code, created) = t
+        .send(Method::POST, "/api/v1/robots-db/robots", Some(body.clone()))
+        .await;
+    assert_eq!(code, 200, "{created}");
+    assert_eq!(
+        (created["name"].as_str(), created["location"].as_str()),
+        (Some("tonypi_new"), Some("bay 3"))
+    );
+    let (code, err) = t
+        .send(Method::POST, "/api/v1/robots-db/robots", Some(body))
+        .await;
+    assert_eq!(
+        (code, err["detail"].as_str()),
+        (400, Some("Robot already exists"))
+    );
+
+    // Update: the fields given change; a robot's own threshold replaces the default.
+    let (code, updated) = t
+        .send(
+            Method::PUT,
+            "/api/v1/robots-db/robots/tonypi_a",
+            Some(json!({"name": "Alpha", "battery_threshold_low": 25.0, "settings": {"speed": 2}})),
+        )
+        .await;
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["name"], "Alpha");
+    assert_eq!(updated["battery_threshold_low"], 25.0);
+    assert_eq!(updated["settings"]["speed"], 2);
+    assert_eq!(updated["location"], serde_json::Value::Null, "untouched");
+
+    // Soft delete: gone from the list, still readable.
+    let (code, msg) = t
+        .send(Method::DELETE, "/api/v1/robots-db/robots/tonypi_b", None)
+        .await;
+    assert_eq!(
+        (code, msg["message"].as_str()),
+        (200, Some("Robot deleted successfully"))
+    );
+    let (_, list) = t.send(Method::GET, "/api/v1/robots-db/robots", None).await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["robot_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["tonypi_a", "tonypi_new"]);
+    let (_, b) = t
+        .send(Method::GET, "/api/v1/robots-db/robots/tonypi_b", None)
+        .await;
+    assert_eq!(b["is_active"], false);
+    assert_eq!(
+        t.count("SELECT count(*) FROM logs WHERE category = 'api'")
+            .await,
+        3,
+        "create, update and delete are logged"
+    );
+
+    // Job history and statistics.
+    let (code, jobs) = t
+        .send(
+            Method::GET,
+            "/api/v1/robots-db/jobs/history?robot_id=tonypi_a&limit=5",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let job = &jobs[0];
+    assert_eq!(
+        (job["status"].as_str(), job["items_done"].as_i64()),
+        (Some("completed"), Some(2))
+    );
+    assert_eq!(job["percent_complete"], 100.0);
+    for field in [
+        "id",
+        "robot_id",
+        "start_time",
+        "end_time",
+        "items_total",
+        "last_item",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(job.get(field).is_some(), "missing {field}: {job}");
+    }
+    let (code, stats) = t.send(Method::GET, "/api/v1/robots-db/stats", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        stats,
+        json!({"total_robots": 2, "online_robots": 1, "offline_robots": 1,
+               "total_jobs": 1, "active_jobs": 0, "completed_jobs_today": 1})
+    );
+    t.stop().await;
+}
