@@ -342,3 +342,101 @@ async fn api_log(
     insert_logs(&mut conn, &[row]).await?;
     Ok(())
 }
+
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    pub limit: Option<i64>,
+    pub level: Option<String>,
+    pub category: Option<String>,
+    pub robot_id: Option<String>,
+    /// Only rows at or after / before this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// The `X-Next-Cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `GET /api/v1/robots-db/logs?limit=100&level=&category=&robot_id=`, newest first, as
+/// TonyPi answers it (an array). fleetsink adds `from`/`to` and keyset pagination: when
+/// more rows follow, the `X-Next-Cursor` header holds the value to pass as `cursor`.
+pub async fn logs(
+    State(s): State<AdminState>,
+    Query(q): Query<LogsQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "cursor is not one this API returned (X-Next-Cursor)",
+            )
+        })?),
+    };
+    let rows = sqlx::query(
+        "SELECT id, level, category, message, robot_id, details, ts FROM logs \
+         WHERE ($1::text IS NULL OR level = upper($1)) \
+           AND ($2::text IS NULL OR category = $2) \
+           AND ($3::text IS NULL OR robot_id = $3) \
+           AND ($4::timestamptz IS NULL OR ts >= $4) \
+           AND ($5::timestamptz IS NULL OR ts < $5) \
+           AND ($6::timestamptz IS NULL OR (ts, id) < ($6, $7)) \
+         ORDER BY ts DESC, id DESC LIMIT $8",
+    )
+    .bind(&q.level)
+    .bind(&q.category)
+    .bind(&q.robot_id)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(after.map(|(t, _)| t))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit + 1)
+    .fetch_all(&s.pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let page: Vec<Value> = rows
+        .iter()
+        .take(limit as usize)
+        .map(|r| {
+            json!({
+                "id": r.get::<i64, _>("id"),
+                "level": r.get::<String, _>("level"),
+                "category": r.get::<String, _>("category"),
+                "message": r.get::<String, _>("message"),
+                "robot_id": r.get::<Option<String>, _>("robot_id"),
+                "details": r.get::<Option<Value>, _>("details"),
+                "timestamp": ts(r.get("ts")),
+            })
+        })
+        .collect();
+    let next = more
+        .then(|| rows.get(limit as usize - 1))
+        .flatten()
+        .map(|r| {
+            let t: DateTime<Utc> = r.get("ts");
+            format!("{}_{}", t.timestamp_micros(), r.get::<i64, _>("id"))
+        });
+    let mut resp = Json(page).into_response();
+    if let Some(next) = next
+        && let Ok(v) = axum::http::HeaderValue::from_str(&next)
+    {
+        resp.headers_mut().insert("x-next-cursor", v);
+    }
+    Ok(resp)
+}
+
+/// A cursor is `<ts in µs>_<id>` of the last row of the previous page.
+fn parse_cursor(c: &str) -> Option<(DateTime<Utc>, i64)> {
+    let (micros, id) = c.split_once('_')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id.parse().ok()?,
+    ))
+}

@@ -70,6 +70,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/api/v1/robots-db/jobs/history", get(fleet::job_history))
         .route("/api/v1/robots-db/stats", get(fleet::stats))
+        .route("/api/v1/robots-db/logs", get(fleet::logs))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
