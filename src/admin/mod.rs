@@ -71,6 +71,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/robots-db/jobs/history", get(fleet::job_history))
         .route("/api/v1/robots-db/stats", get(fleet::stats))
         .route("/api/v1/robots-db/logs", get(fleet::logs))
+        .layer(middleware::map_response(detail_for_rejections))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -115,6 +116,25 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "detail": self.detail }))).into_response()
     }
+}
+
+/// axum's extractors reject bad input (a malformed JSON body, a query parameter of the
+/// wrong type) with a plain-text 4xx; the API's contract is `{"detail": "..."}`.
+async fn detail_for_rejections(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !resp.status().is_client_error() || !plain {
+        return resp;
+    }
+    let status = resp.status();
+    let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    ApiError::new(status, text).into_response()
 }
 
 async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {

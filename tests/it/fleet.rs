@@ -254,7 +254,13 @@ async fn robots_db_logs_filter_and_page() {
         )
         .await;
     assert_eq!(recent.as_array().unwrap().len(), 2);
-    for bad in ["limit=0", "limit=5000", "cursor=garbage"] {
+    for bad in [
+        "limit=0",
+        "limit=5000",
+        "cursor=garbage",
+        "from=yesterday",
+        "limit=many",
+    ] {
         let (code, err) = t
             .send(Method::GET, &format!("/api/v1/robots-db/logs?{bad}"), None)
             .await;
