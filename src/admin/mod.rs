@@ -8,6 +8,7 @@
 //! constant time).
 
 mod commands;
+mod data;
 mod fleet;
 
 use std::sync::Arc;
@@ -71,6 +72,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/robots-db/jobs/history", get(fleet::job_history))
         .route("/api/v1/robots-db/stats", get(fleet::stats))
         .route("/api/v1/robots-db/logs", get(fleet::logs))
+        .route("/api/v1/health", get(data::health))
+        .route("/api/v1/robots/{robot_id}/latest", get(data::latest))
+        .route("/api/v1/metrics/names", get(data::names))
+        .route("/api/v1/ingest-errors", get(data::ingest_errors))
         .layer(middleware::map_response(detail_for_rejections))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

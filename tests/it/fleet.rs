@@ -269,3 +269,79 @@ async fn robots_db_logs_filter_and_page() {
     }
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_values_names_health_and_rejected_messages() {
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let mut c = t.robot("tonypi_lv").await;
+    let base = chrono::Utc::now() - chrono::Duration::minutes(5);
+    for (i, pct) in [80.0, 79.5].iter().enumerate() {
+        c.publish_acked(
+            "tonypi/battery",
+            json!({"robot_id": "tonypi_lv", "percentage": pct, "voltage": 11.0, "charging": false,
+                   "timestamp": (base + chrono::Duration::seconds(i as i64)).to_rfc3339()})
+            .to_string(),
+        )
+        .await;
+    }
+    c.publish_acked(
+        "tonypi/sensors/tonypi_lv",
+        json!({"sensor_type": "cpu_temperature", "value": 48.5, "unit": "°C",
+               "timestamp": base.to_rfc3339()})
+        .to_string(),
+    )
+    .await;
+    c.publish_acked("tonypi/status/tonypi_lv", "not json").await;
+
+    let (code, latest) = t
+        .send(Method::GET, "/api/v1/robots/tonypi_lv/latest", None)
+        .await;
+    assert_eq!(code, 200);
+    let m: Vec<(String, f64)> = latest["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        m,
+        vec![
+            ("battery.charging".into(), 0.0),
+            ("battery.percentage".into(), 79.5),
+            ("battery.voltage".into(), 11.0),
+            ("cpu_temperature".into(), 48.5)
+        ]
+    );
+    assert_eq!(latest["metrics"][3]["unit"], "°C");
+    let (code, _) = t
+        .send(Method::GET, "/api/v1/robots/nobody/latest", None)
+        .await;
+    assert_eq!(code, 404);
+
+    let (_, names) = t
+        .send(
+            Method::GET,
+            "/api/v1/metrics/names?robot_id=tonypi_lv",
+            None,
+        )
+        .await;
+    assert_eq!(names.as_array().unwrap().len(), 4);
+
+    let (code, health) = t.send(Method::GET, "/api/v1/health", None).await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("healthy")));
+    assert_eq!(health["services"]["database"], "healthy");
+
+    let (code, errors) = t
+        .send(Method::GET, "/api/v1/ingest-errors?reason=not_json", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(errors[0]["topic"], "tonypi/status/tonypi_lv");
+    assert_eq!(errors[0]["payload_preview"], "not json");
+    assert!(errors[0]["detail"].as_str().unwrap().contains("not JSON"));
+    t.stop().await;
+}
