@@ -10,6 +10,7 @@
 mod commands;
 mod data;
 mod fleet;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -74,6 +75,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/robots-db/logs", get(fleet::logs))
         .route("/api/v1/health", get(data::health))
         .route("/api/v1/robots/{robot_id}/latest", get(data::latest))
+        .route("/api/v1/robots/{robot_id}/metrics", get(metrics::buckets))
         .route("/api/v1/metrics/names", get(data::names))
         .route("/api/v1/ingest-errors", get(data::ingest_errors))
         .layer(middleware::map_response(detail_for_rejections))

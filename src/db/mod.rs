@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod offline;
 pub mod partitions;
+pub mod queries;
 pub mod writes;
 
 use std::time::Duration;

@@ -345,3 +345,121 @@ async fn latest_values_names_health_and_rejected_messages() {
     assert!(errors[0]["detail"].as_str().unwrap().contains("not JSON"));
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_buckets_by_name_and_prefix_as_json_and_csv() {
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let mut c = t.robot("tonypi_mq").await;
+    // 00:10:00 .. 00:12:40 today, every 20 s: battery 80, 79, ... and two servos.
+    let day = chrono::Utc::now().date_naive();
+    let start = day.and_hms_opt(0, 10, 0).unwrap().and_utc();
+    for i in 0..9i64 {
+        let at = (start + chrono::Duration::seconds(20 * i)).to_rfc3339();
+        c.publish_acked(
+            "tonypi/battery",
+            json!({"robot_id": "tonypi_mq", "percentage": 80 - i, "voltage": 11.0, "charging": false, "timestamp": at})
+                .to_string(),
+        )
+        .await;
+        c.publish_acked(
+            "tonypi/servos/tonypi_mq",
+            json!({"servos": {"servo_1": {"temperature": 40 + i}, "servo_2": {"temperature": 30}}, "timestamp": at})
+                .to_string(),
+        )
+        .await;
+    }
+    let q = |extra: &str| {
+        format!(
+            "/api/v1/robots/tonypi_mq/metrics?name=battery.percentage&name=servos.*&from={}&to={}&bucket=1m{extra}",
+            start.to_rfc3339().replace('+', "%2B"),
+            (start + chrono::Duration::minutes(3))
+                .to_rfc3339()
+                .replace('+', "%2B"),
+        )
+    };
+    let (code, body) = t.send(Method::GET, &q(""), None).await;
+    assert_eq!(code, 200, "{body}");
+    let points = body["points"].as_array().unwrap();
+    let battery: Vec<(f64, f64, f64, f64, i64)> = points
+        .iter()
+        .filter(|p| p["name"] == "battery.percentage")
+        .map(|p| {
+            (
+                p["min"].as_f64().unwrap(),
+                p["avg"].as_f64().unwrap(),
+                p["max"].as_f64().unwrap(),
+                p["last"].as_f64().unwrap(),
+                p["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        battery,
+        vec![
+            (78.0, 79.0, 80.0, 78.0, 3),
+            (75.0, 76.0, 77.0, 75.0, 3),
+            (72.0, 73.0, 74.0, 72.0, 3)
+        ]
+    );
+    let names: std::collections::BTreeSet<&str> =
+        points.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        vec![
+            "battery.percentage",
+            "servos.servo_1.temperature",
+            "servos.servo_2.temperature"
+        ]
+    );
+
+    // CSV on request.
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}{}", t.http, q("")))
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = resp.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("name,unit,bucket,min,avg,max,last,count")
+    );
+    assert_eq!(lines.count(), points.len());
+
+    // Too many points: a 400 that says how to narrow it; other bad input too.
+    let (code, err) = t
+        .send(Method::GET, "/api/v1/robots/tonypi_mq/metrics?name=servos.*&bucket=1s&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z", None)
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        err["detail"].as_str().unwrap().contains("larger bucket"),
+        "{err}"
+    );
+    for bad in [
+        "bucket=2d&name=x",
+        "bucket=soon&name=x",
+        "",
+        "name=x&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+    ] {
+        let (code, err) = t
+            .send(
+                Method::GET,
+                &format!("/api/v1/robots/tonypi_mq/metrics?{bad}"),
+                None,
+            )
+            .await;
+        assert_eq!(code, 400, "{bad}: {err}");
+    }
+    let (code, _) = t
+        .send(Method::GET, "/api/v1/robots/nobody/metrics?name=x", None)
+        .await;
+    assert_eq!(code, 404);
+    t.stop().await;
+}

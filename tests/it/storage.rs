@@ -153,3 +153,45 @@ async fn one_robot_one_name_range_uses_the_index() {
         .await;
     assert_eq!(rows, 501);
 }
+
+/// The metric query reads only the day partitions of its range (and the robot's rows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bucket_query_reads_only_the_partitions_in_range() {
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    t.stop().await;
+    let today = chrono::Utc::now().date_naive();
+    let from = today.and_hms_opt(1, 0, 0).unwrap().and_utc();
+    let to = today.and_hms_opt(2, 0, 0).unwrap().and_utc();
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN {}",
+        fleetsink::db::queries::METRIC_BUCKETS_SQL
+    )))
+    .bind(1i32)
+    .bind(from)
+    .bind(to)
+    .bind(std::time::Duration::from_secs(60))
+    .bind(vec![1i32])
+    .fetch_all(&t.pool)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    let today_part = format!("metrics_p{}", today.format("%Y%m%d"));
+    assert!(plan.contains(&today_part), "{plan}");
+    let scanned: Vec<&str> = plan
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| {
+            *w == "metrics_default"
+                || (w.len() == 17
+                    && w.starts_with("metrics_p")
+                    && w[9..].bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    assert!(
+        scanned.iter().all(|p| *p == today_part),
+        "other partitions read: {scanned:?}\n{plan}"
+    );
+    assert!(
+        plan.contains("robot_ts_set_id_key"),
+        "the robot's index: {plan}"
+    );
+}

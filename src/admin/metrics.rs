@@ -1,0 +1,198 @@
+//! `GET /api/v1/robots/{robot_id}/metrics?name=&from=&to=&bucket=`: per bucket and
+//! metric, min, avg, max, last and count (`db::queries::METRIC_BUCKETS_SQL`). `name`
+//! may repeat and may end in `*` (`servos.*`); `bucket` is 1s to 1d (default 1m); the
+//! range defaults to the last hour. The answer is capped at `MAX_POINTS` buckets × names:
+//! beyond it, a 400 says how to narrow the query. `Accept: text/csv` gives CSV.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::Row;
+
+use super::{AdminState, ApiError};
+use crate::db::queries::METRIC_BUCKETS_SQL;
+use crate::model::valid_robot_id;
+
+/// The most points (buckets × metric names) one answer holds.
+pub const MAX_POINTS: i64 = 10_000;
+
+struct Params {
+    names: Vec<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: Duration,
+}
+
+fn bad(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, detail)
+}
+
+/// Query parameters by hand: `name` may repeat, which a struct extractor cannot take.
+fn params(raw: Option<&str>) -> Result<Params, ApiError> {
+    let mut names = Vec::new();
+    let (mut from, mut to, mut bucket) = (None, None, Duration::from_secs(60));
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "name" => names.push(v.into_owned()),
+            "from" | "to" => {
+                let t = DateTime::parse_from_rfc3339(&v)
+                    .map_err(|_| {
+                        bad(format!(
+                            "{k} must be an RFC 3339 time, e.g. 2026-11-22T09:00:00Z"
+                        ))
+                    })?
+                    .with_timezone(&Utc);
+                if k == "from" {
+                    from = Some(t)
+                } else {
+                    to = Some(t)
+                }
+            }
+            "bucket" => {
+                bucket = humantime::parse_duration(&v)
+                    .map_err(|_| bad("bucket must be a duration such as 1s, 5m, 1h or 1d"))?;
+            }
+            other => return Err(bad(format!("unknown parameter {other:?}"))),
+        }
+    }
+    if names.is_empty() {
+        return Err(bad(
+            "give at least one name (name=battery.percentage, or name=servos.*)",
+        ));
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&bucket) {
+        return Err(bad("bucket must be between 1s and 1d"));
+    }
+    let to = to.unwrap_or_else(Utc::now);
+    let from = from.unwrap_or(to - chrono::Duration::hours(1));
+    if from >= to {
+        return Err(bad("from must be before to"));
+    }
+    Ok(Params {
+        names,
+        from,
+        to,
+        bucket,
+    })
+}
+
+pub async fn buckets(
+    State(s): State<AdminState>,
+    Path(robot_id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !valid_robot_id(&robot_id) {
+        return Err(bad(
+            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
+        ));
+    }
+    let p = params(raw.as_deref())?;
+    let robot: Option<i32> = sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
+        .bind(&robot_id)
+        .fetch_optional(&s.pool)
+        .await?;
+    let robot = robot.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Robot not found"))?;
+    // Exact names, and `prefix*` patterns (LIKE with the prefix's own % and _ escaped).
+    let exact: Vec<&str> = p
+        .names
+        .iter()
+        .filter(|n| !n.ends_with('*'))
+        .map(String::as_str)
+        .collect();
+    let prefixes: Vec<String> = p
+        .names
+        .iter()
+        .filter_map(|n| n.strip_suffix('*'))
+        .map(|pre| {
+            format!(
+                "{}%",
+                pre.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        })
+        .collect();
+    let ids: Vec<i32> = sqlx::query_scalar(
+        "SELECT id FROM metric_names WHERE name = ANY ($1) OR name LIKE ANY ($2)",
+    )
+    .bind(&exact)
+    .bind(&prefixes)
+    .fetch_all(&s.pool)
+    .await?;
+    let bucket_secs = p.bucket.as_secs().max(1) as i64;
+    let buckets = ((p.to - p.from).num_seconds() + bucket_secs - 1) / bucket_secs;
+    let points = buckets.saturating_mul(ids.len().max(1) as i64);
+    if points > MAX_POINTS {
+        return Err(bad(format!(
+            "the answer would hold up to {points} points ({buckets} buckets x {} metrics), more than {MAX_POINTS}; use a larger bucket, a shorter from/to range or fewer names",
+            ids.len()
+        )));
+    }
+    let rows = sqlx::query(METRIC_BUCKETS_SQL)
+        .bind(robot)
+        .bind(p.from)
+        .bind(p.to)
+        .bind(p.bucket)
+        .bind(&ids)
+        .fetch_all(&s.pool)
+        .await?;
+    let csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if csv {
+        let mut out = String::from("name,unit,bucket,min,avg,max,last,count\n");
+        for r in &rows {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                csv_field(&r.get::<String, _>("name")),
+                csv_field(&r.get::<Option<String>, _>("unit").unwrap_or_default()),
+                r.get::<DateTime<Utc>, _>("bucket").to_rfc3339(),
+                r.get::<f64, _>("min"),
+                r.get::<f64, _>("avg"),
+                r.get::<f64, _>("max"),
+                r.get::<f64, _>("last"),
+                r.get::<i64, _>("count"),
+            ));
+        }
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
+    }
+    let points: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.get::<String, _>("name"),
+                "unit": r.get::<Option<String>, _>("unit"),
+                "bucket": r.get::<DateTime<Utc>, _>("bucket").to_rfc3339(),
+                "min": r.get::<f64, _>("min"),
+                "avg": r.get::<f64, _>("avg"),
+                "max": r.get::<f64, _>("max"),
+                "last": r.get::<f64, _>("last"),
+                "count": r.get::<i64, _>("count"),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "robot_id": robot_id,
+        "from": p.from.to_rfc3339(),
+        "to": p.to.to_rfc3339(),
+        "bucket_seconds": bucket_secs,
+        "points": points,
+    }))
+    .into_response())
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
