@@ -134,14 +134,21 @@ impl App {
 
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
-        let admin_router = admin::router(AdminState {
-            health: health.clone(),
-            prometheus: prometheus.clone(),
-            pool: pool.clone(),
-            downlink: intake.downlink(),
-            admin_token: cfg.http.admin_token.clone(),
-            thresholds: cfg.alerts.thresholds.clone(),
-        });
+        let admin_router = admin::router(
+            AdminState {
+                health: health.clone(),
+                prometheus: prometheus.clone(),
+                pool: pool.clone(),
+                downlink: intake.downlink(),
+                admin_token: cfg.http.admin_token.clone(),
+                thresholds: cfg.alerts.thresholds.clone(),
+            },
+            &cfg.http.cors_origins,
+            cfg.http.max_body_bytes,
+        );
+        if cfg.http.admin_token.is_none() && !http_addr.ip().is_loopback() {
+            tracing::warn!(listen = %http_addr, "the admin API has no token and is reachable beyond loopback (http.allow_unauthenticated = true)");
+        }
         let stop = stop_background.clone();
         background.spawn(async move {
             let served = axum::serve(listener, admin_router)

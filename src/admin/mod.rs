@@ -41,7 +41,9 @@ pub struct AdminState {
     pub thresholds: ThresholdsConfig,
 }
 
-pub fn router(state: AdminState) -> Router {
+/// The admin router; `cors_origins` may call `/api/` from a browser, and no request body
+/// may exceed `max_body_bytes`.
+pub fn router(state: AdminState, cors_origins: &[String], max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/api/v1/management/command", post(commands::send))
         .route(
@@ -79,14 +81,33 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/metrics/names", get(data::names))
         .route("/api/v1/ingest-errors", get(data::ingest_errors))
         .layer(middleware::map_response(detail_for_rejections))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(cors(cors_origins));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api)
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<header::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| header::HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
 /// An API error: status and a message for the client, never database text.

@@ -380,6 +380,14 @@ pub struct HttpConfig {
     /// Bearer token required under `/api/` when set.
     #[serde(serialize_with = "secret::serialize_masked")]
     pub admin_token: Option<SecretString>,
+    /// Without a token, the API (which can stop robots) may only listen on loopback;
+    /// set this to serve it without a token on another address anyway.
+    pub allow_unauthenticated: bool,
+    /// Origins allowed to call the API from a browser (the TonyPi UI's, e.g.
+    /// `http://localhost:3000`); empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -387,6 +395,9 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_token: None,
+            allow_unauthenticated: false,
+            cors_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
         }
     }
 }

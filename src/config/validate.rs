@@ -80,6 +80,28 @@ impl Config {
         if self.robots.offline_after < std::time::Duration::from_secs(1) {
             problems.push("robots.offline_after must be at least 1s".into());
         }
+        if self.http.admin_token.is_none()
+            && !self.http.listen.ip().is_loopback()
+            && !self.http.allow_unauthenticated
+        {
+            problems.push(format!(
+                "http.listen is {} but http.admin_token is not set: anyone who can reach the port could command robots; set http.admin_token, listen on loopback, or set http.allow_unauthenticated = true",
+                self.http.listen
+            ));
+        }
+        for origin in &self.http.cors_origins {
+            let scheme_ok = origin.starts_with("http://") || origin.starts_with("https://");
+            let host_part = origin.split_once("://").map_or("", |(_, h)| h);
+            if !scheme_ok
+                || host_part.is_empty()
+                || host_part.contains(['/', ' ', '?', '#'])
+                || !origin.is_ascii()
+            {
+                problems.push(format!(
+                    "http.cors_origins: {origin:?} is not an origin like \"http://localhost:3000\""
+                ));
+            }
+        }
         if self.shutdown.drain_timeout.is_zero() {
             problems.push("shutdown.drain_timeout must be positive".into());
         }
@@ -174,6 +196,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("routes[0]"), "{err}");
+    }
+
+    #[test]
+    fn an_open_api_needs_a_token_or_an_explicit_yes() {
+        let err = Config::load_from(None, env(&[("FLEETSINK__HTTP__LISTEN", "0.0.0.0:8080")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.admin_token"), "{err}");
+        for extra in [
+            ("FLEETSINK__HTTP__ADMIN_TOKEN", "t"),
+            ("FLEETSINK__HTTP__ALLOW_UNAUTHENTICATED", "true"),
+        ] {
+            Config::load_from(
+                None,
+                env(&[("FLEETSINK__HTTP__LISTEN", "0.0.0.0:8080"), extra]),
+            )
+            .unwrap();
+        }
+        let f = file("[http]\ncors_origins = [\"localhost\"]\n");
+        let err = Config::load_from(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cors_origins"), "{err}");
     }
 
     #[test]

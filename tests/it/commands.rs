@@ -321,3 +321,37 @@ async fn unanswered_commands_expire_and_refusals_fail() {
     );
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_for_the_configured_origin_and_a_body_limit() {
+    let mut t = spawn_app(MqttMode::Embedded, |cfg| {
+        cfg.http.cors_origins = vec!["http://localhost:3000".into()];
+        cfg.http.max_body_bytes = 1024;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("http://{}/api/v1/robots-db/robots", t.http),
+            )
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .send()
+    };
+    let ok = preflight("http://localhost:3000").await.unwrap();
+    assert_eq!(
+        ok.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("http://localhost:3000")
+    );
+    let other = preflight("http://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let big = json!({"command": "x".repeat(4096), "robot_id": "tonypi_x"});
+    let (code, err) = t.post("/api/v1/management/command", big, None).await;
+    assert_eq!(code, 413, "{err}");
+    assert!(err["detail"].is_string(), "{err}");
+    t.stop().await;
+}
