@@ -39,7 +39,7 @@ pub async fn health(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
     )
 }
 
-fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
+pub(super) fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
     if valid_robot_id(robot_id) {
         Ok(())
     } else {
@@ -50,42 +50,68 @@ fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /api/v1/robots/{robot_id}/latest`: every metric of the robot with its latest
-/// value and time, reading only that robot's rows (its newest row per metric set).
-pub async fn latest(
-    State(s): State<AdminState>,
-    Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    check_robot_id(&robot_id)?;
-    let robot: Option<i32> = sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
-        .bind(&robot_id)
-        .fetch_optional(&s.pool)
-        .await?;
-    let Some(robot) = robot else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "Robot not found"));
-    };
+/// One metric's latest value.
+pub(super) struct Latest {
+    pub name: String,
+    pub unit: Option<String>,
+    pub ts: DateTime<Utc>,
+    pub value: f64,
+}
+
+/// The latest value of each metric of robot `robot` (its `robots.id`), optionally only
+/// from rows at or after `since`; reads only that robot's rows (its newest row per
+/// metric set).
+pub(super) async fn latest_values(
+    s: &AdminState,
+    robot: i32,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Latest>, ApiError> {
     let rows = sqlx::query(
         "SELECT DISTINCT ON (n.name) n.name, NULLIF(n.unit, '') AS unit, m.ts, v.value \
          FROM (SELECT DISTINCT ON (set_id) ts, set_id, vals FROM metrics \
-               WHERE robot = $1 ORDER BY set_id, ts DESC) m \
+               WHERE robot = $1 AND ($2::timestamptz IS NULL OR ts >= $2) \
+               ORDER BY set_id, ts DESC) m \
          JOIN metric_sets s ON s.id = m.set_id \
          CROSS JOIN LATERAL unnest(s.name_ids, m.vals) AS v(name_id, value) \
          JOIN metric_names n ON n.id = v.name_id \
          ORDER BY n.name, m.ts DESC",
     )
     .bind(robot)
+    .bind(since)
     .fetch_all(&s.pool)
     .await?;
-    let metrics: Vec<Value> = rows
+    Ok(rows
         .iter()
-        .map(|r| {
-            json!({
-                "name": r.get::<String, _>("name"),
-                "unit": r.get::<Option<String>, _>("unit"),
-                "value": r.get::<f64, _>("value"),
-                "time": r.get::<DateTime<Utc>, _>("ts").to_rfc3339(),
-            })
+        .map(|r| Latest {
+            name: r.get("name"),
+            unit: r.get("unit"),
+            ts: r.get("ts"),
+            value: r.get("value"),
         })
+        .collect())
+}
+
+/// The robot's `robots.id`, or 404.
+pub(super) async fn robot_key(s: &AdminState, robot_id: &str) -> Result<i32, ApiError> {
+    check_robot_id(robot_id)?;
+    sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
+        .bind(robot_id)
+        .fetch_optional(&s.pool)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Robot not found"))
+}
+
+/// `GET /api/v1/robots/{robot_id}/latest`: every metric of the robot with its latest
+/// value and time.
+pub async fn latest(
+    State(s): State<AdminState>,
+    Path(robot_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let robot = robot_key(&s, &robot_id).await?;
+    let metrics: Vec<Value> = latest_values(&s, robot, None)
+        .await?
+        .into_iter()
+        .map(|l| json!({"name": l.name, "unit": l.unit, "value": l.value, "time": l.ts.to_rfc3339()}))
         .collect();
     Ok(Json(json!({ "robot_id": robot_id, "metrics": metrics })))
 }

@@ -11,6 +11,7 @@ mod commands;
 mod data;
 mod fleet;
 mod metrics;
+mod robot_data;
 
 use std::sync::Arc;
 
@@ -76,6 +77,16 @@ pub fn router(state: AdminState, cors_origins: &[String], max_body_bytes: usize)
         .route("/api/v1/robots-db/stats", get(fleet::stats))
         .route("/api/v1/robots-db/logs", get(fleet::logs))
         .route("/api/v1/health", get(data::health))
+        .route("/api/v1/robot-data/sensors", get(robot_data::sensors))
+        .route("/api/v1/robot-data/status", get(robot_data::status))
+        .route(
+            "/api/v1/robot-data/latest/{robot_id}",
+            get(robot_data::latest),
+        )
+        .route(
+            "/api/v1/robot-data/job-summary/{robot_id}",
+            get(robot_data::job_summary),
+        )
         .route("/api/v1/robots/{robot_id}/latest", get(data::latest))
         .route("/api/v1/robots/{robot_id}/metrics", get(metrics::buckets))
         .route("/api/v1/metrics/names", get(data::names))

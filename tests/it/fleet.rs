@@ -463,3 +463,107 @@ async fn metric_buckets_by_name_and_prefix_as_json_and_csv() {
     assert_eq!(code, 404);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robot_data_routes_answer_as_the_tonypi_backend() {
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let mut c = t.robot("tonypi_rd").await;
+    let now = chrono::Utc::now().to_rfc3339();
+    for (topic, payload) in [
+        (
+            "tonypi/status/tonypi_rd",
+            json!({"status": "online", "system_info": {"cpu_percent": 12.5}}),
+        ),
+        (
+            "tonypi/battery",
+            json!({"robot_id": "tonypi_rd", "percentage": 66.0, "voltage": 11.1, "charging": true}),
+        ),
+        (
+            "tonypi/location",
+            json!({"robot_id": "tonypi_rd", "x": 1.5, "y": 2.0, "z": 0.0}),
+        ),
+        (
+            "tonypi/sensors/tonypi_rd",
+            json!({"sensor_type": "ultrasonic_distance", "value": 42.0, "unit": "cm"}),
+        ),
+        (
+            "tonypi/job/tonypi_rd",
+            json!({"status": "started", "task_name": "pick", "items_total": 4}),
+        ),
+    ] {
+        let mut p = payload;
+        p["timestamp"] = json!(now);
+        c.publish_acked(topic, p.to_string()).await;
+    }
+    let (code, sensors) = t
+        .send(
+            Method::GET,
+            "/api/v1/robot-data/sensors?measurement=sensors&time_range=1h&robot_id=tonypi_rd",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(sensors.as_array().unwrap().len(), 1);
+    let r = &sensors[0];
+    assert_eq!(
+        (
+            r["measurement"].as_str(),
+            r["field"].as_str(),
+            r["value"].as_f64(),
+            r["sensor_type"].as_str()
+        ),
+        (
+            Some("sensors"),
+            Some("ultrasonic_distance"),
+            Some(42.0),
+            Some("ultrasonic_distance")
+        )
+    );
+    for field in ["timestamp", "robot_id"] {
+        assert!(r.get(field).is_some());
+    }
+    let (_, battery) = t
+        .send(
+            Method::GET,
+            "/api/v1/robot-data/sensors?measurement=battery",
+            None,
+        )
+        .await;
+    assert_eq!(battery.as_array().unwrap().len(), 3);
+    let (code, err) = t
+        .send(
+            Method::GET,
+            "/api/v1/robot-data/sensors?measurement=weather",
+            None,
+        )
+        .await;
+    assert_eq!((code, err["detail"].is_string()), (400, true));
+
+    let (_, status) = t.send(Method::GET, "/api/v1/robot-data/status", None).await;
+    assert_eq!(
+        status,
+        json!([{"robot_id": "tonypi_rd", "status": "online", "last_seen": status[0]["last_seen"],
+                "battery_percentage": 66.0, "location": {"x": 1.5, "y": 2.0, "z": 0.0}}])
+    );
+    let (_, latest) = t
+        .send(Method::GET, "/api/v1/robot-data/latest/tonypi_rd", None)
+        .await;
+    assert_eq!(latest["battery"]["charging"], 1.0);
+    assert_eq!(latest["status"]["cpu_percent"], 12.5);
+    assert_eq!(latest["sensors"]["ultrasonic_distance"], 42.0);
+    assert_eq!(latest["location"]["x"], 1.5);
+
+    let (_, job) = t
+        .send(
+            Method::GET,
+            "/api/v1/robot-data/job-summary/tonypi_rd",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (job["task_name"].as_str(), job["status"].as_str()),
+        (Some("pick"), Some("active"))
+    );
+    assert_eq!(job["items_total"], 4);
+    t.stop().await;
+}
