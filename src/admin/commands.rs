@@ -16,10 +16,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{AdminState, ApiError};
+use super::{AdminState, ApiError, check_robot_id, limit, write_log};
 use crate::db::commands::{self, CommandRow};
-use crate::db::writes::insert_logs;
-use crate::model::{LogRow, message_fingerprint, valid_robot_id};
+use crate::model::{LogRow, message_fingerprint};
 use crate::mqtt::Qos;
 
 /// `POST /api/v1/management/command`, as the TonyPi backend takes it.
@@ -124,7 +123,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<CommandRow>>, ApiError> {
     check_robot_id(&robot_id)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = limit(q.limit, 100)?;
     Ok(Json(commands::list(&s.pool, &robot_id, limit).await?))
 }
 
@@ -147,9 +146,7 @@ async fn log_emergency(
         details: Some(json!({ "command_id": command_id })),
         dedup_key: message_fingerprint("emergency_stop", command_id.as_bytes()),
     };
-    let mut conn = s.pool.acquire().await?;
-    insert_logs(&mut conn, &[row]).await?;
-    Ok(())
+    write_log(s, row).await
 }
 
 /// A payload naming just the command.
@@ -165,17 +162,6 @@ fn sent(command_id: String) -> Json<Value> {
         "message": "Command sent successfully",
         "command_id": command_id,
     }))
-}
-
-fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
-    if valid_robot_id(robot_id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
-        ))
-    }
 }
 
 /// Records and publishes one command to `topic`; `robot_id` None broadcasts. Fills in

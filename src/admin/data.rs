@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{AdminState, ApiError};
-use crate::model::valid_robot_id;
+use super::{AdminState, ApiError, check_robot_id, limit};
 
 /// `GET /api/v1/health`: TonyPi's shape (status, message, timestamp, services), with
 /// each service's real state; 503 when one is down.
@@ -37,17 +36,6 @@ pub async fn health(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
             },
         })),
     )
-}
-
-pub(super) fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
-    if valid_robot_id(robot_id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
-        ))
-    }
 }
 
 /// One metric's latest value.
@@ -167,13 +155,7 @@ pub async fn ingest_errors(
     State(s): State<AdminState>,
     Query(q): Query<ErrorsQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = limit(q.limit, 100)?;
     let rows = sqlx::query(
         "SELECT topic, reason, detail, client_id, received_at, payload_size, \
                 substring(payload FROM 1 FOR 200) AS preview \

@@ -15,9 +15,8 @@ use serde_json::{Map, Value, json};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use super::{AdminState, ApiError};
-use crate::db::writes::insert_logs;
-use crate::model::{LogRow, message_fingerprint, valid_robot_id};
+use super::{AdminState, ApiError, check_robot_id, limit, write_log};
+use crate::model::{LogRow, message_fingerprint};
 
 /// The robots columns, with thresholds resolved against `$1..$4` (the fleet defaults).
 const ROBOT_COLUMNS: &str = "id, robot_id, name, description, location, status, \
@@ -124,12 +123,7 @@ pub async fn create(
     State(s): State<AdminState>,
     Json(r): Json<RobotCreate>,
 ) -> Result<Json<Value>, ApiError> {
-    if !valid_robot_id(&r.robot_id) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
-        ));
-    }
+    check_robot_id(&r.robot_id)?;
     let inserted = sqlx::query(
         "INSERT INTO robots (robot_id, name, description, location, battery_threshold_low, \
              battery_threshold_critical, temp_threshold_warning, temp_threshold_critical, status) \
@@ -260,7 +254,7 @@ pub async fn job_history(
     State(s): State<AdminState>,
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = limit(q.limit, 50)?;
     let rows = sqlx::query(
         "SELECT id, robot_id, task_name, status, phase, start_time, end_time, items_total, \
                 items_done, percent_complete, last_item, success, cancel_reason, created_at, updated_at \
@@ -338,9 +332,7 @@ async fn api_log(
         message,
         details,
     };
-    let mut conn = s.pool.acquire().await?;
-    insert_logs(&mut conn, &[row]).await?;
-    Ok(())
+    write_log(s, row).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,13 +356,7 @@ pub async fn logs(
     Query(q): Query<LogsQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let limit = limit(q.limit, 100)?;
     let after = match &q.cursor {
         None => None,
         Some(c) => Some(parse_cursor(c).ok_or_else(|| {

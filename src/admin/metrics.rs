@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Row;
 
-use super::{AdminState, ApiError};
+use super::data::robot_key;
+use super::{AdminState, ApiError, check_robot_id};
 use crate::db::queries::METRIC_BUCKETS_SQL;
-use crate::model::valid_robot_id;
 
 /// The most points (buckets × metric names) one answer holds.
 pub const MAX_POINTS: i64 = 10_000;
@@ -87,17 +87,9 @@ pub async fn buckets(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !valid_robot_id(&robot_id) {
-        return Err(bad(
-            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
-        ));
-    }
+    check_robot_id(&robot_id)?;
     let p = params(raw.as_deref())?;
-    let robot: Option<i32> = sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
-        .bind(&robot_id)
-        .fetch_optional(&s.pool)
-        .await?;
-    let robot = robot.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Robot not found"))?;
+    let robot = robot_key(&s, &robot_id).await?;
     // Exact names, and `prefix*` patterns (LIKE with the prefix's own % and _ escaped).
     let exact: Vec<&str> = p
         .names

@@ -151,6 +151,38 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// A robot id from a path or body, checked before it reaches SQL (400 otherwise).
+pub(crate) fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
+    if crate::model::valid_robot_id(robot_id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
+        ))
+    }
+}
+
+/// A `limit` parameter: `default` when absent, else 1-1000 (400 otherwise).
+pub(crate) fn limit(given: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    let limit = given.unwrap_or(default);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
+/// Writes one `logs` row for something done through the API.
+pub(crate) async fn write_log(s: &AdminState, row: crate::model::LogRow) -> Result<(), ApiError> {
+    let mut conn = s.pool.acquire().await?;
+    crate::db::writes::insert_logs(&mut conn, &[row]).await?;
+    Ok(())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "detail": self.detail }))).into_response()

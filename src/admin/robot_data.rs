@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 
-use super::data::{Latest, check_robot_id, latest_values, robot_key};
-use super::{AdminState, ApiError};
+use super::data::{Latest, latest_values, robot_key};
+use super::{AdminState, ApiError, check_robot_id};
 
 /// TonyPi reads "the last 5 minutes" for current state.
 const RECENT: Duration = Duration::minutes(5);
