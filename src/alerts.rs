@@ -29,15 +29,6 @@ pub enum Watched {
 }
 
 impl Watched {
-    pub const ALL: [Watched; 6] = [
-        Watched::Cpu,
-        Watched::Memory,
-        Watched::Temperature,
-        Watched::Battery,
-        Watched::ServoTemperature,
-        Watched::ServoVoltage,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Watched::Cpu => "cpu",
@@ -47,10 +38,6 @@ impl Watched {
             Watched::ServoTemperature => "servo_temp",
             Watched::ServoVoltage => "servo_voltage",
         }
-    }
-
-    pub fn from_name(name: &str) -> Option<Watched> {
-        Watched::ALL.into_iter().find(|w| w.name() == name)
     }
 
     /// Which metric (a decoded metric name) feeds which alert.
@@ -130,7 +117,7 @@ pub struct Policy {
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
     pub policy: Policy,
-    /// The fleet-wide thresholds, in [`Watched::ALL`] order.
+    /// The fleet-wide thresholds, in [`Watched`]'s declaration order (`w as usize`).
     pub defaults: [Thresholds; 6],
 }
 

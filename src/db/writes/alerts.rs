@@ -61,7 +61,7 @@ struct StoredAlert {
     last_reading_at: DateTime<Utc>,
 }
 
-/// A robot's own thresholds (NULL: the fleet default), in [`Watched::ALL`] order.
+/// A robot's own thresholds (NULL: the fleet default).
 #[derive(sqlx::FromRow)]
 struct RobotThresholds {
     robot_id: String,
