@@ -47,22 +47,21 @@ pub(super) struct Latest {
 }
 
 /// The latest value of each metric of robot `robot` (its `robots.id`), optionally only
-/// from rows at or after `since`; reads only that robot's rows (its newest row per
-/// metric set).
+/// from rows at or after `since`: a primary-key read of `metric_latest`, the newest
+/// row of each of the robot's metric sets, kept by the batch that writes `metrics`.
 pub(super) async fn latest_values(
     s: &AdminState,
     robot: i32,
     since: Option<DateTime<Utc>>,
 ) -> Result<Vec<Latest>, ApiError> {
     let rows = sqlx::query(
-        "SELECT DISTINCT ON (n.name) n.name, NULLIF(n.unit, '') AS unit, m.ts, v.value \
-         FROM (SELECT DISTINCT ON (set_id) ts, set_id, vals FROM metrics \
-               WHERE robot = $1 AND ($2::timestamptz IS NULL OR ts >= $2) \
-               ORDER BY set_id, ts DESC) m \
-         JOIN metric_sets s ON s.id = m.set_id \
-         CROSS JOIN LATERAL unnest(s.name_ids, m.vals) AS v(name_id, value) \
+        "SELECT DISTINCT ON (n.name) n.name, NULLIF(n.unit, '') AS unit, l.ts, v.value \
+         FROM metric_latest l \
+         JOIN metric_sets s ON s.id = l.set_id \
+         CROSS JOIN LATERAL unnest(s.name_ids, l.vals) AS v(name_id, value) \
          JOIN metric_names n ON n.id = v.name_id \
-         ORDER BY n.name, m.ts DESC",
+         WHERE l.robot = $1 AND ($2::timestamptz IS NULL OR l.ts >= $2) \
+         ORDER BY n.name, l.ts DESC",
     )
     .bind(robot)
     .bind(since)

@@ -84,6 +84,10 @@ pub fn router(state: AdminState, cors_origins: &[String], max_body_bytes: usize)
             get(robot_data::latest),
         )
         .route(
+            "/api/v1/robot-data/servos/{robot_id}",
+            get(robot_data::servo_data),
+        )
+        .route(
             "/api/v1/robot-data/job-summary/{robot_id}",
             get(robot_data::job_summary),
         )
@@ -101,7 +105,15 @@ pub fn router(state: AdminState, cors_origins: &[String], max_body_bytes: usize)
         .merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// A handler that panicked (a bug, never expected) answers 500 `{"detail"}` and is
+/// logged, instead of the client seeing its connection dropped.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("admin API handler panicked; answered 500");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {

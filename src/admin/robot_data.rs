@@ -1,19 +1,22 @@
 //! The read routes of the TonyPi backend's `robot_data` router that its UI's Sensors,
-//! Monitoring and Jobs pages call (`backend/routers/robot_data.py`), answered from
-//! PostgreSQL where TonyPi reads InfluxDB. TonyPi's measurements map onto fleetsink's
-//! metric names: `battery` → `battery.*`, `location` → `location.*`, `robot_status` →
-//! `system_info.*`, `servos` → `servos.*`, `sensors` → the sensor readings (names
-//! without a dot).
+//! Servos, Monitoring and Jobs pages call (`backend/routers/robot_data.py`), answered
+//! from PostgreSQL where TonyPi reads InfluxDB. TonyPi's measurements map onto
+//! fleetsink's metric names: `battery` → `battery.*`, `location` → `location.*`,
+//! `robot_status` → `system_info.*`, `servos` → `servos.*` (and `servo_count`),
+//! `sensors` → the sensor readings (names without a dot). Current values come from
+//! `metric_latest`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 
-use super::data::{Latest, latest_values, robot_key};
+use super::data::{Latest, latest_values};
 use super::{AdminState, ApiError, check_robot_id};
 
 /// TonyPi reads "the last 5 minutes" for current state.
@@ -33,7 +36,10 @@ fn measurement(name: &str) -> (&'static str, &str) {
             return (m, field);
         }
     }
-    if name.contains('.') {
+    if name == "servo_count" {
+        // The top-level count in a `tonypi/servos/{rid}` message.
+        ("servos", name)
+    } else if name.contains('.') {
         ("other", name)
     } else {
         ("sensors", name)
@@ -76,17 +82,19 @@ pub async fn sensors(
     Query(q): Query<SensorsQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let since = Utc::now() - time_range(q.time_range.as_deref().unwrap_or("1h"))?;
-    let pattern = match q.measurement.as_str() {
-        "battery" => "battery.%",
-        "location" => "location.%",
-        "robot_status" => "system_info.%",
-        "servos" => "servos.%",
-        "sensors" => "%",
+    // TonyPi's names and its InfluxDB measurement names (its MEASUREMENT_ALIASES).
+    let (pattern, sensors_only) = match q.measurement.as_str() {
+        "battery" | "battery_status" => ("battery.%", false),
+        "location" | "robot_location" => ("location.%", false),
+        "robot_status" => ("system_info.%", false),
+        "servos" | "servo_data" => ("servos.%", false),
+        "sensors" | "sensor_data" => ("%", true),
         other => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "measurement {other:?} is not one of sensors, battery, location, robot_status, servos"
+                    "measurement {other:?} is not one of sensors, battery, location, robot_status, \
+                     servos (or sensor_data, battery_status, robot_location, servo_data)"
                 ),
             ));
         }
@@ -101,13 +109,13 @@ pub async fn sensors(
          CROSS JOIN LATERAL unnest(s.name_ids, m.vals) AS v(name_id, value) \
          JOIN metric_names n ON n.id = v.name_id \
          WHERE m.ts >= $1 AND ($2::text IS NULL OR r.robot_id = $2) \
-           AND n.name LIKE $3 AND ($4 OR position('.' in n.name) = 0) \
+           AND n.name LIKE $3 AND ($4 OR (position('.' in n.name) = 0 AND n.name <> 'servo_count')) \
          ORDER BY m.ts DESC LIMIT $5",
     )
     .bind(since)
     .bind(&q.robot_id)
     .bind(pattern)
-    .bind(q.measurement != "sensors")
+    .bind(!sensors_only)
     .bind(MAX_ROWS)
     .fetch_all(&s.pool)
     .await?;
@@ -155,37 +163,181 @@ pub async fn latest(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let robot = robot_key(&s, &robot_id).await?;
-    let values = latest_values(&s, robot, Some(Utc::now() - RECENT)).await?;
+    let values = match known_robot(&s, &robot_id).await? {
+        Some(robot) => latest_values(&s, robot, Some(Utc::now() - RECENT)).await?,
+        None => Vec::new(),
+    };
     let mut out = grouped(&values);
     out.insert("robot_id".into(), json!(robot_id));
     Ok(Json(Value::Object(out)))
 }
 
 /// `GET /api/v1/robot-data/status`: robots heard from in the last five minutes, with
-/// their status, last_seen, battery percentage and location.
+/// their status, last_seen, battery percentage, location, IP address and camera URL.
+/// Two queries whatever the fleet size: the robots, then their latest battery and
+/// location values from `metric_latest`.
 pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<Value>>, ApiError> {
+    let since = Utc::now() - RECENT;
     let robots = sqlx::query(
-        "SELECT id, robot_id, status, last_seen FROM robots \
-         WHERE is_active AND last_seen >= $1 ORDER BY robot_id LIMIT 1000",
+        "SELECT id, robot_id, status, last_seen, ip_address, camera_url FROM robots \
+         WHERE is_active AND last_seen >= $1 ORDER BY robot_id LIMIT 10000",
     )
-    .bind(Utc::now() - RECENT)
+    .bind(since)
     .fetch_all(&s.pool)
     .await?;
-    let mut out = Vec::with_capacity(robots.len());
-    for r in &robots {
-        let values = latest_values(&s, r.get("id"), Some(Utc::now() - RECENT)).await?;
-        let g = grouped(&values);
-        let location = g
-            .get("location")
-            .filter(|l| l.as_object().is_some_and(|o| !o.is_empty()));
-        out.push(json!({
-            "robot_id": r.get::<String, _>("robot_id"),
-            "status": r.get::<String, _>("status"),
-            "last_seen": r.get::<Option<DateTime<Utc>>, _>("last_seen").map(|t| t.to_rfc3339()),
-            "battery_percentage": g["battery"].get("percentage"),
-            "location": location,
-        }));
+    let keys: Vec<i32> = robots.iter().map(|r| r.get("id")).collect();
+    let values = sqlx::query(
+        "SELECT DISTINCT ON (l.robot, n.name) l.robot, n.name, v.value \
+         FROM metric_latest l \
+         JOIN metric_sets s ON s.id = l.set_id \
+         CROSS JOIN LATERAL unnest(s.name_ids, l.vals) AS v(name_id, value) \
+         JOIN metric_names n ON n.id = v.name_id \
+         WHERE l.robot = ANY($1) AND l.ts >= $2 \
+           AND (n.name = 'battery.percentage' OR n.name LIKE 'location.%') \
+         ORDER BY l.robot, n.name, l.ts DESC",
+    )
+    .bind(&keys)
+    .bind(since)
+    .fetch_all(&s.pool)
+    .await?;
+    let mut battery: HashMap<i32, f64> = HashMap::new();
+    let mut location: HashMap<i32, Map<String, Value>> = HashMap::new();
+    for v in &values {
+        let robot: i32 = v.get("robot");
+        let name: String = v.get("name");
+        let value: f64 = v.get("value");
+        match name.strip_prefix("location.") {
+            Some(field) => {
+                location
+                    .entry(robot)
+                    .or_default()
+                    .insert(field.to_string(), json!(value));
+            }
+            None => {
+                battery.insert(robot, value);
+            }
+        }
+    }
+    Ok(Json(
+        robots
+            .iter()
+            .map(|r| {
+                let key: i32 = r.get("id");
+                json!({
+                    "robot_id": r.get::<String, _>("robot_id"),
+                    "status": r.get::<String, _>("status"),
+                    "last_seen": r.get::<Option<DateTime<Utc>>, _>("last_seen").map(|t| t.to_rfc3339()),
+                    "battery_percentage": battery.get(&key),
+                    "location": location.remove(&key),
+                    "ip_address": r.get::<Option<String>, _>("ip_address"),
+                    "camera_url": r.get::<Option<String>, _>("camera_url"),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// The robot's `robots.id`, or `None` for a robot never heard of: TonyPi's robot-data
+/// routes answer an unknown robot with an empty result, not a 404.
+async fn known_robot(s: &AdminState, robot_id: &str) -> Result<Option<i32>, ApiError> {
+    check_robot_id(robot_id)?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
+            .bind(robot_id)
+            .fetch_optional(&s.pool)
+            .await?,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ServosQuery {
+    pub time_range: Option<String>,
+}
+
+/// A servo's alert level from its temperature and the servo temperature thresholds
+/// (`[alerts.thresholds]`, the ones servo alerts use).
+fn servo_alert_level(temperature: Option<f64>, warning: f64, critical: f64) -> &'static str {
+    match temperature {
+        Some(t) if t >= critical => "critical",
+        Some(t) if t >= warning => "warning",
+        _ => "normal",
+    }
+}
+
+/// The servos of `servos.<key>.<field>` values, keyed by servo key, in TonyPi's shape:
+/// `id`, `name`, `robot_id`, `alert_level`, `torque_enabled` and each numeric field.
+/// Only numbers are stored, so `name` is the servo's key (`servo_1`) and `alert_level`
+/// is derived from its temperature and the servo thresholds.
+fn servos(robot_id: &str, values: &[Latest], warning: f64, critical: f64) -> Map<String, Value> {
+    let mut out: Map<String, Value> = Map::new();
+    for l in values {
+        let Some((key, field)) = l
+            .name
+            .strip_prefix("servos.")
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            continue;
+        };
+        let servo = out.entry(key.to_string()).or_insert_with(|| {
+            let id = key
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse::<i64>()
+                .unwrap_or(0);
+            json!({"id": id, "name": key, "robot_id": robot_id, "torque_enabled": true})
+        });
+        if let Value::Object(o) = servo {
+            let v = match field {
+                "torque_enabled" => json!(l.value != 0.0),
+                "id" => json!(l.value as i64),
+                _ => json!(l.value),
+            };
+            o.insert(field.to_string(), v);
+        }
+    }
+    for servo in out.values_mut() {
+        if let Value::Object(o) = servo {
+            let level = servo_alert_level(
+                o.get("temperature").and_then(Value::as_f64),
+                warning,
+                critical,
+            );
+            o.insert("alert_level".into(), json!(level));
+        }
+    }
+    out
+}
+
+/// `GET /api/v1/robot-data/servos/{robot_id}?time_range=5m`: the latest reading of each
+/// of the robot's servos within `time_range`.
+pub async fn servo_data(
+    State(s): State<AdminState>,
+    Path(robot_id): Path<String>,
+    Query(q): Query<ServosQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let since = Utc::now() - time_range(q.time_range.as_deref().unwrap_or("5m"))?;
+    let t = &s.thresholds;
+    let servos = match known_robot(&s, &robot_id).await? {
+        Some(robot) => {
+            let values = latest_values(&s, robot, Some(since)).await?;
+            servos(
+                &robot_id,
+                &values,
+                t.servo_temperature_warning,
+                t.servo_temperature_critical,
+            )
+        }
+        None => Map::new(),
+    };
+    let mut out = json!({
+        "robot_id": robot_id,
+        "servo_count": servos.len(),
+        "servos": servos,
+        "timestamp": Utc::now().to_rfc3339(),
+    });
+    if out["servo_count"] == 0
+        && let Value::Object(o) = &mut out
+    {
+        o.insert("message".into(), json!("No servo data found"));
     }
     Ok(Json(out))
 }
@@ -241,6 +393,10 @@ mod tests {
             measurement("ultrasonic_distance"),
             ("sensors", "ultrasonic_distance")
         );
+        assert_eq!(servo_alert_level(Some(69.9), 70.0, 80.0), "normal");
+        assert_eq!(servo_alert_level(Some(70.0), 70.0, 80.0), "warning");
+        assert_eq!(servo_alert_level(Some(80.0), 70.0, 80.0), "critical");
+        assert_eq!(servo_alert_level(None, 70.0, 80.0), "normal");
         assert_eq!(time_range("24h").unwrap(), Duration::hours(24));
         assert!(
             time_range("31d").is_err() && time_range("h").is_err() && time_range("5x").is_err()

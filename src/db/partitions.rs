@@ -10,7 +10,7 @@
 //! partition in the same transaction, since PostgreSQL refuses to attach a partition
 //! whose range the default partition already holds rows for.
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate, NaiveTime, Utc};
 // Table and partition names below come from `TABLES` and our own date format, never
 // from input, which is what makes the `AssertSqlSafe` wrappers true.
 use sqlx::{AssertSqlSafe, PgPool};
@@ -129,6 +129,14 @@ async fn maintain_locked(
                     .await?;
                 report.dropped.push(name.clone());
             }
+        }
+        if t.table == "metrics" {
+            // The latest-value table must not outlive the rows it summarises.
+            let cutoff = keep_from.and_time(NaiveTime::MIN).and_utc();
+            sqlx::query("DELETE FROM metric_latest WHERE ts < $1")
+                .bind(cutoff)
+                .execute(&mut *conn)
+                .await?;
         }
     }
     if !report.created.is_empty() || !report.dropped.is_empty() {

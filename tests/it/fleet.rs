@@ -291,6 +291,14 @@ async fn latest_values_names_health_and_rejected_messages() {
         .to_string(),
     )
     .await;
+    // A late message (older than the newest) does not move the latest value back.
+    c.publish_acked(
+        "tonypi/battery",
+        json!({"robot_id": "tonypi_lv", "percentage": 12.0, "voltage": 11.0, "charging": false,
+               "timestamp": (base - chrono::Duration::seconds(60)).to_rfc3339()})
+        .to_string(),
+    )
+    .await;
     c.publish_acked("tonypi/status/tonypi_lv", "not json").await;
 
     let (code, latest) = t
@@ -472,7 +480,8 @@ async fn robot_data_routes_answer_as_the_tonypi_backend() {
     for (topic, payload) in [
         (
             "tonypi/status/tonypi_rd",
-            json!({"status": "online", "system_info": {"cpu_percent": 12.5}}),
+            json!({"status": "online", "ip_address": "10.0.0.7", "camera_url": "http://10.0.0.7:8080",
+                   "system_info": {"cpu_percent": 12.5}}),
         ),
         (
             "tonypi/battery",
@@ -490,6 +499,15 @@ async fn robot_data_routes_answer_as_the_tonypi_backend() {
             "tonypi/job/tonypi_rd",
             json!({"status": "started", "task_name": "pick", "items_total": 4}),
         ),
+        (
+            "tonypi/servos/tonypi_rd",
+            json!({"servos": {
+                "servo_1": {"id": 1, "name": "Left Hip", "position": -1.0, "temperature": 47.3,
+                            "voltage": 5.15, "torque_enabled": true, "alert_level": "normal"},
+                "servo_2": {"id": 2, "name": "Left Knee", "position": 1.9, "temperature": 60.0,
+                            "voltage": 4.97, "torque_enabled": false, "alert_level": "warning"}},
+                   "servo_count": 2}),
+        ),
     ] {
         let mut p = payload;
         p["timestamp"] = json!(now);
@@ -503,7 +521,7 @@ async fn robot_data_routes_answer_as_the_tonypi_backend() {
         )
         .await;
     assert_eq!(code, 200);
-    assert_eq!(sensors.as_array().unwrap().len(), 1);
+    assert_eq!(sensors.as_array().unwrap().len(), 1, "{sensors}");
     let r = &sensors[0];
     assert_eq!(
         (
@@ -530,6 +548,15 @@ async fn robot_data_routes_answer_as_the_tonypi_backend() {
         )
         .await;
     assert_eq!(battery.as_array().unwrap().len(), 3);
+    // TonyPi's InfluxDB measurement names are accepted as aliases.
+    let (_, battery_status) = t
+        .send(
+            Method::GET,
+            "/api/v1/robot-data/sensors?measurement=battery_status",
+            None,
+        )
+        .await;
+    assert_eq!(battery_status, battery);
     let (code, err) = t
         .send(
             Method::GET,
@@ -543,7 +570,8 @@ async fn robot_data_routes_answer_as_the_tonypi_backend() {
     assert_eq!(
         status,
         json!([{"robot_id": "tonypi_rd", "status": "online", "last_seen": status[0]["last_seen"],
-                "battery_percentage": 66.0, "location": {"x": 1.5, "y": 2.0, "z": 0.0}}])
+                "battery_percentage": 66.0, "location": {"x": 1.5, "y": 2.0, "z": 0.0},
+                "ip_address": "10.0.0.7", "camera_url": "http://10.0.0.7:8080"}])
     );
     let (_, latest) = t
         .send(Method::GET, "/api/v1/robot-data/latest/tonypi_rd", None)
@@ -552,6 +580,53 @@ async fn robot_data_routes_answer_as_the_tonypi_backend() {
     assert_eq!(latest["status"]["cpu_percent"], 12.5);
     assert_eq!(latest["sensors"]["ultrasonic_distance"], 42.0);
     assert_eq!(latest["location"]["x"], 1.5);
+    // An unknown robot gets TonyPi's empty answer, not a 404.
+    let (code, nobody) = t
+        .send(Method::GET, "/api/v1/robot-data/latest/nobody", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        nobody,
+        json!({"robot_id": "nobody", "sensors": {}, "battery": {}, "location": {}, "status": {}})
+    );
+
+    let (code, servos) = t
+        .send(Method::GET, "/api/v1/robot-data/servos/tonypi_rd", None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (servos["robot_id"].as_str(), servos["servo_count"].as_u64()),
+        (Some("tonypi_rd"), Some(2))
+    );
+    assert!(servos["timestamp"].as_str().unwrap().ends_with("+00:00"));
+    assert_eq!(
+        servos["servos"]["servo_1"],
+        json!({"id": 1, "name": "servo_1", "robot_id": "tonypi_rd", "alert_level": "normal",
+               "torque_enabled": true, "position": -1.0, "temperature": 47.3, "voltage": 5.15})
+    );
+    // 60 °C is over the servo warning threshold (50) and under critical (70).
+    assert_eq!(servos["servos"]["servo_2"]["alert_level"], "warning");
+    assert_eq!(servos["servos"]["servo_2"]["torque_enabled"], false);
+    let (code, none) = t
+        .send(
+            Method::GET,
+            "/api/v1/robot-data/servos/nobody?time_range=1h",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (none["servo_count"].as_u64(), none["message"].as_str()),
+        (Some(0), Some("No servo data found"))
+    );
+    let (code, _) = t
+        .send(
+            Method::GET,
+            "/api/v1/robot-data/servos/tonypi_rd?time_range=1y",
+            None,
+        )
+        .await;
+    assert_eq!(code, 400);
 
     let (_, job) = t
         .send(

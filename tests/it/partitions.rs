@@ -97,6 +97,17 @@ async fn rows_go_by_day_and_retention_drops_old_days() {
         1
     );
 
+    // The latest-value table forgets what retention dropped, and only that.
+    let latest = |name: &'static str| {
+        format!(
+            "SELECT count(*) FROM metric_latest l JOIN metric_sets s ON s.id = l.set_id \
+             JOIN metric_names n ON n.id = ANY (s.name_ids) WHERE n.name = '{name}'"
+        )
+    };
+    assert_eq!(t.count(&latest("old")).await, 0);
+    assert_eq!(t.count(&latest("today")).await, 1);
+    assert_eq!(t.count(&latest("future")).await, 1);
+
     // A second instance does not run maintenance while the lock is held.
     let mut holder = pool.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock(x'666c656574736e6b'::bigint)")

@@ -116,7 +116,7 @@ pub(super) async fn insert(
         len.push(i32::try_from(r.values.len()).unwrap_or(i32::MAX));
         values.extend_from_slice(&r.values);
     }
-    match mode {
+    let written = match mode {
         MetricsWrite::Plain => {
             sqlx::query(insert_sql!())
                 .bind(&robot)
@@ -128,7 +128,7 @@ pub(super) async fn insert(
                 .execute(&mut *conn)
                 .await?;
             // Every row went in (or the statement failed): all values were written.
-            Ok(values.len() as u64)
+            values.len() as u64
         }
         MetricsWrite::SkipExisting => {
             let written: i64 = sqlx::query_scalar(concat!(
@@ -145,7 +145,70 @@ pub(super) async fn insert(
             .bind(&values)
             .fetch_one(&mut *conn)
             .await?;
-            Ok(written.max(0) as u64)
+            written.max(0) as u64
         }
+    };
+    upsert_latest(conn, &robot, &ts, &set_ids, &offset, &len, &values).await?;
+    Ok(written)
+}
+
+/// Keeps `metric_latest` (the newest row of each robot's metric set) current: one row
+/// per (robot, set) of the batch, its newest, replacing a stored row only when newer —
+/// so a redelivered or late message never moves it back. Rows are sent in key order so
+/// that two instances upserting the same robots lock them in one order (no deadlock).
+async fn upsert_latest(
+    conn: &mut PgConnection,
+    robot: &[i32],
+    ts: &[DateTime<Utc>],
+    set_ids: &[i32],
+    offset: &[i32],
+    len: &[i32],
+    values: &[f64],
+) -> Result<(), sqlx::Error> {
+    let mut newest: HashMap<(i32, i32), usize> = HashMap::new();
+    for i in 0..robot.len() {
+        newest
+            .entry((robot[i], set_ids[i]))
+            .and_modify(|j| {
+                if ts[i] > ts[*j] {
+                    *j = i;
+                }
+            })
+            .or_insert(i);
     }
+    let mut picked: Vec<((i32, i32), usize)> = newest.into_iter().collect();
+    picked.sort_unstable();
+    let n = picked.len();
+    let (mut r, mut t, mut s) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut o, mut l, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
+    for ((robot_key, set), i) in picked {
+        r.push(robot_key);
+        s.push(set);
+        t.push(ts[i]);
+        let from = usize::try_from(offset[i]).unwrap_or(0);
+        let count = usize::try_from(len[i]).unwrap_or(0);
+        o.push(i32::try_from(v.len()).unwrap_or(i32::MAX));
+        l.push(len[i]);
+        v.extend_from_slice(&values[from..from + count]);
+    }
+    sqlx::query(
+        "INSERT INTO metric_latest (robot, set_id, ts, vals) \
+         SELECT r, s, t, ($6::float8[])[o + 1 : o + l] \
+         FROM UNNEST($1::int4[], $2::timestamptz[], $3::int4[], $4::int4[], $5::int4[]) AS x(r, t, s, o, l) \
+         ON CONFLICT (robot, set_id) DO UPDATE SET ts = EXCLUDED.ts, vals = EXCLUDED.vals \
+         WHERE metric_latest.ts < EXCLUDED.ts",
+    )
+    .bind(&r)
+    .bind(&t)
+    .bind(&s)
+    .bind(&o)
+    .bind(&l)
+    .bind(&v)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
