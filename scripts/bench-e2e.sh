@@ -14,43 +14,10 @@
 # and --wait-timeout.
 set -euo pipefail
 BIN="$1"; MODE="$2"; shift 2
-: "${BENCH_PG:?set BENCH_PG to a PostgreSQL server URL}"
-DB_NAME="bench_$(date +%s%N)"
-psql "$BENCH_PG" -qc "CREATE DATABASE $DB_NAME"
-DB="${BENCH_PG%/*}/$DB_NAME"
-WORK="$(mktemp -d)"
 MQTT_PORT=11884
 HTTP_PORT=18080
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-export FLEETSINK__DATABASE__URL="$DB" FLEETSINK__HTTP__LISTEN="127.0.0.1:$HTTP_PORT"
-case "$MODE" in
-  after-commit|on-receipt)
-    export FLEETSINK__MQTT__EMBEDDED__LISTEN="127.0.0.1:$MQTT_PORT" FLEETSINK__MQTT__EMBEDDED__ACK="$MODE"
-    ;;
-  external)
-    cat > "$WORK/mosquitto.conf" <<EOF
-listener $MQTT_PORT 127.0.0.1
-allow_anonymous true
-persistence false
-max_inflight_messages 1000
-max_queued_messages 0
-max_queued_bytes 0
-EOF
-    mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
-    "$mosquitto_bin" -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
-    pids+=($!)
-    export FLEETSINK__MQTT__MODE=external FLEETSINK__MQTT__EXTERNAL__URL="mqtt://127.0.0.1:$MQTT_PORT" \
-      FLEETSINK__MQTT__EXTERNAL__BROKER_INFLIGHT=1000 FLEETSINK__MQTT__EXTERNAL__CLIENT_ID="$DB_NAME"
-    ;;
-  *) echo "MODE must be after-commit, on-receipt or external" >&2; exit 2 ;;
-esac
+. "$(dirname "$0")/bench-lib.sh"
+bench_setup "$MODE" bench
 INSTANCES="${INSTANCES:-1}"
 [ "$INSTANCES" = 1 ] || [ "$MODE" = external ] || { echo "INSTANCES needs MODE=external" >&2; exit 2; }
 daemon=""
@@ -62,10 +29,7 @@ for i in $(seq 1 "$INSTANCES"); do
   FLEETSINK__HTTP__LISTEN="127.0.0.1:$port" RUST_LOG=warn "$BIN" serve > "$WORK/daemon$i.log" 2>&1 &
   pids+=($!)
   daemon="${daemon:-$!}"
-  for _ in $(seq 1 100); do
-    curl -sf "127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  bench_wait_ready "$port"
 done
 sleep 0.5
 "$BIN" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --watch-pid "$daemon" "$@"

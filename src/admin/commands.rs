@@ -13,27 +13,56 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{AdminState, ApiError, check_robot_id, limit, write_log};
+use super::{AdminState, ApiError, Detail, check_robot_id, limit, write_log};
 use crate::db::commands::{self, CommandRow};
 use crate::model::{LogRow, message_fingerprint};
 use crate::mqtt::Qos;
 
 /// `POST /api/v1/management/command`, as the TonyPi backend takes it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CommandRequest {
+    /// e.g. `move`, `stop`, `start_task`, `emergency_stop`.
     pub command: String,
     #[serde(default)]
     pub parameters: Option<Value>,
     pub robot_id: String,
 }
 
+/// A command was recorded and published.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandSent {
+    pub success: bool,
+    pub message: &'static str,
+    /// Tracks the command in `commands` and `/api/v1/robots/{robot_id}/commands`.
+    pub command_id: String,
+}
+
+/// The caller's object was recorded and published.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandPublished {
+    pub success: bool,
+    pub message: &'static str,
+    pub topic: String,
+    /// The payload as published (with `type`, `id`, `command`, `command_id`,
+    /// `parameters`, `robot_id` and `timestamp` filled in).
+    pub command: Value,
+    pub command_id: String,
+}
+
+/// Sends a command to one robot on `tonypi/commands/{robot_id}`.
+#[utoipa::path(post, path = "/api/v1/management/command", tag = "commands",
+    request_body = CommandRequest,
+    responses((status = 200, body = CommandSent),
+        (status = 400, body = Detail), (status = 404, description = "unknown robot", body = Detail),
+        (status = 503, description = "the broker is not connected; nothing was sent", body = Detail)))]
 pub async fn send(
     State(s): State<AdminState>,
     Json(req): Json<CommandRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandSent>, ApiError> {
     let mut payload = Map::new();
     payload.insert("type".into(), json!(req.command));
     payload.insert(
@@ -45,12 +74,16 @@ pub async fn send(
     Ok(sent(id))
 }
 
-/// `POST /api/v1/robot-data/command`: the TonyPi UI's pass-through. The body goes to
-/// its `robot_id`'s topic, or to `tonypi/commands/broadcast` without one.
+/// The TonyPi UI's pass-through: the body goes to its `robot_id`'s topic, or to
+/// `tonypi/commands/broadcast` without one.
+#[utoipa::path(post, path = "/api/v1/robot-data/command", tag = "commands",
+    request_body(content = Object, description = "a command object: `type` or `command`, optional `robot_id`, `parameters`"),
+    responses((status = 200, body = CommandPublished),
+        (status = 400, body = Detail), (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn pass_through(
     State(s): State<AdminState>,
     Json(body): Json<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandPublished>, ApiError> {
     let robot_id = body
         .get("robot_id")
         .and_then(Value::as_str)
@@ -63,12 +96,17 @@ pub async fn pass_through(
     Ok(published("Command sent to robot", topic, payload, id))
 }
 
-/// `POST /api/v1/devices/{id}/commands`: a JSON object to `devices/{id}/commands`.
+/// A JSON object to `devices/{device_id}/commands`.
+#[utoipa::path(post, path = "/api/v1/devices/{device_id}/commands", tag = "commands",
+    params(("device_id" = String, Path, description = "The device's id")),
+    request_body(content = Object, description = "a command object with `type` or `command`"),
+    responses((status = 200, body = CommandPublished),
+        (status = 400, body = Detail), (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn device(
     State(s): State<AdminState>,
     Path(device_id): Path<String>,
     Json(body): Json<Map<String, Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandPublished>, ApiError> {
     let topic = format!("devices/{device_id}/commands");
     let (id, payload) = send_command(&s, Some(&device_id), topic.clone(), body).await?;
     Ok(published("Command sent successfully", topic, payload, id))
@@ -76,47 +114,73 @@ pub async fn device(
 
 /// The answer of the routes that publish the caller's object (TonyPi's pass-through
 /// shape, plus the command id).
-fn published(message: &str, topic: String, payload: Value, command_id: String) -> Json<Value> {
-    Json(json!({
-        "success": true,
-        "message": message,
-        "topic": topic,
-        "command": payload,
-        "command_id": command_id,
-    }))
+fn published(
+    message: &'static str,
+    topic: String,
+    command: Value,
+    command_id: String,
+) -> Json<CommandPublished> {
+    Json(CommandPublished {
+        success: true,
+        message,
+        topic,
+        command,
+        command_id,
+    })
 }
 
+/// Sends `emergency_stop` to one robot; logged at CRITICAL.
+#[utoipa::path(post, path = "/api/v1/management/robots/{robot_id}/emergency-stop", tag = "commands",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    responses((status = 200, body = CommandSent), (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn emergency_stop(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandSent>, ApiError> {
     let topic = format!("tonypi/commands/{robot_id}");
     let (id, _) = send_command(&s, Some(&robot_id), topic, named("emergency_stop")).await?;
     log_emergency(&s, Some(&robot_id), &id).await?;
     Ok(sent(id))
 }
 
+/// Sends `resume` to one robot.
+#[utoipa::path(post, path = "/api/v1/management/robots/{robot_id}/resume", tag = "commands",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    responses((status = 200, body = CommandSent), (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn resume(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandSent>, ApiError> {
     let topic = format!("tonypi/commands/{robot_id}");
     let (id, _) = send_command(&s, Some(&robot_id), topic, named("resume")).await?;
     Ok(sent(id))
 }
 
-pub async fn emergency_stop_all(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
+/// Sends `emergency_stop` to every robot (`tonypi/commands/broadcast`); logged at
+/// CRITICAL.
+#[utoipa::path(post, path = "/api/v1/management/emergency-stop/broadcast", tag = "commands",
+    responses((status = 200, body = CommandSent), (status = 503, body = Detail)))]
+pub async fn emergency_stop_all(
+    State(s): State<AdminState>,
+) -> Result<Json<CommandSent>, ApiError> {
     let topic = "tonypi/commands/broadcast".to_string();
     let (id, _) = send_command(&s, None, topic, named("emergency_stop")).await?;
     log_emergency(&s, None, &id).await?;
     Ok(sent(id))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1-1000, default 100.
     pub limit: Option<i64>,
 }
 
+/// The commands sent to a robot, newest first, with their state (`sent`,
+/// `acknowledged`, `failed`, `expired`) and the robot's response.
+#[utoipa::path(get, path = "/api/v1/robots/{robot_id}/commands", tag = "commands",
+    params(("robot_id" = String, Path, description = "The robot's id"), ListQuery),
+    responses((status = 200, body = Vec<CommandRow>), (status = 400, body = Detail)))]
 pub async fn list(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
@@ -156,12 +220,12 @@ fn named(command: &str) -> Map<String, Value> {
     m
 }
 
-fn sent(command_id: String) -> Json<Value> {
-    Json(json!({
-        "success": true,
-        "message": "Command sent successfully",
-        "command_id": command_id,
-    }))
+fn sent(command_id: String) -> Json<CommandSent> {
+    Json(CommandSent {
+        success: true,
+        message: "Command sent successfully",
+        command_id,
+    })
 }
 
 /// Records and publishes one command to `topic`; `robot_id` None broadcasts. Fills in

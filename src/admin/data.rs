@@ -6,15 +6,35 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{AdminState, ApiError, check_robot_id, limit};
+use super::{AdminState, ApiError, Detail, check_robot_id, limit};
 
-/// `GET /api/v1/health`: TonyPi's shape (status, message, timestamp, services), with
-/// each service's real state; 503 when one is down.
-pub async fn health(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
+/// TonyPi's health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiHealth {
+    /// `healthy` or `unhealthy`.
+    pub status: &'static str,
+    pub message: &'static str,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    pub services: Services,
+}
+
+/// Each service's state: `healthy` or `unhealthy`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Services {
+    pub api: &'static str,
+    pub database: &'static str,
+    pub mqtt: &'static str,
+}
+
+/// TonyPi's health shape with each service's real state; 503 when one is down.
+#[utoipa::path(get, path = "/api/v1/health", tag = "fleet",
+    responses((status = 200, body = ApiHealth), (status = 503, description = "degraded", body = ApiHealth)))]
+pub async fn health(State(s): State<AdminState>) -> (StatusCode, Json<ApiHealth>) {
     let r = s.health.readiness();
     let state = |up: bool| if up { "healthy" } else { "unhealthy" };
     let healthy = r.database_reachable && r.broker_connected;
@@ -25,16 +45,20 @@ pub async fn health(State(s): State<AdminState>) -> (StatusCode, Json<Value>) {
     };
     (
         code,
-        Json(json!({
-            "status": state(healthy),
-            "message": if healthy { "fleetsink is running" } else { "fleetsink is degraded" },
-            "timestamp": Utc::now().to_rfc3339(),
-            "services": {
-                "api": "healthy",
-                "database": state(r.database_reachable),
-                "mqtt": state(r.broker_connected),
+        Json(ApiHealth {
+            status: state(healthy),
+            message: if healthy {
+                "fleetsink is running"
+            } else {
+                "fleetsink is degraded"
             },
-        })),
+            timestamp: Utc::now().to_rfc3339(),
+            services: Services {
+                api: "healthy",
+                database: state(r.database_reachable),
+                mqtt: state(r.broker_connected),
+            },
+        }),
     )
 }
 
@@ -88,31 +112,67 @@ pub(super) async fn robot_key(s: &AdminState, robot_id: &str) -> Result<i32, Api
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Robot not found"))
 }
 
-/// `GET /api/v1/robots/{robot_id}/latest`: every metric of the robot with its latest
-/// value and time.
+/// A metric's latest value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatestValue {
+    pub name: String,
+    pub unit: Option<String>,
+    pub value: f64,
+    #[schema(format = DateTime)]
+    pub time: String,
+}
+
+/// A robot's latest values.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RobotLatest {
+    pub robot_id: String,
+    /// By name.
+    pub metrics: Vec<LatestValue>,
+}
+
+/// Every metric of the robot with its latest value and time.
+#[utoipa::path(get, path = "/api/v1/robots/{robot_id}/latest", tag = "metrics",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    responses((status = 200, body = RobotLatest), (status = 404, body = Detail)))]
 pub async fn latest(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RobotLatest>, ApiError> {
     let robot = robot_key(&s, &robot_id).await?;
-    let metrics: Vec<Value> = latest_values(&s, robot, None)
+    let metrics = latest_values(&s, robot, None)
         .await?
         .into_iter()
-        .map(|l| json!({"name": l.name, "unit": l.unit, "value": l.value, "time": l.ts.to_rfc3339()}))
+        .map(|l| LatestValue {
+            name: l.name,
+            unit: l.unit,
+            value: l.value,
+            time: l.ts.to_rfc3339(),
+        })
         .collect();
-    Ok(Json(json!({ "robot_id": robot_id, "metrics": metrics })))
+    Ok(Json(RobotLatest { robot_id, metrics }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NamesQuery {
+    /// Only the names this robot has sent.
     pub robot_id: Option<String>,
 }
 
-/// `GET /api/v1/metrics/names?robot_id=`: the metric names seen (with their unit).
+/// A metric name and its unit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricName {
+    pub name: String,
+    pub unit: Option<String>,
+}
+
+/// The metric names seen, with their unit (for dashboards' variable pickers).
+#[utoipa::path(get, path = "/api/v1/metrics/names", tag = "metrics", params(NamesQuery),
+    responses((status = 200, body = Vec<MetricName>), (status = 400, body = Detail)))]
 pub async fn names(
     State(s): State<AdminState>,
     Query(q): Query<NamesQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<MetricName>>, ApiError> {
     let rows = match &q.robot_id {
         None => {
             sqlx::query(
@@ -137,23 +197,46 @@ pub async fn names(
     };
     Ok(Json(
         rows.iter()
-            .map(|r| json!({"name": r.get::<String, _>("name"), "unit": r.get::<Option<String>, _>("unit")}))
+            .map(|r| MetricName {
+                name: r.get("name"),
+                unit: r.get("unit"),
+            })
             .collect(),
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ErrorsQuery {
+    /// 1-1000, default 100.
     pub limit: Option<i64>,
+    /// `too_large`, `invalid_utf8`, `not_json`, `not_object`, `missing_robot_id`,
+    /// `invalid_robot_id`, `invalid_value`, `no_route` or `rejected_by_database`.
     pub reason: Option<String>,
 }
 
-/// `GET /api/v1/ingest-errors?limit=&reason=`: what was rejected and why, newest first,
-/// with a printable preview of the payload (its first 200 bytes, invalid UTF-8 replaced).
+/// A rejected message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestError {
+    pub topic: String,
+    pub reason: String,
+    /// What was wrong, for a person.
+    pub detail: String,
+    pub client_id: Option<String>,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    pub payload_size: i32,
+    /// The payload's first 200 bytes, invalid UTF-8 replaced.
+    pub payload_preview: String,
+}
+
+/// What was rejected and why, newest first.
+#[utoipa::path(get, path = "/api/v1/ingest-errors", tag = "fleet", params(ErrorsQuery),
+    responses((status = 200, body = Vec<IngestError>), (status = 400, body = Detail)))]
 pub async fn ingest_errors(
     State(s): State<AdminState>,
     Query(q): Query<ErrorsQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<IngestError>>, ApiError> {
     let limit = limit(q.limit, 100)?;
     let rows = sqlx::query(
         "SELECT topic, reason, detail, client_id, received_at, payload_size, \
@@ -169,15 +252,15 @@ pub async fn ingest_errors(
         rows.iter()
             .map(|r| {
                 let preview: Vec<u8> = r.get("preview");
-                json!({
-                    "topic": r.get::<String, _>("topic"),
-                    "reason": r.get::<String, _>("reason"),
-                    "detail": r.get::<String, _>("detail"),
-                    "client_id": r.get::<Option<String>, _>("client_id"),
-                    "received_at": r.get::<DateTime<Utc>, _>("received_at").to_rfc3339(),
-                    "payload_size": r.get::<i32, _>("payload_size"),
-                    "payload_preview": String::from_utf8_lossy(&preview),
-                })
+                IngestError {
+                    topic: r.get("topic"),
+                    reason: r.get("reason"),
+                    detail: r.get("detail"),
+                    client_id: r.get("client_id"),
+                    received_at: r.get::<DateTime<Utc>, _>("received_at").to_rfc3339(),
+                    payload_size: r.get("payload_size"),
+                    payload_preview: String::from_utf8_lossy(&preview).into_owned(),
+                }
             })
             .collect(),
     ))

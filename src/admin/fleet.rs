@@ -10,12 +10,13 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{AdminState, ApiError, check_robot_id, limit, write_log};
+use super::{AdminState, ApiError, Detail, check_robot_id, limit, write_log};
 use crate::model::{LogRow, message_fingerprint};
 
 /// The robots columns, with thresholds resolved against `$1..$4` (the fleet defaults).
@@ -26,29 +27,56 @@ const ROBOT_COLUMNS: &str = "id, robot_id, name, description, location, status, 
     COALESCE(temp_threshold_critical, $4) AS temp_threshold_critical, \
     settings, first_seen, last_seen, created_at, updated_at, is_active";
 
-fn ts(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| json!(t.to_rfc3339()))
+fn ts(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(|t| t.to_rfc3339())
 }
 
-fn robot_json(r: &PgRow) -> Value {
-    json!({
-        "id": r.get::<i32, _>("id"),
-        "robot_id": r.get::<String, _>("robot_id"),
-        "name": r.get::<Option<String>, _>("name"),
-        "description": r.get::<Option<String>, _>("description"),
-        "location": r.get::<Option<String>, _>("location"),
-        "status": r.get::<String, _>("status"),
-        "battery_threshold_low": r.get::<f64, _>("battery_threshold_low"),
-        "battery_threshold_critical": r.get::<f64, _>("battery_threshold_critical"),
-        "temp_threshold_warning": r.get::<f64, _>("temp_threshold_warning"),
-        "temp_threshold_critical": r.get::<f64, _>("temp_threshold_critical"),
-        "settings": r.get::<Value, _>("settings"),
-        "first_seen": ts(r.get("first_seen")),
-        "last_seen": ts(r.get("last_seen")),
-        "created_at": ts(r.get("created_at")),
-        "updated_at": ts(r.get("updated_at")),
-        "is_active": r.get::<bool, _>("is_active"),
-    })
+/// A robot as TonyPi's `Robot.to_dict()` gives it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Robot {
+    pub id: i32,
+    pub robot_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    /// `online`, `offline`, `inactive`, `unknown` or what an operator set.
+    pub status: String,
+    pub battery_threshold_low: f64,
+    pub battery_threshold_critical: f64,
+    pub temp_threshold_warning: f64,
+    pub temp_threshold_critical: f64,
+    /// Free-form settings (a JSON object).
+    pub settings: Value,
+    #[schema(format = DateTime)]
+    pub first_seen: Option<String>,
+    #[schema(format = DateTime)]
+    pub last_seen: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
+    pub is_active: bool,
+}
+
+fn robot_json(r: &PgRow) -> Robot {
+    Robot {
+        id: r.get("id"),
+        robot_id: r.get("robot_id"),
+        name: r.get("name"),
+        description: r.get("description"),
+        location: r.get("location"),
+        status: r.get("status"),
+        battery_threshold_low: r.get("battery_threshold_low"),
+        battery_threshold_critical: r.get("battery_threshold_critical"),
+        temp_threshold_warning: r.get("temp_threshold_warning"),
+        temp_threshold_critical: r.get("temp_threshold_critical"),
+        settings: r.get("settings"),
+        first_seen: ts(r.get("first_seen")),
+        last_seen: ts(r.get("last_seen")),
+        created_at: ts(r.get("created_at")),
+        updated_at: ts(r.get("updated_at")),
+        is_active: r.get("is_active"),
+    }
 }
 
 fn defaults(s: &AdminState) -> [f64; 4] {
@@ -61,7 +89,7 @@ fn defaults(s: &AdminState) -> [f64; 4] {
     ]
 }
 
-async fn fetch_robot(s: &AdminState, robot_id: &str) -> Result<Option<Value>, ApiError> {
+async fn fetch_robot(s: &AdminState, robot_id: &str) -> Result<Option<Robot>, ApiError> {
     let [a, b, c, d] = defaults(s);
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {ROBOT_COLUMNS} FROM robots WHERE robot_id = $5"
@@ -80,8 +108,10 @@ fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Robot not found")
 }
 
-/// `GET /api/v1/robots-db/robots`: the active robots.
-pub async fn list(State(s): State<AdminState>) -> Result<Json<Vec<Value>>, ApiError> {
+/// The active robots, by robot id.
+#[utoipa::path(get, path = "/api/v1/robots-db/robots", tag = "robots-db",
+    responses((status = 200, body = Vec<Robot>), (status = 401, body = Detail)))]
+pub async fn list(State(s): State<AdminState>) -> Result<Json<Vec<Robot>>, ApiError> {
     let [a, b, c, d] = defaults(&s);
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {ROBOT_COLUMNS} FROM robots WHERE is_active ORDER BY robot_id"
@@ -95,18 +125,21 @@ pub async fn list(State(s): State<AdminState>) -> Result<Json<Vec<Value>>, ApiEr
     Ok(Json(rows.iter().map(robot_json).collect()))
 }
 
-/// `GET /api/v1/robots-db/robots/{robot_id}`.
+/// One robot, active or not.
+#[utoipa::path(get, path = "/api/v1/robots-db/robots/{robot_id}", tag = "robots-db",
+    params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")),
+    responses((status = 200, body = Robot), (status = 404, body = Detail)))]
 pub async fn get(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Robot>, ApiError> {
     fetch_robot(&s, &robot_id)
         .await?
         .map(Json)
         .ok_or_else(not_found)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RobotCreate {
     pub robot_id: String,
     pub name: Option<String>,
@@ -118,11 +151,15 @@ pub struct RobotCreate {
     pub temp_threshold_critical: Option<f64>,
 }
 
-/// `POST /api/v1/robots-db/robots`: 400 when the robot exists.
+/// Registers a robot (name defaults to its id; thresholds unset follow the fleet
+/// default); logs `Robot created` (category `api`).
+#[utoipa::path(post, path = "/api/v1/robots-db/robots", tag = "robots-db",
+    request_body = RobotCreate,
+    responses((status = 200, body = Robot), (status = 400, description = "the robot exists, or a bad robot id", body = Detail)))]
 pub async fn create(
     State(s): State<AdminState>,
     Json(r): Json<RobotCreate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Robot>, ApiError> {
     check_robot_id(&r.robot_id)?;
     let inserted = sqlx::query(
         "INSERT INTO robots (robot_id, name, description, location, battery_threshold_low, \
@@ -160,7 +197,7 @@ pub async fn create(
         .ok_or_else(not_found)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RobotUpdate {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -170,16 +207,20 @@ pub struct RobotUpdate {
     pub battery_threshold_critical: Option<f64>,
     pub temp_threshold_warning: Option<f64>,
     pub temp_threshold_critical: Option<f64>,
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<Map<String, Value>>,
     pub is_active: Option<bool>,
 }
 
-/// `PUT /api/v1/robots-db/robots/{robot_id}`: the fields given change.
+/// Changes the fields given; logs `Robot updated` (category `api`).
+#[utoipa::path(put, path = "/api/v1/robots-db/robots/{robot_id}", tag = "robots-db",
+    params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")), request_body = RobotUpdate,
+    responses((status = 200, body = Robot), (status = 404, body = Detail)))]
 pub async fn update(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
     Json(u): Json<RobotUpdate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Robot>, ApiError> {
     let changed = sqlx::query(
         "UPDATE robots SET name = COALESCE($2, name), description = COALESCE($3, description), \
              location = COALESCE($4, location), status = COALESCE($5, status), \
@@ -225,11 +266,20 @@ pub async fn update(
         .ok_or_else(not_found)
 }
 
-/// `DELETE /api/v1/robots-db/robots/{robot_id}`: a soft delete (`is_active = false`).
+/// A message, as TonyPi's delete answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    pub message: String,
+}
+
+/// A soft delete (`is_active = false`); logs `Robot deleted` (category `api`).
+#[utoipa::path(delete, path = "/api/v1/robots-db/robots/{robot_id}", tag = "robots-db",
+    params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")),
+    responses((status = 200, body = Message), (status = 404, body = Detail)))]
 pub async fn delete(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Message>, ApiError> {
     let changed =
         sqlx::query("UPDATE robots SET is_active = false, updated_at = now() WHERE robot_id = $1")
             .bind(&robot_id)
@@ -240,21 +290,56 @@ pub async fn delete(
         return Err(not_found());
     }
     api_log(&s, &robot_id, format!("Robot deleted: {robot_id}"), None).await?;
-    Ok(Json(json!({ "message": "Robot deleted successfully" })))
+    Ok(Json(Message {
+        message: "Robot deleted successfully".into(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
+    /// 1-1000, default 50.
     pub limit: Option<i64>,
     pub robot_id: Option<String>,
 }
 
-/// `GET /api/v1/robots-db/jobs/history?limit=50&robot_id=`: newest first.
+/// A job as TonyPi's `Job.to_dict()` gives it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Job {
+    pub id: i64,
+    pub robot_id: String,
+    pub task_name: Option<String>,
+    #[schema(format = DateTime)]
+    pub start_time: Option<String>,
+    #[schema(format = DateTime)]
+    pub end_time: Option<String>,
+    pub items_total: Option<i64>,
+    pub items_done: i64,
+    pub percent_complete: f64,
+    /// The last scanned item (a JSON object).
+    pub last_item: Option<Value>,
+    /// `active`, `completed`, `cancelled` or `failed`.
+    pub status: String,
+    pub phase: Option<String>,
+    pub success: Option<bool>,
+    pub cancel_reason: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
+}
+
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/robots-db/jobs/history", tag = "robots-db", params(JobsQuery),
+    responses((status = 200, body = Vec<Job>), (status = 400, body = Detail)))]
 pub async fn job_history(
     State(s): State<AdminState>,
     Query(q): Query<JobsQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<Job>>, ApiError> {
     let limit = limit(q.limit, 50)?;
+    if let Some(r) = &q.robot_id {
+        check_robot_id(r)?;
+    }
     let rows = sqlx::query(
         "SELECT id, robot_id, task_name, status, phase, start_time, end_time, items_total, \
                 items_done, percent_complete, last_item, success, cancel_reason, created_at, updated_at \
@@ -267,31 +352,43 @@ pub async fn job_history(
     .await?;
     Ok(Json(
         rows.iter()
-            .map(|r| {
-                json!({
-                    "id": r.get::<i64, _>("id"),
-                    "robot_id": r.get::<String, _>("robot_id"),
-                    "task_name": r.get::<Option<String>, _>("task_name"),
-                    "start_time": ts(r.get("start_time")),
-                    "end_time": ts(r.get("end_time")),
-                    "items_total": r.get::<Option<i64>, _>("items_total"),
-                    "items_done": r.get::<Option<i64>, _>("items_done").unwrap_or(0),
-                    "percent_complete": r.get::<Option<f64>, _>("percent_complete").unwrap_or(0.0),
-                    "last_item": r.get::<Option<Value>, _>("last_item"),
-                    "status": r.get::<String, _>("status"),
-                    "phase": r.get::<Option<String>, _>("phase"),
-                    "success": r.get::<Option<bool>, _>("success"),
-                    "cancel_reason": r.get::<Option<String>, _>("cancel_reason"),
-                    "created_at": ts(r.get("created_at")),
-                    "updated_at": ts(r.get("updated_at")),
-                })
+            .map(|r| Job {
+                id: r.get("id"),
+                robot_id: r.get("robot_id"),
+                task_name: r.get("task_name"),
+                start_time: ts(r.get("start_time")),
+                end_time: ts(r.get("end_time")),
+                items_total: r.get("items_total"),
+                items_done: r.get::<Option<i64>, _>("items_done").unwrap_or(0),
+                percent_complete: r.get::<Option<f64>, _>("percent_complete").unwrap_or(0.0),
+                last_item: r.get("last_item"),
+                status: r.get("status"),
+                phase: r.get("phase"),
+                success: r.get("success"),
+                cancel_reason: r.get("cancel_reason"),
+                created_at: ts(r.get("created_at")),
+                updated_at: ts(r.get("updated_at")),
             })
             .collect(),
     ))
 }
 
-/// `GET /api/v1/robots-db/stats`.
-pub async fn stats(State(s): State<AdminState>) -> Result<Json<Value>, ApiError> {
+/// TonyPi's fleet statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub total_robots: i64,
+    pub online_robots: i64,
+    pub offline_robots: i64,
+    pub total_jobs: i64,
+    pub active_jobs: i64,
+    /// Completed since midnight UTC.
+    pub completed_jobs_today: i64,
+}
+
+/// Fleet statistics: active robots, online robots, jobs.
+#[utoipa::path(get, path = "/api/v1/robots-db/stats", tag = "robots-db",
+    responses((status = 200, body = Stats)))]
+pub async fn stats(State(s): State<AdminState>) -> Result<Json<Stats>, ApiError> {
     let r = sqlx::query(
         "SELECT (SELECT count(*) FROM robots WHERE is_active) AS total_robots, \
                 (SELECT count(*) FROM robots WHERE is_active AND status = 'online') AS online_robots, \
@@ -304,14 +401,14 @@ pub async fn stats(State(s): State<AdminState>) -> Result<Json<Value>, ApiError>
     .await?;
     let total: i64 = r.get("total_robots");
     let online: i64 = r.get("online_robots");
-    Ok(Json(json!({
-        "total_robots": total,
-        "online_robots": online,
-        "offline_robots": total - online,
-        "total_jobs": r.get::<i64, _>("total_jobs"),
-        "active_jobs": r.get::<i64, _>("active_jobs"),
-        "completed_jobs_today": r.get::<i64, _>("completed_jobs_today"),
-    })))
+    Ok(Json(Stats {
+        total_robots: total,
+        online_robots: online,
+        offline_robots: total - online,
+        total_jobs: r.get("total_jobs"),
+        active_jobs: r.get("active_jobs"),
+        completed_jobs_today: r.get("completed_jobs_today"),
+    }))
 }
 
 /// A `logs` row (category `api`) for a change made through the API, as TonyPi writes.
@@ -335,10 +432,14 @@ async fn api_log(
     write_log(s, row).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// 1-1000, default 100.
     pub limit: Option<i64>,
+    /// DEBUG, INFO, WARNING, ERROR or CRITICAL (any case).
     pub level: Option<String>,
+    /// e.g. `robot`, `alert`, `job`, `scan`, `command`, `emergency`, `api`.
     pub category: Option<String>,
     pub robot_id: Option<String>,
     /// Only rows at or after / before this time (RFC 3339).
@@ -348,9 +449,27 @@ pub struct LogsQuery {
     pub cursor: Option<String>,
 }
 
-/// `GET /api/v1/robots-db/logs?limit=100&level=&category=&robot_id=`, newest first, as
-/// TonyPi answers it (an array). fleetsink adds `from`/`to` and keyset pagination: when
-/// more rows follow, the `X-Next-Cursor` header holds the value to pass as `cursor`.
+/// A log row as TonyPi's `SystemLog.to_dict()` gives it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogEntry {
+    pub id: i64,
+    pub level: String,
+    pub category: String,
+    pub message: String,
+    pub robot_id: Option<String>,
+    pub details: Option<Value>,
+    #[schema(format = DateTime)]
+    pub timestamp: Option<String>,
+}
+
+/// Logs newest first, as TonyPi answers them (an array). fleetsink adds `from`/`to` and
+/// keyset pagination: when more rows follow, the `X-Next-Cursor` header holds the
+/// value to pass as `cursor`.
+#[utoipa::path(get, path = "/api/v1/robots-db/logs", tag = "robots-db", params(LogsQuery),
+    responses(
+        (status = 200, body = Vec<LogEntry>,
+         headers(("x-next-cursor" = String, description = "present when more rows follow: pass it as `cursor`"))),
+        (status = 400, body = Detail)))]
 pub async fn logs(
     State(s): State<AdminState>,
     Query(q): Query<LogsQuery>,
@@ -387,19 +506,17 @@ pub async fn logs(
     .fetch_all(&s.pool)
     .await?;
     let more = rows.len() as i64 > limit;
-    let page: Vec<Value> = rows
+    let page: Vec<LogEntry> = rows
         .iter()
         .take(limit as usize)
-        .map(|r| {
-            json!({
-                "id": r.get::<i64, _>("id"),
-                "level": r.get::<String, _>("level"),
-                "category": r.get::<String, _>("category"),
-                "message": r.get::<String, _>("message"),
-                "robot_id": r.get::<Option<String>, _>("robot_id"),
-                "details": r.get::<Option<Value>, _>("details"),
-                "timestamp": ts(r.get("ts")),
-            })
+        .map(|r| LogEntry {
+            id: r.get("id"),
+            level: r.get("level"),
+            category: r.get("category"),
+            message: r.get("message"),
+            robot_id: r.get("robot_id"),
+            details: r.get("details"),
+            timestamp: ts(r.get("ts")),
         })
         .collect();
     let next = more

@@ -11,11 +11,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde::Serialize;
 use sqlx::Row;
+use utoipa::ToSchema;
 
 use super::data::robot_key;
-use super::{AdminState, ApiError, check_robot_id};
+use super::{AdminState, ApiError, Detail, check_robot_id};
 use crate::db::queries::METRIC_BUCKETS_SQL;
 
 /// The most points (buckets × metric names) one answer holds.
@@ -81,6 +82,53 @@ fn params(raw: Option<&str>) -> Result<Params, ApiError> {
     })
 }
 
+/// One bucket of one metric.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Point {
+    pub name: String,
+    pub unit: Option<String>,
+    /// The bucket's start.
+    #[schema(format = DateTime)]
+    pub bucket: String,
+    pub min: f64,
+    pub avg: f64,
+    pub max: f64,
+    /// The value of the newest reading in the bucket.
+    pub last: f64,
+    /// Readings in the bucket.
+    pub count: i64,
+}
+
+/// Time-bucketed statistics of some of a robot's metrics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Buckets {
+    pub robot_id: String,
+    #[schema(format = DateTime)]
+    pub from: String,
+    #[schema(format = DateTime)]
+    pub to: String,
+    pub bucket_seconds: i64,
+    /// By name, then bucket; empty buckets are left out.
+    pub points: Vec<Point>,
+}
+
+/// Per bucket and metric: min, avg, max, last and count over `[from, to)`. With
+/// `Accept: text/csv`, CSV with the header `name,unit,bucket,min,avg,max,last,count`.
+#[utoipa::path(get, path = "/api/v1/robots/{robot_id}/metrics", tag = "metrics",
+    params(
+        ("robot_id" = String, Path, description = "The robot's id"),
+        ("name" = Vec<String>, Query, explode = true,
+         description = "A metric name, or a prefix ending in * (servos.*); repeat for more"),
+        ("from" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: an hour before `to`"),
+        ("to" = Option<String>, Query, format = DateTime, description = "RFC 3339; default: now"),
+        ("bucket" = Option<String>, Query, description = "1s to 1d, e.g. 10s, 1m, 1h; default 1m"),
+    ),
+    responses(
+        (status = 200, content(
+            (Buckets = "application/json"),
+            (String = "text/csv", example = "name,unit,bucket,min,avg,max,last,count"))),
+        (status = 400, description = "a bad parameter, or more than 10,000 points", body = Detail),
+        (status = 404, body = Detail)))]
 pub async fn buckets(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
@@ -155,28 +203,26 @@ pub async fn buckets(
         }
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
     }
-    let points: Vec<_> = rows
+    let points = rows
         .iter()
-        .map(|r| {
-            json!({
-                "name": r.get::<String, _>("name"),
-                "unit": r.get::<Option<String>, _>("unit"),
-                "bucket": r.get::<DateTime<Utc>, _>("bucket").to_rfc3339(),
-                "min": r.get::<f64, _>("min"),
-                "avg": r.get::<f64, _>("avg"),
-                "max": r.get::<f64, _>("max"),
-                "last": r.get::<f64, _>("last"),
-                "count": r.get::<i64, _>("count"),
-            })
+        .map(|r| Point {
+            name: r.get("name"),
+            unit: r.get("unit"),
+            bucket: r.get::<DateTime<Utc>, _>("bucket").to_rfc3339(),
+            min: r.get("min"),
+            avg: r.get("avg"),
+            max: r.get("max"),
+            last: r.get("last"),
+            count: r.get("count"),
         })
         .collect();
-    Ok(Json(json!({
-        "robot_id": robot_id,
-        "from": p.from.to_rfc3339(),
-        "to": p.to.to_rfc3339(),
-        "bucket_seconds": bucket_secs,
-        "points": points,
-    }))
+    Ok(Json(Buckets {
+        robot_id,
+        from: p.from.to_rfc3339(),
+        to: p.to.to_rfc3339(),
+        bucket_seconds: bucket_secs,
+        points,
+    })
     .into_response())
 }
 

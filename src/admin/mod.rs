@@ -19,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretString};
@@ -42,71 +42,116 @@ pub struct AdminState {
     pub thresholds: ThresholdsConfig,
 }
 
+/// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
+/// as they are routed.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "fleetsink admin API",
+        description = "Fleet queries (TonyPi-compatible robots-db and robot-data routes), \
+                       metric queries, ingest errors and downlink commands. Errors are \
+                       {\"detail\": \"...\"}. With http.admin_token set, /api/ needs \
+                       Authorization: Bearer <token>."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// Declares the bearer token scheme the API uses when `http.admin_token` is set.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The body of every API error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Detail {
+    /// What went wrong and, where it helps, what to do.
+    pub detail: String,
+}
+
+/// The `/api/` routes and the operations routes (`/healthz`, `/readyz`, `/metrics`),
+/// each registered together with its OpenAPI description, and the document they make.
+fn routes() -> (
+    Router<AdminState>,
+    Router<AdminState>,
+    utoipa::openapi::OpenApi,
+) {
+    use utoipa::OpenApi;
+    use utoipa_axum::{router::OpenApiRouter, routes};
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(commands::send))
+        .routes(routes!(commands::emergency_stop))
+        .routes(routes!(commands::resume))
+        .routes(routes!(commands::emergency_stop_all))
+        .routes(routes!(commands::pass_through))
+        .routes(routes!(commands::device))
+        .routes(routes!(commands::list))
+        .routes(routes!(fleet::list, fleet::create))
+        .routes(routes!(fleet::get, fleet::update, fleet::delete))
+        .routes(routes!(fleet::job_history))
+        .routes(routes!(fleet::stats))
+        .routes(routes!(fleet::logs))
+        .routes(routes!(data::health))
+        .routes(routes!(robot_data::sensors))
+        .routes(routes!(robot_data::status))
+        .routes(routes!(robot_data::latest))
+        .routes(routes!(robot_data::servo_data))
+        .routes(routes!(robot_data::job_summary))
+        .routes(routes!(data::latest))
+        .routes(routes!(metrics::buckets))
+        .routes(routes!(data::names))
+        .routes(routes!(data::ingest_errors))
+        .routes(routes!(openapi_json))
+        .split_for_parts();
+    let (ops, ops_doc) = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    doc.merge(ops_doc);
+    (api, ops, doc)
+}
+
+/// The OpenAPI document of the admin port.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().2
+}
+
 /// The admin router; `cors_origins` may call `/api/` from a browser, and no request body
 /// may exceed `max_body_bytes`.
 pub fn router(state: AdminState, cors_origins: &[String], max_body_bytes: usize) -> Router {
-    let api = Router::new()
-        .route("/api/v1/management/command", post(commands::send))
-        .route(
-            "/api/v1/management/robots/{robot_id}/emergency-stop",
-            post(commands::emergency_stop),
-        )
-        .route(
-            "/api/v1/management/robots/{robot_id}/resume",
-            post(commands::resume),
-        )
-        .route(
-            "/api/v1/management/emergency-stop/broadcast",
-            post(commands::emergency_stop_all),
-        )
-        .route("/api/v1/robot-data/command", post(commands::pass_through))
-        .route(
-            "/api/v1/devices/{device_id}/commands",
-            post(commands::device),
-        )
-        .route("/api/v1/robots/{robot_id}/commands", get(commands::list))
-        .route(
-            "/api/v1/robots-db/robots",
-            get(fleet::list).post(fleet::create),
-        )
-        .route(
-            "/api/v1/robots-db/robots/{robot_id}",
-            get(fleet::get).put(fleet::update).delete(fleet::delete),
-        )
-        .route("/api/v1/robots-db/jobs/history", get(fleet::job_history))
-        .route("/api/v1/robots-db/stats", get(fleet::stats))
-        .route("/api/v1/robots-db/logs", get(fleet::logs))
-        .route("/api/v1/health", get(data::health))
-        .route("/api/v1/robot-data/sensors", get(robot_data::sensors))
-        .route("/api/v1/robot-data/status", get(robot_data::status))
-        .route(
-            "/api/v1/robot-data/latest/{robot_id}",
-            get(robot_data::latest),
-        )
-        .route(
-            "/api/v1/robot-data/servos/{robot_id}",
-            get(robot_data::servo_data),
-        )
-        .route(
-            "/api/v1/robot-data/job-summary/{robot_id}",
-            get(robot_data::job_summary),
-        )
-        .route("/api/v1/robots/{robot_id}/latest", get(data::latest))
-        .route("/api/v1/robots/{robot_id}/metrics", get(metrics::buckets))
-        .route("/api/v1/metrics/names", get(data::names))
-        .route("/api/v1/ingest-errors", get(data::ingest_errors))
+    let (api, ops, doc) = routes();
+    let api = api
+        .layer(axum::Extension(Arc::new(doc)))
         .layer(middleware::map_response(detail_for_rejections))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(cors(cors_origins));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(api)
+    // The operations routes stay outside the token and CORS layers: probes and
+    // Prometheus call them without credentials.
+    ops.merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// This document (OpenAPI 3).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "fleet",
+    responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+async fn openapi_json(
+    axum::Extension(doc): axum::Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Json<Arc<utoipa::openapi::OpenApi>> {
+    Json(doc)
 }
 
 /// A handler that panicked (a bug, never expected) answers 500 `{"detail"}` and is
@@ -197,7 +242,13 @@ pub(crate) async fn write_log(s: &AdminState, row: crate::model::LogRow) -> Resu
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "detail": self.detail }))).into_response()
+        (
+            self.status,
+            Json(Detail {
+                detail: self.detail,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -254,10 +305,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "{\"status\": \"ok\"}")))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the database is reachable and the broker side is up.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "ready, with each part's state"),
+              (status = 503, description = "not ready, with each part's state")))]
 async fn readyz(State(s): State<AdminState>) -> Response {
     let r = s.health.readiness();
     let code = if r.ready {
@@ -268,6 +326,9 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     (code, Json(r)).into_response()
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(s): State<AdminState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -9,15 +9,16 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
 
 use super::data::{Latest, latest_values};
-use super::{AdminState, ApiError, check_robot_id};
+use super::{AdminState, ApiError, Detail, check_robot_id};
 
 /// TonyPi reads "the last 5 minutes" for current state.
 const RECENT: Duration = Duration::minutes(5);
@@ -68,19 +69,38 @@ fn time_range(s: &str) -> Result<Duration, ApiError> {
     Ok(d)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SensorsQuery {
+    /// `sensors`, `battery`, `location`, `robot_status`, `servos` (or TonyPi's InfluxDB
+    /// names `sensor_data`, `battery_status`, `robot_location`, `servo_data`).
     pub measurement: String,
+    /// How far back: `30m`, `1h`, `24h`, `7d` (at most 30d); default 1h.
     pub time_range: Option<String>,
     pub robot_id: Option<String>,
 }
 
-/// `GET /api/v1/robot-data/sensors?measurement=&time_range=1h&robot_id=`: the readings
-/// of one measurement, newest first (at most 10,000).
+/// One reading, as TonyPi's `SensorData`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SensorData {
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    pub measurement: String,
+    pub field: String,
+    pub value: f64,
+    pub robot_id: String,
+    /// The field, for the `sensors` measurement.
+    pub sensor_type: Option<String>,
+    pub unit: Option<String>,
+}
+
+/// The readings of one measurement, newest first (at most 10,000).
+#[utoipa::path(get, path = "/api/v1/robot-data/sensors", tag = "robot-data", params(SensorsQuery),
+    responses((status = 200, body = Vec<SensorData>), (status = 400, body = Detail)))]
 pub async fn sensors(
     State(s): State<AdminState>,
     Query(q): Query<SensorsQuery>,
-) -> Result<Json<Vec<Value>>, ApiError> {
+) -> Result<Json<Vec<SensorData>>, ApiError> {
     let since = Utc::now() - time_range(q.time_range.as_deref().unwrap_or("1h"))?;
     // TonyPi's names and its InfluxDB measurement names (its MEASUREMENT_ALIASES).
     let (pattern, sensors_only) = match q.measurement.as_str() {
@@ -103,7 +123,7 @@ pub async fn sensors(
         check_robot_id(r)?;
     }
     let rows = sqlx::query(
-        "SELECT r.robot_id, n.name, m.ts, v.value \
+        "SELECT r.robot_id, n.name, NULLIF(n.unit, '') AS unit, m.ts, v.value \
          FROM metrics m JOIN robots r ON r.id = m.robot \
          JOIN metric_sets s ON s.id = m.set_id \
          CROSS JOIN LATERAL unnest(s.name_ids, m.vals) AS v(name_id, value) \
@@ -124,59 +144,87 @@ pub async fn sensors(
             .map(|r| {
                 let name: String = r.get("name");
                 let (m, field) = measurement(&name);
-                json!({
-                    "timestamp": r.get::<DateTime<Utc>, _>("ts").to_rfc3339(),
-                    "measurement": m,
-                    "field": field,
-                    "value": r.get::<f64, _>("value"),
-                    "robot_id": r.get::<String, _>("robot_id"),
-                    "sensor_type": (m == "sensors").then_some(field),
-                })
+                SensorData {
+                    timestamp: r.get::<DateTime<Utc>, _>("ts").to_rfc3339(),
+                    measurement: m.to_string(),
+                    field: field.to_string(),
+                    value: r.get("value"),
+                    robot_id: r.get("robot_id"),
+                    sensor_type: (m == "sensors").then(|| field.to_string()),
+                    unit: r.get("unit"),
+                }
             })
             .collect(),
     ))
 }
 
+/// A robot's latest values by TonyPi measurement, field → value.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct RobotDataLatest {
+    pub robot_id: String,
+    pub sensors: BTreeMap<String, f64>,
+    pub battery: BTreeMap<String, f64>,
+    pub location: BTreeMap<String, f64>,
+    /// `system_info.*` (cpu_percent, memory_percent, temperature, …).
+    pub status: BTreeMap<String, f64>,
+}
+
 /// The latest values grouped as TonyPi's `latest` answers them.
-fn grouped(values: &[Latest]) -> Map<String, Value> {
-    let mut out = Map::new();
-    for key in ["sensors", "battery", "location", "status"] {
-        out.insert(key.into(), json!({}));
-    }
+fn grouped(robot_id: String, values: &[Latest]) -> RobotDataLatest {
+    let mut out = RobotDataLatest {
+        robot_id,
+        ..RobotDataLatest::default()
+    };
     for l in values {
         let (m, field) = measurement(&l.name);
-        let key = match m {
-            "robot_status" => "status",
-            "sensors" | "battery" | "location" => m,
+        let group = match m {
+            "robot_status" => &mut out.status,
+            "sensors" => &mut out.sensors,
+            "battery" => &mut out.battery,
+            "location" => &mut out.location,
             _ => continue,
         };
-        if let Some(Value::Object(group)) = out.get_mut(key) {
-            group.insert(field.to_string(), json!(l.value));
-        }
+        group.insert(field.to_string(), l.value);
     }
     out
 }
 
-/// `GET /api/v1/robot-data/latest/{robot_id}`: the latest value of each field from the
-/// last five minutes, by measurement.
+/// The latest value of each field from the last five minutes, by measurement; empty
+/// groups for a robot never heard of (as TonyPi answers).
+#[utoipa::path(get, path = "/api/v1/robot-data/latest/{robot_id}", tag = "robot-data",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    responses((status = 200, body = RobotDataLatest), (status = 400, body = Detail)))]
 pub async fn latest(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RobotDataLatest>, ApiError> {
     let values = match known_robot(&s, &robot_id).await? {
         Some(robot) => latest_values(&s, robot, Some(Utc::now() - RECENT)).await?,
         None => Vec::new(),
     };
-    let mut out = grouped(&values);
-    out.insert("robot_id".into(), json!(robot_id));
-    Ok(Json(Value::Object(out)))
+    Ok(Json(grouped(robot_id, &values)))
 }
 
-/// `GET /api/v1/robot-data/status`: robots heard from in the last five minutes, with
-/// their status, last_seen, battery percentage, location, IP address and camera URL.
-/// Two queries whatever the fleet size: the robots, then their latest battery and
-/// location values from `metric_latest`.
-pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<Value>>, ApiError> {
+/// A robot's current state, as TonyPi's `RobotStatus`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RobotStatus {
+    pub robot_id: String,
+    pub status: String,
+    #[schema(format = DateTime)]
+    pub last_seen: Option<String>,
+    pub battery_percentage: Option<f64>,
+    /// x, y, z (and whatever else the robot sends under `location`).
+    pub location: Option<BTreeMap<String, f64>>,
+    pub ip_address: Option<String>,
+    pub camera_url: Option<String>,
+}
+
+/// Robots heard from in the last five minutes, with their status, last_seen, battery
+/// percentage, location, IP address and camera URL. Two queries whatever the fleet
+/// size: the robots, then their latest battery and location values.
+#[utoipa::path(get, path = "/api/v1/robot-data/status", tag = "robot-data",
+    responses((status = 200, body = Vec<RobotStatus>)))]
+pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<RobotStatus>>, ApiError> {
     let since = Utc::now() - RECENT;
     let robots = sqlx::query(
         "SELECT id, robot_id, status, last_seen, ip_address, camera_url FROM robots \
@@ -201,7 +249,7 @@ pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<Value>>, Api
     .fetch_all(&s.pool)
     .await?;
     let mut battery: HashMap<i32, f64> = HashMap::new();
-    let mut location: HashMap<i32, Map<String, Value>> = HashMap::new();
+    let mut location: HashMap<i32, BTreeMap<String, f64>> = HashMap::new();
     for v in &values {
         let robot: i32 = v.get("robot");
         let name: String = v.get("name");
@@ -211,7 +259,7 @@ pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<Value>>, Api
                 location
                     .entry(robot)
                     .or_default()
-                    .insert(field.to_string(), json!(value));
+                    .insert(field.to_string(), value);
             }
             None => {
                 battery.insert(robot, value);
@@ -223,15 +271,17 @@ pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<Value>>, Api
             .iter()
             .map(|r| {
                 let key: i32 = r.get("id");
-                json!({
-                    "robot_id": r.get::<String, _>("robot_id"),
-                    "status": r.get::<String, _>("status"),
-                    "last_seen": r.get::<Option<DateTime<Utc>>, _>("last_seen").map(|t| t.to_rfc3339()),
-                    "battery_percentage": battery.get(&key),
-                    "location": location.remove(&key),
-                    "ip_address": r.get::<Option<String>, _>("ip_address"),
-                    "camera_url": r.get::<Option<String>, _>("camera_url"),
-                })
+                RobotStatus {
+                    robot_id: r.get("robot_id"),
+                    status: r.get("status"),
+                    last_seen: r
+                        .get::<Option<DateTime<Utc>>, _>("last_seen")
+                        .map(|t| t.to_rfc3339()),
+                    battery_percentage: battery.get(&key).copied(),
+                    location: location.remove(&key),
+                    ip_address: r.get("ip_address"),
+                    camera_url: r.get("camera_url"),
+                }
             })
             .collect(),
     ))
@@ -249,9 +299,28 @@ async fn known_robot(s: &AdminState, robot_id: &str) -> Result<Option<i32>, ApiE
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ServosQuery {
+    /// How far back: `5m`, `1h`, … (at most 30d); default 5m.
     pub time_range: Option<String>,
+}
+
+/// A robot's servos, as TonyPi's servos route answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServoData {
+    pub robot_id: String,
+    /// By servo key (`servo_1`, …): `id`, `name` (the key), `robot_id`, `alert_level`
+    /// (`normal`, `warning`, `critical`), `torque_enabled` and each numeric reading
+    /// (`position`, `temperature`, `voltage`, …).
+    #[schema(value_type = Object)]
+    pub servos: Map<String, Value>,
+    pub servo_count: usize,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    /// `No servo data found` when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
 }
 
 /// A servo's alert level from its temperature and the servo temperature thresholds
@@ -307,13 +376,15 @@ fn servos(robot_id: &str, values: &[Latest], warning: f64, critical: f64) -> Map
     out
 }
 
-/// `GET /api/v1/robot-data/servos/{robot_id}?time_range=5m`: the latest reading of each
-/// of the robot's servos within `time_range`.
+/// The latest reading of each of the robot's servos within `time_range`.
+#[utoipa::path(get, path = "/api/v1/robot-data/servos/{robot_id}", tag = "robot-data",
+    params(("robot_id" = String, Path, description = "The robot's id"), ServosQuery),
+    responses((status = 200, body = ServoData), (status = 400, body = Detail)))]
 pub async fn servo_data(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
     Query(q): Query<ServosQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServoData>, ApiError> {
     let since = Utc::now() - time_range(q.time_range.as_deref().unwrap_or("5m"))?;
     let t = &s.thresholds;
     let servos = match known_robot(&s, &robot_id).await? {
@@ -328,25 +399,45 @@ pub async fn servo_data(
         }
         None => Map::new(),
     };
-    let mut out = json!({
-        "robot_id": robot_id,
-        "servo_count": servos.len(),
-        "servos": servos,
-        "timestamp": Utc::now().to_rfc3339(),
-    });
-    if out["servo_count"] == 0
-        && let Value::Object(o) = &mut out
-    {
-        o.insert("message".into(), json!("No servo data found"));
-    }
-    Ok(Json(out))
+    Ok(Json(ServoData {
+        robot_id,
+        servo_count: servos.len(),
+        message: servos.is_empty().then_some("No servo data found"),
+        servos,
+        timestamp: Utc::now().to_rfc3339(),
+    }))
 }
 
-/// `GET /api/v1/robot-data/job-summary/{robot_id}`: the robot's current (or last) job.
+/// A robot's current (or last) job; `status: idle` and nulls when it never had one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub robot_id: String,
+    pub task_name: Option<String>,
+    /// `active`, `completed`, `cancelled`, `failed`, or `idle` (no job yet).
+    pub status: String,
+    pub phase: Option<String>,
+    #[schema(format = DateTime)]
+    pub start_time: Option<String>,
+    #[schema(format = DateTime)]
+    pub end_time: Option<String>,
+    pub items_done: Option<i64>,
+    pub items_total: Option<i64>,
+    pub percent_complete: Option<f64>,
+    pub last_item: Option<Value>,
+    pub success: Option<bool>,
+    pub cancel_reason: Option<String>,
+    pub elapsed_time: Option<f64>,
+    pub estimated_duration: Option<f64>,
+}
+
+/// The robot's current (or last) job.
+#[utoipa::path(get, path = "/api/v1/robot-data/job-summary/{robot_id}", tag = "robot-data",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    responses((status = 200, body = JobSummary), (status = 400, body = Detail)))]
 pub async fn job_summary(
     State(s): State<AdminState>,
     Path(robot_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobSummary>, ApiError> {
     check_robot_id(&robot_id)?;
     let job = sqlx::query(
         "SELECT task_name, status, phase, start_time, end_time, items_done, items_total, \
@@ -357,25 +448,40 @@ pub async fn job_summary(
     .fetch_optional(&s.pool)
     .await?;
     let Some(j) = job else {
-        return Ok(Json(json!({ "robot_id": robot_id, "status": "idle" })));
+        return Ok(Json(JobSummary {
+            robot_id,
+            task_name: None,
+            status: "idle".into(),
+            phase: None,
+            start_time: None,
+            end_time: None,
+            items_done: None,
+            items_total: None,
+            percent_complete: None,
+            last_item: None,
+            success: None,
+            cancel_reason: None,
+            elapsed_time: None,
+            estimated_duration: None,
+        }));
     };
     let ts = |k: &str| j.get::<Option<DateTime<Utc>>, _>(k).map(|t| t.to_rfc3339());
-    Ok(Json(json!({
-        "robot_id": robot_id,
-        "task_name": j.get::<Option<String>, _>("task_name"),
-        "status": j.get::<String, _>("status"),
-        "phase": j.get::<Option<String>, _>("phase"),
-        "start_time": ts("start_time"),
-        "end_time": ts("end_time"),
-        "items_done": j.get::<Option<i64>, _>("items_done"),
-        "items_total": j.get::<Option<i64>, _>("items_total"),
-        "percent_complete": j.get::<Option<f64>, _>("percent_complete"),
-        "last_item": j.get::<Option<Value>, _>("last_item"),
-        "success": j.get::<Option<bool>, _>("success"),
-        "cancel_reason": j.get::<Option<String>, _>("cancel_reason"),
-        "elapsed_time": j.get::<Option<f64>, _>("elapsed_time"),
-        "estimated_duration": j.get::<Option<f64>, _>("estimated_duration"),
-    })))
+    Ok(Json(JobSummary {
+        robot_id,
+        task_name: j.get("task_name"),
+        status: j.get("status"),
+        phase: j.get("phase"),
+        start_time: ts("start_time"),
+        end_time: ts("end_time"),
+        items_done: j.get("items_done"),
+        items_total: j.get("items_total"),
+        percent_complete: j.get("percent_complete"),
+        last_item: j.get("last_item"),
+        success: j.get("success"),
+        cancel_reason: j.get("cancel_reason"),
+        elapsed_time: j.get("elapsed_time"),
+        estimated_duration: j.get("estimated_duration"),
+    }))
 }
 
 #[cfg(test)]

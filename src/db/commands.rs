@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 /// A command as listed by the API.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CommandRow {
     pub command_id: String,
     pub robot_id: Option<String>,

@@ -13,6 +13,7 @@ mod embedded;
 mod external;
 mod fleet;
 mod lifecycle;
+mod openapi;
 mod partitions;
 mod scale;
 mod storage;

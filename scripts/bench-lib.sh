@@ -1,0 +1,52 @@
+# Shared by the benchmark scripts (sourced, not run). Needs BENCH_PG, MQTT_PORT and
+# HTTP_PORT set. bench_setup creates a fresh database (DB, DB_NAME), a work directory
+# (WORK), the daemon's environment for MODE (after-commit | on-receipt: the embedded
+# broker; external: a Mosquitto of its own, started here) and a trap that stops
+# everything in `pids` and removes WORK.
+bench_setup() {
+  local mode="$1" prefix="$2"
+  : "${BENCH_PG:?set BENCH_PG to a PostgreSQL server URL}"
+  DB_NAME="${prefix}_$(date +%s%N)"
+  psql "$BENCH_PG" -qc "CREATE DATABASE $DB_NAME"
+  DB="${BENCH_PG%/*}/$DB_NAME"
+  WORK="$(mktemp -d)"
+  pids=()
+  trap bench_cleanup EXIT
+  export FLEETSINK__DATABASE__URL="$DB" FLEETSINK__HTTP__LISTEN="127.0.0.1:$HTTP_PORT"
+  case "$mode" in
+    after-commit|on-receipt)
+      export FLEETSINK__MQTT__EMBEDDED__LISTEN="127.0.0.1:$MQTT_PORT" FLEETSINK__MQTT__EMBEDDED__ACK="$mode"
+      ;;
+    external)
+      cat > "$WORK/mosquitto.conf" <<EOF
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_inflight_messages 1000
+max_queued_messages 0
+max_queued_bytes 0
+EOF
+      "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
+      pids+=($!)
+      export FLEETSINK__MQTT__MODE=external FLEETSINK__MQTT__EXTERNAL__URL="mqtt://127.0.0.1:$MQTT_PORT" \
+        FLEETSINK__MQTT__EXTERNAL__BROKER_INFLIGHT=1000 FLEETSINK__MQTT__EXTERNAL__CLIENT_ID="$DB_NAME"
+      ;;
+    *) echo "MODE must be after-commit, on-receipt or external" >&2; exit 2 ;;
+  esac
+}
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
+# Waits up to 10 s for the daemon on `port` to be ready.
+bench_wait_ready() {
+  for _ in $(seq 1 100); do
+    curl -sf "127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "the daemon on port $1 did not become ready" >&2
+  exit 1
+}
