@@ -233,6 +233,19 @@ pub(crate) fn limit(given: Option<i64>, default: i64) -> Result<i64, ApiError> {
     }
 }
 
+/// A JSON answer for a large body (thousands of rows): serialized once into a buffer
+/// of about `size_hint` bytes rather than grown piecewise (what `Json` does).
+pub(crate) fn json_sized<T: serde::Serialize>(value: &T, size_hint: usize) -> Response {
+    let mut buf = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "admin API answer not serializable");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
 /// Writes one `logs` row for something done through the API.
 pub(crate) async fn write_log(s: &AdminState, row: crate::model::LogRow) -> Result<(), ApiError> {
     let mut conn = s.pool.acquire().await?;
