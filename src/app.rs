@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::auth::{AuthStore, Authenticator};
 use crate::config::{Config, MqttMode};
 use crate::db::writes::Dictionary;
 use crate::db::{self, offline, partitions};
@@ -134,6 +135,16 @@ impl App {
 
         let background = TaskTracker::new();
         let stop_background = CancellationToken::new();
+        let auth_store = Arc::new(AuthStore::default());
+        if let Err(e) = auth_store.reload(&pool).await {
+            tracing::warn!(error = %e, "MQTT users and ACL rules not loaded yet; retrying in the background");
+        }
+        background.spawn(
+            auth_store
+                .clone()
+                .follow(pool.clone(), stop_background.clone()),
+        );
+        let auth = Arc::new(Authenticator::new(auth_store));
         let admin_router = admin::router(
             AdminState {
                 health: health.clone(),
@@ -142,6 +153,8 @@ impl App {
                 downlink: intake.downlink(),
                 admin_token: cfg.http.admin_token.clone(),
                 thresholds: cfg.alerts.thresholds.clone(),
+                auth: auth.clone(),
+                auth_allow: Arc::new(cfg.http.auth_allow.clone()),
             },
             &cfg.http.cors_origins,
             cfg.http.max_body_bytes,
@@ -151,9 +164,12 @@ impl App {
         }
         let stop = stop_background.clone();
         background.spawn(async move {
-            let served = axum::serve(listener, admin_router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let served = axum::serve(
+                listener,
+                admin_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "admin HTTP server failed");
             }

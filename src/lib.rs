@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod app;
+pub mod auth;
 pub mod backoff;
 pub mod bench;
 pub mod config;

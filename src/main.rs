@@ -39,6 +39,61 @@ enum Command {
     },
     /// Publish TonyPi-shaped load to a broker and measure what lands in PostgreSQL.
     Bench(bench::BenchArgs),
+    /// MQTT users (mqtt_users, go-auth's table): add, passwd, remove, list.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// MQTT ACL rules (mqtt_acls, go-auth's table): add, remove, list.
+    Acl {
+        #[command(subcommand)]
+        command: AclCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; prompts for the password (without echo) unless --password-stdin.
+    Add {
+        name: String,
+        /// Passes every ACL check (operators, fleetsink itself).
+        #[arg(long)]
+        superuser: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user and its rules.
+    Remove { name: String },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AclCommand {
+    /// Add a rule for USER, or with --all for every user. PATTERN may use + and #
+    /// wildcards and %u / %c for the username / client id.
+    Add {
+        /// USER PATTERN, or with --all just PATTERN (e.g. tonypi/+/%u).
+        #[arg(required = true, num_args = 1..=2, value_names = ["USER", "PATTERN"])]
+        args: Vec<String>,
+        /// The rule is for every user.
+        #[arg(long)]
+        all: bool,
+        /// read (also subscribe), write, readwrite, or subscribe.
+        #[arg(long, value_enum)]
+        access: fleetsink::auth::users::RuleAccess,
+    },
+    /// Remove the rule with this id (see `acl list`).
+    Remove { id: i64 },
+    /// List rules, or those that apply to USER.
+    List { user: Option<String> },
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
@@ -85,6 +140,8 @@ async fn main() -> ExitCode {
         Command::Migrate => migrate(&cfg).await,
         Command::Partitions { maintain } => partitions(&cfg, maintain).await,
         Command::Bench(_) => Ok(()),
+        Command::User { command } => user(&cfg, command).await,
+        Command::Acl { command } => acl(&cfg, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -155,6 +212,91 @@ async fn partitions(cfg: &Config, maintain: bool) -> anyhow::Result<()> {
     .await?;
     for (table, partition) in rows {
         println!("{table}\t{partition}");
+    }
+    Ok(())
+}
+
+/// The password: the first line of standard input, or typed twice without echo.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let again = rpassword::prompt_password("Password again: ")?;
+    anyhow::ensure!(first == again, "the passwords differ; nothing changed");
+    Ok(first)
+}
+
+async fn user(cfg: &Config, command: UserCommand) -> anyhow::Result<()> {
+    use fleetsink::auth::users;
+    let pool = db::pool(&cfg.database)?;
+    db::MIGRATOR.run(&pool).await?;
+    match command {
+        UserCommand::Add {
+            name,
+            superuser,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            users::add_user(&pool, &name, &password, superuser).await?;
+            println!(
+                "user {name} added{}",
+                if superuser { " (superuser)" } else { "" }
+            );
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            users::set_password(&pool, &name, &password).await?;
+            println!("password of {name} changed");
+        }
+        UserCommand::Remove { name } => {
+            users::remove_user(&pool, &name).await?;
+            println!("user {name} and its rules removed");
+        }
+        UserCommand::List => {
+            for (name, superuser, rules) in users::list_users(&pool).await? {
+                let role = if superuser { "superuser" } else { "user" };
+                println!("{name}\t{role}\t{rules} rules");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn acl(cfg: &Config, command: AclCommand) -> anyhow::Result<()> {
+    use fleetsink::auth::users;
+    let pool = db::pool(&cfg.database)?;
+    db::MIGRATOR.run(&pool).await?;
+    match command {
+        AclCommand::Add { args, all, access } => {
+            let (user, pattern) = match (all, args.as_slice()) {
+                (true, [pattern]) => (None, pattern.clone()),
+                (false, [user, pattern]) => (Some(user.clone()), pattern.clone()),
+                (true, _) => anyhow::bail!("with --all give only the PATTERN"),
+                (false, _) => anyhow::bail!("give USER PATTERN, or --all PATTERN"),
+            };
+            let id = users::add_rule(&pool, user.as_deref(), &pattern, access).await?;
+            let who = user.as_deref().unwrap_or("every user");
+            println!(
+                "rule {id}: {who} may {} {pattern}",
+                users::rw_words(access.rw())
+            );
+        }
+        AclCommand::Remove { id } => {
+            users::remove_rule(&pool, id).await?;
+            println!("rule {id} removed");
+        }
+        AclCommand::List { user } => {
+            for (id, who, pattern, rw) in users::list_rules(&pool, user.as_deref()).await? {
+                let who = who.unwrap_or_else(|| "*".into());
+                println!("{id}\t{who}\t{}\t{pattern}", users::rw_words(rw));
+            }
+        }
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub const LAST_MESSAGE_AGE: &str = "fleetsink_last_message_age_seconds";
 pub const MAINTENANCE_RUNS: &str = "fleetsink_partition_maintenance_runs_total";
 pub const MAINTENANCE_FAILURES: &str = "fleetsink_partition_maintenance_failures_total";
 pub const ROBOTS: &str = "fleetsink_robots";
+pub const AUTH_CHECKS: &str = "fleetsink_auth_checks_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -122,6 +123,10 @@ fn describe() {
         ROBOTS,
         "Active robots by status (online, offline, emergency_stopped, unknown, other)."
     );
+    describe_counter!(
+        AUTH_CHECKS,
+        "MQTT authentication and ACL checks (go-auth HTTP backend and embedded broker), by kind (user, superuser, acl) and result (allow, deny, error)."
+    );
 }
 
 /// Refreshes derived gauges and runs exporter upkeep; call on a timer.
@@ -187,4 +192,9 @@ pub fn maintenance_run(ok: bool) {
 
 pub fn robots(status: &'static str, n: u64) {
     gauge!(ROBOTS, "status" => status).set(n as f64);
+}
+
+/// One MQTT auth check: `kind` user | superuser | acl, `result` allow | deny | error.
+pub fn auth_check(kind: &'static str, result: &'static str) {
+    counter!(AUTH_CHECKS, "kind" => kind, "result" => result).increment(1);
 }

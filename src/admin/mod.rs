@@ -10,6 +10,7 @@
 mod commands;
 mod data;
 mod fleet;
+mod goauth;
 mod metrics;
 mod robot_data;
 
@@ -40,6 +41,10 @@ pub struct AdminState {
     pub admin_token: Option<SecretString>,
     /// Fleet-wide thresholds, reported for robots without their own.
     pub thresholds: ThresholdsConfig,
+    /// MQTT user and ACL checks (the go-auth endpoints).
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// Networks that may call the go-auth endpoints.
+    pub auth_allow: Arc<Vec<ipnet::IpNet>>,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
@@ -79,7 +84,8 @@ pub struct Detail {
     pub detail: String,
 }
 
-/// The `/api/` routes and the operations routes (`/healthz`, `/readyz`, `/metrics`),
+/// The `/api/` routes and the operations routes (`/healthz`, `/readyz`, `/metrics`, and
+/// go-auth's `/mqtt/*`, which check the caller's network instead of a token),
 /// each registered together with its OpenAPI description, and the document they make.
 fn routes() -> (
     Router<AdminState>,
@@ -117,6 +123,9 @@ fn routes() -> (
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
+        .routes(routes!(goauth::user))
+        .routes(routes!(goauth::superuser))
+        .routes(routes!(goauth::acl))
         .split_for_parts();
     doc.merge(ops_doc);
     (api, ops, doc)
@@ -136,8 +145,8 @@ pub fn router(state: AdminState, cors_origins: &[String], max_body_bytes: usize)
         .layer(middleware::map_response(detail_for_rejections))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(cors(cors_origins));
-    // The operations routes stay outside the token and CORS layers: probes and
-    // Prometheus call them without credentials.
+    // The operations routes stay outside the token and CORS layers: probes, Prometheus
+    // and go-auth call them without credentials.
     ops.merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

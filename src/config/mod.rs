@@ -388,6 +388,9 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// Networks that may call the mosquitto-go-auth endpoints (`/mqtt/user`,
+    /// `/mqtt/superuser`, `/mqtt/acl`); others get 403.
+    pub auth_allow: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -398,6 +401,16 @@ impl Default for HttpConfig {
             allow_unauthenticated: false,
             cors_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            auth_allow: vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
+            ],
         }
     }
 }

@@ -12,6 +12,7 @@ mod delivery;
 mod embedded;
 mod external;
 mod fleet;
+mod goauth;
 mod lifecycle;
 mod openapi;
 mod partitions;

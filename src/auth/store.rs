@@ -1,0 +1,180 @@
+//! The MQTT users and ACL rules (`mqtt_users`, `mqtt_acls`, go-auth's Postgres backend
+//! tables), their administration (the `user` and `acl` subcommands) and the in-process
+//! cache every check reads: a snapshot of both tables, reloaded whenever a trigger
+//! notifies `fleetsink_auth` (any change, by any instance or by hand) and, as a
+//! backstop, every `RELOAD_EVERY`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+use super::acl::{Access, AclPattern};
+
+/// Reload even without a notification this often (a LISTEN connection can miss one
+/// while it reconnects).
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub password_hash: String,
+    pub superuser: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: i64,
+    /// `None`: every user.
+    pub username: Option<String>,
+    pub pattern: AclPattern,
+    /// go-auth's bit mask: 1 read, 2 write, 4 subscribe.
+    pub rw: i32,
+}
+
+/// Both tables at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub users: HashMap<String, User>,
+    pub rules: Vec<Rule>,
+}
+
+impl Snapshot {
+    pub fn is_superuser(&self, username: &str) -> bool {
+        self.users.get(username).is_some_and(|u| u.superuser)
+    }
+
+    /// go-auth's ACL decision: superusers pass; otherwise a rule of this user or of
+    /// every user (`username IS NULL`, as go-auth's Postgres ACL query reads them) with
+    /// the access bit set whose pattern allows the topic.
+    pub fn acl(&self, username: &str, client_id: &str, topic: &str, access: Access) -> bool {
+        if self.is_superuser(username) {
+            return true;
+        }
+        self.rules.iter().any(|r| {
+            r.rw & access.bit() != 0
+                && r.username.as_deref().is_none_or(|u| u == username)
+                && r.pattern.allows(topic, username, client_id, access)
+        })
+    }
+}
+
+/// The cache of users and rules.
+#[derive(Debug, Default)]
+pub struct AuthStore {
+    snapshot: RwLock<Arc<Snapshot>>,
+    loaded: AtomicBool,
+}
+
+impl AuthStore {
+    /// The current snapshot (cheap: an `Arc` clone).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .map(|s| Arc::clone(&s))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Whether the tables have been read at least once (before that, every answer
+    /// would be a denial the caller might cache).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Reads both tables into a new snapshot.
+    pub async fn reload(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let users: Vec<(String, String, bool)> =
+            sqlx::query_as("SELECT username, password_hash, is_superuser FROM mqtt_users")
+                .fetch_all(pool)
+                .await?;
+        let rows: Vec<(i64, Option<String>, String, i32)> =
+            sqlx::query_as("SELECT id, username, topic, rw FROM mqtt_acls ORDER BY id")
+                .fetch_all(pool)
+                .await?;
+        let mut rules = Vec::with_capacity(rows.len());
+        for (id, username, topic, rw) in rows {
+            match AclPattern::parse(&topic) {
+                Ok(pattern) => rules.push(Rule {
+                    id,
+                    username,
+                    pattern,
+                    rw,
+                }),
+                // Only a manual edit can store one: skip it (it allows nothing).
+                Err(e) => {
+                    tracing::warn!(id, topic = %topic, error = %e, "ignoring an invalid mqtt_acls pattern")
+                }
+            }
+        }
+        let snapshot = Snapshot {
+            users: users
+                .into_iter()
+                .map(|(name, password_hash, superuser)| {
+                    (
+                        name,
+                        User {
+                            password_hash,
+                            superuser,
+                        },
+                    )
+                })
+                .collect(),
+            rules,
+        };
+        let mut slot = self
+            .snapshot
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Arc::new(snapshot);
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Keeps the cache current until `stop`: LISTEN `fleetsink_auth` and reload on every
+    /// notification, after every (re)connection, and every `RELOAD_EVERY`.
+    pub async fn follow(self: Arc<Self>, pool: PgPool, stop: CancellationToken) {
+        let mut backoff = crate::backoff::Backoff::new(Duration::from_secs(10));
+        loop {
+            if let Err(e) = self.listen(&pool, &stop, &mut backoff).await {
+                tracing::warn!(error = %e, "auth cache: cannot follow changes; retrying");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// One LISTEN connection's life: returns on an error, or `Ok` when stopped.
+    async fn listen(
+        &self,
+        pool: &PgPool,
+        stop: &CancellationToken,
+        backoff: &mut crate::backoff::Backoff,
+    ) -> Result<(), sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen("fleetsink_auth").await?;
+        // Changes made before LISTEN took effect are in this reload.
+        self.reload(pool).await?;
+        backoff.reset();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                n = listener.try_recv() => {
+                    match n? {
+                        // Coalesce a burst of changes into one reload.
+                        Some(_) => while listener.next_buffered().is_some() {},
+                        // The connection dropped; the next receive reconnects, and this
+                        // reload covers what was missed meanwhile.
+                        None => tracing::warn!("auth cache: LISTEN connection lost; reconnecting"),
+                    }
+                    self.reload(pool).await?;
+                }
+                () = tokio::time::sleep(RELOAD_EVERY) => self.reload(pool).await?,
+            }
+        }
+    }
+}
