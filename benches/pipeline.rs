@@ -71,6 +71,7 @@ fn bench_batch(c: &mut Criterion) {
                 payload: payload.clone(),
                 received_at: at,
                 client_id: Some("bench".into()),
+                username: None,
                 ack: AckToken::None,
             })
             .collect()

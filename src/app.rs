@@ -75,7 +75,8 @@ impl App {
         health.set_database_reachable(true);
 
         let router = Arc::new(Router::new(&cfg.effective_routes())?);
-        let decode = DecodeSettings::from_config(&cfg.ingest)?;
+        let mut decode = DecodeSettings::from_config(&cfg.ingest)?;
+        decode.identity_gateways = cfg.robots.identity.gateways.clone();
         // Before intake opens, so today's partition exists from the first row.
         partitions::maintain_now(&pool, &cfg.retention).await;
 
@@ -113,12 +114,25 @@ impl App {
             .map(|rx| tokio::spawn(sink::run(rx, sink_cx.clone(), acker.clone())))
             .collect();
         drop(acker);
+        let background = TaskTracker::new();
+        let stop_background = CancellationToken::new();
+        let auth_store = Arc::new(AuthStore::default());
+        if let Err(e) = auth_store.reload(&pool).await {
+            tracing::warn!(error = %e, "MQTT users and ACL rules not loaded yet; retrying in the background");
+        }
+        background.spawn(
+            auth_store
+                .clone()
+                .follow(pool.clone(), stop_background.clone()),
+        );
+        let auth = Arc::new(Authenticator::new(auth_store));
         let intake = Intake::start(
             &cfg,
             router,
             intake_tx.clone(),
             broker_ack_rx,
             health.clone(),
+            auth.clone(),
         )
         .await?;
 
@@ -133,18 +147,6 @@ impl App {
         let http_addr = listener.local_addr()?;
         tracing::info!(listen = %http_addr, "admin HTTP listening");
 
-        let background = TaskTracker::new();
-        let stop_background = CancellationToken::new();
-        let auth_store = Arc::new(AuthStore::default());
-        if let Err(e) = auth_store.reload(&pool).await {
-            tracing::warn!(error = %e, "MQTT users and ACL rules not loaded yet; retrying in the background");
-        }
-        background.spawn(
-            auth_store
-                .clone()
-                .follow(pool.clone(), stop_background.clone()),
-        );
-        let auth = Arc::new(Authenticator::new(auth_store));
         let admin_router = admin::router(
             AdminState {
                 health: health.clone(),

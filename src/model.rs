@@ -19,6 +19,8 @@ pub enum Reason {
     InvalidValue,
     NoRoute,
     RejectedByDatabase,
+    /// The payload names a robot other than the authenticated publisher.
+    IdentityMismatch,
 }
 
 impl Reason {
@@ -33,6 +35,7 @@ impl Reason {
             Reason::InvalidValue => "invalid_value",
             Reason::NoRoute => "no_route",
             Reason::RejectedByDatabase => "rejected_by_database",
+            Reason::IdentityMismatch => "identity_mismatch",
         }
     }
 }

@@ -60,6 +60,20 @@ impl Snapshot {
                 && r.pattern.allows(topic, username, client_id, access)
         })
     }
+
+    /// Whether a rule granting `bit` covers every topic the filter could match
+    /// (subscription semantics, whatever the bit).
+    pub fn covers(&self, username: &str, client_id: &str, filter: &str, bit: Access) -> bool {
+        if self.is_superuser(username) {
+            return true;
+        }
+        self.rules.iter().any(|r| {
+            r.rw & bit.bit() != 0
+                && r.username.as_deref().is_none_or(|u| u == username)
+                && r.pattern
+                    .allows(filter, username, client_id, Access::Subscribe)
+        })
+    }
 }
 
 /// The cache of users and rules.

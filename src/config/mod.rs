@@ -126,7 +126,11 @@ pub enum AckMode {
 pub struct EmbeddedConfig {
     pub listen: SocketAddr,
     pub ack: AckMode,
+    /// Without `auth`: whether clients may connect without a username.
     pub allow_anonymous: bool,
+    /// Check every CONNECT (and its Last Will topic), PUBLISH and SUBSCRIBE against
+    /// `mqtt_users` / `mqtt_acls`; clients without a username are refused.
+    pub auth: bool,
     /// Largest MQTT packet accepted; bigger packets close the connection. Keep it
     /// above `ingest.max_payload_bytes` so oversized payloads are recorded, not refused.
     pub max_packet_size: u32,
@@ -142,6 +146,7 @@ impl Default for EmbeddedConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             ack: AckMode::AfterCommit,
             allow_anonymous: true,
+            auth: false,
             max_packet_size: 4 * 1024 * 1024,
             max_inflight: 64,
             max_mqueue_len: 10_000,
@@ -260,14 +265,24 @@ pub struct RobotsConfig {
     /// A robot silent for longer than this (by receive time) is marked offline.
     #[serde(with = "humantime_serde")]
     pub offline_after: Duration,
+    pub identity: IdentityConfig,
 }
 
 impl Default for RobotsConfig {
     fn default() -> Self {
         Self {
             offline_after: Duration::from_secs(30),
+            identity: IdentityConfig::default(),
         }
     }
+}
+
+/// With `mqtt.embedded.auth`, a payload `robot_id` must equal the publisher's username.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Usernames that may write for any robot (gateways relaying other devices).
+    pub gateways: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -54,7 +54,12 @@ pub fn decode_envelope(env: Envelope, router: &Router, settings: &DecodeSettings
     let decoded = match router.find(&env.topic) {
         Some(route) => {
             telemetry::message_received(route.label);
-            decode::decode(route, &env.topic, &env.payload, env.received_at, settings)
+            decode::decode(route, &env.topic, &env.payload, env.received_at, settings).and_then(
+                |d| {
+                    decode::check_identity(route, &d, env.username.as_deref(), settings)?;
+                    Ok(d)
+                },
+            )
         }
         None => Err(Unusable::new(
             Reason::NoRoute,

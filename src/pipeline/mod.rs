@@ -30,6 +30,9 @@ pub struct Envelope {
     pub received_at: DateTime<Utc>,
     /// The publishing client's id (embedded broker only).
     pub client_id: Option<String>,
+    /// The publisher's authenticated username (embedded broker with
+    /// `mqtt.embedded.auth` only): payload robot ids are checked against it.
+    pub username: Option<String>,
     pub ack: AckToken,
 }
 

@@ -10,6 +10,7 @@ mod commands;
 mod day;
 mod delivery;
 mod embedded;
+mod embedded_auth;
 mod external;
 mod fleet;
 mod goauth;

@@ -38,6 +38,8 @@ pub struct DecodeSettings {
     pub naive_timezone: Tz,
     pub max_clock_skew: chrono::Duration,
     pub max_payload_bytes: usize,
+    /// Usernames that may publish for any robot (`robots.identity.gateways`).
+    pub identity_gateways: Vec<String>,
 }
 
 impl Default for DecodeSettings {
@@ -46,6 +48,7 @@ impl Default for DecodeSettings {
             naive_timezone: Tz::UTC,
             max_clock_skew: chrono::Duration::hours(24),
             max_payload_bytes: 256 * 1024,
+            identity_gateways: Vec::new(),
         }
     }
 }
@@ -70,8 +73,37 @@ impl DecodeSettings {
             max_clock_skew: chrono::Duration::from_std(cfg.max_clock_skew)
                 .map_err(|_| SettingsError::Skew)?,
             max_payload_bytes: cfg.max_payload_bytes,
+            identity_gateways: Vec::new(),
         })
     }
+}
+
+/// With an authenticated publisher, a robot id taken from the payload must be the
+/// publisher's username (unless it is a gateway): no broker-side ACL can see inside a
+/// payload, so a robot could otherwise write under another robot's id on
+/// `tonypi/battery` or `tonypi/location`. Topic-level ids are the broker ACL's job.
+pub fn check_identity(
+    route: &Route,
+    decoded: &Decoded,
+    publisher: Option<&str>,
+    settings: &DecodeSettings,
+) -> Result<(), Unusable> {
+    let Some(user) = publisher else {
+        return Ok(());
+    };
+    if route.robot_id != RobotIdSource::Payload
+        || decoded.robot_id == user
+        || settings.identity_gateways.iter().any(|g| g == user)
+    {
+        return Ok(());
+    }
+    let claimed: String = decoded.robot_id.chars().take(64).collect();
+    Err(Unusable::new(
+        Reason::IdentityMismatch,
+        format!(
+            "client logged in as {user:?} sent robot_id {claimed:?}; a robot may only write its own data (robots.identity.gateways lists usernames that may write for any robot)"
+        ),
+    ))
 }
 
 /// One message being decoded: what every route kind's decoder reads.

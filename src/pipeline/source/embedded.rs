@@ -11,28 +11,42 @@
 //! rmqtt skips the ACL hook for sessions it marks superuser, so fleetsink never marks a
 //! session superuser; it authorises everything itself.
 //!
+//! With `mqtt.embedded.auth`, the `ClientAuthenticate` hook checks the password against
+//! `mqtt_users` and the Last Will topic against the ACL (rmqtt never ACL-checks wills:
+//! a robot could otherwise plant one on another robot's command topic); the listener
+//! refuses clients without a username (rmqtt's `allow_anonymous` would let them skip the
+//! hook). Every PUBLISH is ACL-checked before it is ingested and every SUBSCRIBE filter
+//! must be covered by rules granting subscribe and read. Repeated failed CONNECTs from
+//! one address are answered slowly.
+//!
 //! Last Will messages bypass the ACL hook; the `MessagePublish` hook ingests those
 //! (without an ack: nobody waits for one).
 //!
 //! rmqtt has no shutdown API: `shutdown` aborts the server task (closing the listener)
 //! and kicks every session; a kick waits for that session's in-flight hook.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::Utc;
 use rmqtt::codec::types::Publish as CodecPublish;
+use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
-use rmqtt::types::{From, FromType, Id, Publish, PublishAclResult, QoS};
+use rmqtt::types::{
+    AuthResult, ConnectInfo, From, FromType, Id, LastWill, Publish, PublishAclResult, QoS,
+    SubscribeAclResult,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::auth::{Access, Authenticator};
 use crate::config::{AckMode, EmbeddedConfig};
 use crate::health::Health;
 use crate::mqtt::Qos;
@@ -75,6 +89,122 @@ struct IngestHook {
     intake: mpsc::Sender<Envelope>,
     ack: AckMode,
     health: Arc<Health>,
+    /// `Some` with `mqtt.embedded.auth`.
+    auth: Option<Arc<AuthHook>>,
+}
+
+/// Failed CONNECTs per client address within `FAILURE_WINDOW`.
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Failures from one address before its answers are delayed.
+const FREE_FAILURES: u32 = 3;
+/// The longest delay of an answer to an address that keeps failing.
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Addresses tracked at most (the table is cleared when full).
+const MAX_TRACKED: usize = 10_000;
+
+/// The embedded broker's authentication and ACL checks.
+struct AuthHook {
+    auth: Arc<Authenticator>,
+    failures: std::sync::Mutex<HashMap<IpAddr, (u32, std::time::Instant)>>,
+}
+
+impl AuthHook {
+    /// How long to wait before answering `ip` (after repeated failures).
+    fn delay_for(&self, ip: IpAddr) -> std::time::Duration {
+        let Ok(f) = self.failures.lock() else {
+            return std::time::Duration::ZERO;
+        };
+        match f.get(&ip) {
+            Some((n, since)) if since.elapsed() < FAILURE_WINDOW && *n > FREE_FAILURES => {
+                (std::time::Duration::from_millis(500) * (*n - FREE_FAILURES)).min(MAX_DELAY)
+            }
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
+    fn failed(&self, ip: IpAddr) {
+        if let Ok(mut f) = self.failures.lock() {
+            if f.len() >= MAX_TRACKED {
+                f.clear();
+            }
+            let e = f.entry(ip).or_insert((0, std::time::Instant::now()));
+            if e.1.elapsed() >= FAILURE_WINDOW {
+                *e = (0, std::time::Instant::now());
+            }
+            e.0 = e.0.saturating_add(1);
+        }
+    }
+
+    fn succeeded(&self, ip: IpAddr) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(&ip);
+        }
+    }
+
+    /// CONNECT: a username, its password, and the Last Will topic.
+    async fn authenticate(&self, info: &ConnectInfo) -> AuthResult {
+        let ip = info.ipaddress().map(|a| a.ip().to_canonical());
+        if let Some(ip) = ip {
+            let delay = self.delay_for(ip);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let result = self.decide(info).await;
+        if let Some(ip) = ip {
+            match result {
+                AuthResult::Allow(..) => self.succeeded(ip),
+                _ => self.failed(ip),
+            }
+        }
+        result
+    }
+
+    async fn decide(&self, info: &ConnectInfo) -> AuthResult {
+        let client_id = info.client_id().to_string();
+        let Some(username) = info.username().map(|u| u.to_string()) else {
+            tracing::info!(client_id = %client_id, "MQTT CONNECT without a username refused (mqtt.embedded.auth)");
+            return AuthResult::NotAuthorized;
+        };
+        let password = info
+            .password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        if !self.auth.check_user(&username, &password).await.allowed() {
+            tracing::info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: unknown user or wrong password");
+            return AuthResult::BadUsernameOrPassword;
+        }
+        if let Some(will) = info.last_will() {
+            let topic = will_topic(&will);
+            if !self
+                .auth
+                .check_acl(&username, &client_id, &topic, Access::Write)
+                .allowed()
+            {
+                tracing::warn!(client_id = %client_id, username = %username, topic = %topic, "MQTT CONNECT refused: Last Will on a topic the client may not publish to");
+                return AuthResult::NotAuthorized;
+            }
+        }
+        // Never a superuser session: rmqtt would skip the ACL hook, where ingestion runs.
+        AuthResult::Allow(false, None)
+    }
+
+    /// SUBSCRIBE: the filter must be covered by rules granting subscribe and read.
+    fn may_subscribe(&self, username: &str, client_id: &str, filter: &str) -> bool {
+        self.auth
+            .check_acl(username, client_id, filter, Access::Subscribe)
+            .allowed()
+            && self
+                .auth
+                .check_subscription_reads(username, client_id, filter)
+    }
+}
+
+fn will_topic(will: &LastWill<'_>) -> String {
+    match will {
+        LastWill::V3(w) => w.topic.to_string(),
+        LastWill::V5(w) => w.topic.to_string(),
+    }
 }
 
 impl IngestHook {
@@ -82,6 +212,7 @@ impl IngestHook {
     async fn ingest(
         &self,
         client_id: Option<&str>,
+        username: Option<&str>,
         publish: &Publish,
         wait_for_commit: bool,
     ) -> Result<(), NotAcked> {
@@ -101,6 +232,7 @@ impl IngestHook {
             payload: Bytes::copy_from_slice(&publish.payload),
             received_at: Utc::now(),
             client_id: client_id.map(str::to_string),
+            username: username.map(str::to_string),
             ack,
         };
         if self.intake.send(env).await.is_err() {
@@ -128,11 +260,28 @@ impl Handler for IngestHook {
                 {
                     return (false, acc);
                 }
+                let client_id = session.id.client_id.to_string();
+                let username = session.id.username.as_ref().map(|u| u.to_string());
+                if let Some(a) = &self.auth {
+                    let user = username.as_deref().unwrap_or_default();
+                    let topic = publish.topic.to_string();
+                    if !a
+                        .auth
+                        .check_acl(user, &client_id, &topic, Access::Write)
+                        .allowed()
+                    {
+                        tracing::warn!(client_id = %client_id, username = %user, topic = %topic, "PUBLISH refused by ACL");
+                        let deny = PublishAclResult::rejected(false, Some("not authorized".into()));
+                        return (false, Some(HookResult::PublishAclResult(deny)));
+                    }
+                }
                 let wait = self.ack == AckMode::AfterCommit && publish.qos != QoS::AtMostOnce;
-                match self
-                    .ingest(Some(&session.id.client_id), publish, wait)
-                    .await
-                {
+                let user = if self.auth.is_some() {
+                    username.as_deref()
+                } else {
+                    None
+                };
+                match self.ingest(Some(&client_id), user, publish, wait).await {
                     Ok(()) => (true, acc),
                     Err(e) => {
                         tracing::warn!(client_id = %session.id.client_id, reason = %e, "publish not acknowledged; the client will resend");
@@ -144,14 +293,48 @@ impl Handler for IngestHook {
             Parameter::MessagePublish(Some(session), from, publish)
                 if matches!(from.typ(), FromType::LastWill) =>
             {
+                // The will's topic was ACL-checked at CONNECT.
+                let username = session.id.username.as_ref().map(|u| u.to_string());
+                let user = if self.auth.is_some() {
+                    username.as_deref()
+                } else {
+                    None
+                };
                 if let Err(e) = self
-                    .ingest(Some(&session.id.client_id), publish, false)
+                    .ingest(Some(&session.id.client_id), user, publish, false)
                     .await
                 {
                     tracing::warn!(client_id = %session.id.client_id, reason = %e, "last will not ingested");
                 }
                 (true, acc)
             }
+            Parameter::ClientAuthenticate(info) => match &self.auth {
+                Some(a) => (
+                    false,
+                    Some(HookResult::AuthResult(a.authenticate(info).await)),
+                ),
+                None => (true, acc),
+            },
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => match &self.auth {
+                Some(a) => {
+                    let user = session
+                        .id
+                        .username
+                        .as_ref()
+                        .map(|u| u.to_string())
+                        .unwrap_or_default();
+                    let client_id = session.id.client_id.to_string();
+                    let filter = subscribe.topic_filter.to_string();
+                    let result = if a.may_subscribe(&user, &client_id, &filter) {
+                        SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                    } else {
+                        tracing::warn!(client_id = %client_id, username = %user, filter = %filter, "SUBSCRIBE refused by ACL");
+                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                    };
+                    (false, Some(HookResult::SubscribeAclResult(result)))
+                }
+                None => (true, acc),
+            },
             _ => (true, acc),
         }
     }
@@ -163,23 +346,39 @@ impl EmbeddedBroker {
         router: Arc<Router>,
         intake: mpsc::Sender<Envelope>,
         health: Arc<Health>,
+        auth: Option<Arc<Authenticator>>,
     ) -> Result<EmbeddedBroker, BrokerError> {
         let scx = ServerContext::new()
             // rmqtt refuses CONNECT above 90 % CPU by default; a busy ingest host is normal.
             .busy_check_enable(false)
             .build()
             .await;
+        let auth = auth.map(|auth| {
+            Arc::new(AuthHook {
+                auth,
+                failures: std::sync::Mutex::new(HashMap::new()),
+            })
+        });
         let hook = IngestHook {
             router,
             intake,
             ack: cfg.ack,
             health: health.clone(),
+            auth: auth.clone(),
         };
         let register = scx.extends.hook_mgr().register();
         // One handler instance per hook type; both share the queue.
         register
             .add(Type::MessagePublishCheckAcl, Box::new(hook.clone_handle()))
             .await;
+        if auth.is_some() {
+            register
+                .add(Type::ClientAuthenticate, Box::new(hook.clone_handle()))
+                .await;
+            register
+                .add(Type::ClientSubscribeCheckAcl, Box::new(hook.clone_handle()))
+                .await;
+        }
         register.add(Type::MessagePublish, Box::new(hook)).await;
         register.start().await;
 
@@ -188,7 +387,9 @@ impl EmbeddedBroker {
             .laddr(cfg.listen)
             .reuseaddr(Some(true))
             .nodelay(true)
-            .allow_anonymous(cfg.allow_anonymous)
+            // With auth, a client without a username must reach the auth hook (which
+            // refuses it); rmqtt lets anonymous clients skip the hook when allowed.
+            .allow_anonymous(cfg.allow_anonymous && !cfg.auth)
             .max_packet_size(cfg.max_packet_size)
             .max_inflight(
                 std::num::NonZeroU16::new(cfg.max_inflight.max(1))
@@ -262,6 +463,7 @@ impl IngestHook {
             intake: self.intake.clone(),
             ack: self.ack,
             health: self.health.clone(),
+            auth: self.auth.clone(),
         }
     }
 }

@@ -208,6 +208,7 @@ async fn poll_loop(
                     payload: p.payload,
                     received_at: Utc::now(),
                     client_id: None,
+                    username: None,
                     ack,
                 };
                 // Waiting here when the queue is full is the backpressure: the broker's

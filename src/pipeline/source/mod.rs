@@ -63,6 +63,7 @@ impl Intake {
         intake: mpsc::Sender<Envelope>,
         broker_acks: Option<mpsc::UnboundedReceiver<BrokerAck>>,
         health: Arc<Health>,
+        auth: Arc<crate::auth::Authenticator>,
     ) -> Result<Intake, StartError> {
         match (cfg.mqtt.mode, broker_acks) {
             (MqttMode::External, Some(acks)) => {
@@ -78,7 +79,14 @@ impl Intake {
             }
             (MqttMode::External, None) => Err(StartError::NoAckChannel),
             (MqttMode::Embedded, _) => Ok(Intake::Embedded(
-                EmbeddedBroker::start(&cfg.mqtt.embedded, router, intake, health).await?,
+                EmbeddedBroker::start(
+                    &cfg.mqtt.embedded,
+                    router,
+                    intake,
+                    health,
+                    cfg.mqtt.embedded.auth.then_some(auth),
+                )
+                .await?,
             )),
         }
     }

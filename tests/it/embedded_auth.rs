@@ -1,0 +1,274 @@
+//! `mqtt.embedded.auth`: the embedded broker checks CONNECT (password and Last Will
+//! topic), PUBLISH and SUBSCRIBE against `mqtt_users` / `mqtt_acls`, and a payload
+//! robot id must be the publisher's username.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fleetsink::auth::users::{self, RuleAccess};
+use fleetsink::config::MqttMode;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
+    SubscribeReasonCode,
+};
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// Connects and waits for the CONNACK: the client and its event loop, or the refusal.
+async fn connect(
+    addr: SocketAddr,
+    id: &str,
+    creds: Option<(&str, &str)>,
+    will: Option<&str>,
+) -> Result<(AsyncClient, EventLoop), ConnectReturnCode> {
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    if let Some((u, p)) = creds {
+        opts.set_credentials(u, p);
+    }
+    if let Some(topic) = will {
+        opts.set_last_will(LastWill::new(topic, "gone", QoS::AtLeastOnce, false));
+    }
+    let (client, mut el) = AsyncClient::new(opts, 100);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), el.poll())
+            .await
+            .expect("no CONNACK within 15 s")
+        {
+            Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                return if a.code == ConnectReturnCode::Success {
+                    Ok((client, el))
+                } else {
+                    Err(a.code)
+                };
+            }
+            Ok(_) => {}
+            Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return Err(code),
+            Err(e) => panic!("connecting {id}: {e}"),
+        }
+    }
+}
+
+/// Polls until the PUBACK of the last publish, or the connection ends (`false`).
+async fn puback(el: &mut EventLoop) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), el.poll())
+            .await
+            .expect("no answer within 15 s")
+        {
+            Ok(Event::Incoming(Packet::PubAck(_))) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn suback(el: &mut EventLoop) -> SubscribeReasonCode {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), el.poll())
+            .await
+            .expect("no SUBACK within 15 s")
+        {
+            Ok(Event::Incoming(Packet::SubAck(a))) => return a.return_codes[0],
+            Ok(_) => {}
+            Err(e) => panic!("subscribing: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_enforces_users_and_acls() {
+    let mut t = spawn_app(MqttMode::Embedded, |cfg| {
+        cfg.mqtt.embedded.auth = true;
+        cfg.robots.identity.gateways = vec!["gateway".into()];
+    })
+    .await;
+    for (user, pw) in [("robot7", "pw7"), ("robot8", "pw8"), ("gateway", "pwg")] {
+        users::add_user(&t.pool, user, pw, false).await.unwrap();
+    }
+    for (pattern, access) in [
+        ("tonypi/+/%u", RuleAccess::Write),
+        ("tonypi/battery", RuleAccess::Write),
+        ("tonypi/commands/%u", RuleAccess::Read),
+        ("tonypi/commands/broadcast", RuleAccess::Read),
+    ] {
+        users::add_rule(&t.pool, None, pattern, access)
+            .await
+            .unwrap();
+    }
+    let addr = t.mqtt;
+    // The daemon's cache follows the new users (NOTIFY) within a second.
+    wait_until(Duration::from_secs(3), "robot7 can log in", || async move {
+        connect(addr, "probe", Some(("robot7", "pw7")), None)
+            .await
+            .is_ok()
+    })
+    .await;
+
+    // CONNECT: no username, a wrong password, an unknown user.
+    assert!(connect(addr, "anon", None, None).await.is_err());
+    assert_eq!(
+        connect(addr, "c7", Some(("robot7", "wrong")), None)
+            .await
+            .err(),
+        Some(ConnectReturnCode::BadUserNamePassword)
+    );
+    assert!(
+        connect(addr, "cx", Some(("nobody", "pw7")), None)
+            .await
+            .is_err()
+    );
+    // A Last Will on another robot's command topic is refused at CONNECT; on its own
+    // status topic it is fine.
+    assert_eq!(
+        connect(
+            addr,
+            "c7",
+            Some(("robot7", "pw7")),
+            Some("tonypi/commands/robot8")
+        )
+        .await
+        .err(),
+        Some(ConnectReturnCode::NotAuthorized)
+    );
+    let (c7, mut el7) = connect(
+        addr,
+        "c7",
+        Some(("robot7", "pw7")),
+        Some("tonypi/status/robot7"),
+    )
+    .await
+    .unwrap();
+
+    // PUBLISH into its own topic lands; into another robot's topic does not.
+    let status = |id: &str| json!({"status": "online", "robot_id": id}).to_string();
+    c7.publish(
+        "tonypi/status/robot7",
+        QoS::AtLeastOnce,
+        false,
+        status("robot7"),
+    )
+    .await
+    .unwrap();
+    assert!(puback(&mut el7).await);
+    c7.publish(
+        "tonypi/status/robot8",
+        QoS::AtLeastOnce,
+        false,
+        status("robot8"),
+    )
+    .await
+    .unwrap();
+    let _ = puback(&mut el7).await;
+    // The payload-id route: its own id is stored, another robot's id is rejected.
+    let battery = |id: &str| json!({"robot_id": id, "percentage": 50.0}).to_string();
+    let (c7b, mut el7b) = connect(addr, "c7b", Some(("robot7", "pw7")), None)
+        .await
+        .unwrap();
+    c7b.publish("tonypi/battery", QoS::AtLeastOnce, false, battery("robot7"))
+        .await
+        .unwrap();
+    assert!(puback(&mut el7b).await);
+    c7b.publish("tonypi/battery", QoS::AtLeastOnce, false, battery("robot8"))
+        .await
+        .unwrap();
+    assert!(puback(&mut el7b).await);
+    // A gateway may write for any robot.
+    let (gw, mut elg) = connect(addr, "gw", Some(("gateway", "pwg")), None)
+        .await
+        .unwrap();
+    gw.publish("tonypi/battery", QoS::AtLeastOnce, false, battery("robot9"))
+        .await
+        .unwrap();
+    assert!(puback(&mut elg).await);
+
+    t.wait_count(
+        "SELECT count(*) FROM ingest_errors WHERE reason = 'identity_mismatch'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM ingest_errors WHERE reason = 'identity_mismatch'")
+            .await,
+        1
+    );
+    let detail: String =
+        sqlx::query_scalar("SELECT detail FROM ingest_errors WHERE reason = 'identity_mismatch'")
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
+    assert!(
+        detail.contains("robot7") && detail.contains("robot8"),
+        "{detail}"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM metric_values WHERE robot_id = 'robot7' AND name = 'battery.percentage'")
+            .await,
+        1
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM metric_values WHERE robot_id = 'robot9'")
+            .await,
+        1
+    );
+    // robot8 never published: nothing was stored under its id.
+    assert_eq!(
+        t.count("SELECT count(*) FROM robots WHERE robot_id = 'robot8'")
+            .await,
+        0
+    );
+
+    // SUBSCRIBE: its own command topic and the broadcast, not another robot's or a
+    // wildcard over all of them.
+    let (s7, mut els) = connect(addr, "s7", Some(("robot7", "pw7")), None)
+        .await
+        .unwrap();
+    for (filter, allowed) in [
+        ("tonypi/commands/robot7", true),
+        ("tonypi/commands/broadcast", true),
+        ("tonypi/commands/robot8", false),
+        ("tonypi/commands/+", false),
+        ("tonypi/#", false),
+    ] {
+        s7.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let code = suback(&mut els).await;
+        assert_eq!(
+            code == SubscribeReasonCode::Failure,
+            !allowed,
+            "{filter}: {code:?}"
+        );
+    }
+    let metrics = t.get("/metrics").await.1;
+    for line in [
+        "fleetsink_auth_checks_total{kind=\"user\",result=\"deny\"}",
+        "fleetsink_auth_checks_total{kind=\"acl\",result=\"deny\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing");
+    }
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_connects_are_answered_slowly() {
+    let mut t = spawn_app(MqttMode::Embedded, |cfg| {
+        cfg.mqtt.embedded.auth = true;
+    })
+    .await;
+    let addr = t.mqtt;
+    let mut took = Vec::new();
+    for _ in 0..6 {
+        let start = std::time::Instant::now();
+        assert!(
+            connect(addr, "guess", Some(("nobody", "guess")), None)
+                .await
+                .is_err()
+        );
+        took.push(start.elapsed());
+    }
+    // The first failures are answered at once; later ones wait (0.5 s per failure
+    // beyond three, at most 5 s).
+    assert!(took[0] < Duration::from_millis(400), "{took:?}");
+    assert!(took[5] >= Duration::from_millis(900), "{took:?}");
+    t.stop().await;
+}
