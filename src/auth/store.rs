@@ -51,28 +51,31 @@ impl Snapshot {
     /// every user (`username IS NULL`, as go-auth's Postgres ACL query reads them) with
     /// the access bit set whose pattern allows the topic.
     pub fn acl(&self, username: &str, client_id: &str, topic: &str, access: Access) -> bool {
-        if self.is_superuser(username) {
-            return true;
-        }
-        self.rules.iter().any(|r| {
-            r.rw & access.bit() != 0
-                && r.username.as_deref().is_none_or(|u| u == username)
-                && r.pattern.allows(topic, username, client_id, access)
-        })
+        self.any_rule(username, client_id, topic, access, access)
     }
 
     /// Whether a rule granting `bit` covers every topic the filter could match
     /// (subscription semantics, whatever the bit).
     pub fn covers(&self, username: &str, client_id: &str, filter: &str, bit: Access) -> bool {
-        if self.is_superuser(username) {
-            return true;
-        }
-        self.rules.iter().any(|r| {
-            r.rw & bit.bit() != 0
-                && r.username.as_deref().is_none_or(|u| u == username)
-                && r.pattern
-                    .allows(filter, username, client_id, Access::Subscribe)
-        })
+        self.any_rule(username, client_id, filter, bit, Access::Subscribe)
+    }
+
+    /// A superuser, or a rule of the user (or every user) granting `bit` whose pattern
+    /// allows `topic` when matched as `matching` does.
+    fn any_rule(
+        &self,
+        username: &str,
+        client_id: &str,
+        topic: &str,
+        bit: Access,
+        matching: Access,
+    ) -> bool {
+        self.is_superuser(username)
+            || self.rules.iter().any(|r| {
+                r.rw & bit.bit() != 0
+                    && r.username.as_deref().is_none_or(|u| u == username)
+                    && r.pattern.allows(topic, username, client_id, matching)
+            })
     }
 }
 
