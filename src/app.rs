@@ -44,6 +44,7 @@ const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 pub struct App {
     http_addr: SocketAddr,
     mqtt_addr: Option<SocketAddr>,
+    mqtt_tls_addr: Option<SocketAddr>,
     health: Arc<Health>,
     pool: PgPool,
     downlink: Downlink,
@@ -68,6 +69,9 @@ impl App {
     /// [`App::stopped`] carries out. Returns once the database is migrated, the MQTT
     /// side is listening or connecting, and the admin port is bound.
     pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<App> {
+        // Both aws-lc-rs and ring are compiled into rustls (through different crates), so
+        // rustls cannot choose a provider for TLS clients by itself; choose once.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let prometheus = telemetry::install();
         let health = Arc::new(Health::default());
         let pool = db::pool(&cfg.database)?;
@@ -199,6 +203,7 @@ impl App {
         Ok(App {
             http_addr,
             mqtt_addr: intake.mqtt_addr(),
+            mqtt_tls_addr: intake.mqtt_tls_addr(),
             health,
             pool,
             downlink: intake.downlink(),
@@ -221,6 +226,11 @@ impl App {
     /// The embedded broker's address (None in external mode).
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         self.mqtt_addr
+    }
+
+    /// The embedded broker's TLS listener, when configured.
+    pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_tls_addr
     }
 
     pub fn health(&self) -> Arc<Health> {

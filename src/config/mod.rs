@@ -138,6 +138,24 @@ pub struct EmbeddedConfig {
     pub max_inflight: u16,
     /// Messages queued per offline persistent session before rmqtt drops them.
     pub max_mqueue_len: usize,
+    pub tls: EmbeddedTlsConfig,
+}
+
+/// The embedded broker's TLS listener (`[mqtt.embedded.tls]`), beside or instead of the
+/// plain one.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedTlsConfig {
+    /// Where to listen for MQTT over TLS (e.g. `0.0.0.0:8883`); unset: no TLS listener.
+    pub listen: Option<SocketAddr>,
+    /// The server certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// When set, clients must present a certificate signed by this CA (PEM).
+    pub client_ca: Option<PathBuf>,
+    /// Serve only TLS: do not open `mqtt.embedded.listen`.
+    pub only: bool,
 }
 
 impl Default for EmbeddedConfig {
@@ -150,6 +168,7 @@ impl Default for EmbeddedConfig {
             max_packet_size: 4 * 1024 * 1024,
             max_inflight: 64,
             max_mqueue_len: 10_000,
+            tls: EmbeddedTlsConfig::default(),
         }
     }
 }
@@ -179,6 +198,18 @@ pub struct ExternalConfig {
     /// When set, subscribe with `$share/<group>/<filter>` so several fleetsink
     /// instances (each with its own `client_id`) split the broker's traffic.
     pub share_group: Option<String>,
+    pub tls: ExternalTlsConfig,
+}
+
+/// TLS towards the broker (`[mqtt.external.tls]`, with an `mqtts://` URL).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalTlsConfig {
+    /// Trust only this CA (PEM) for the broker's certificate; unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for brokers that require one; with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for ExternalConfig {
@@ -193,6 +224,7 @@ impl Default for ExternalConfig {
             request_channel_capacity: 20_000,
             broker_inflight: 5000,
             share_group: None,
+            tls: ExternalTlsConfig::default(),
         }
     }
 }

@@ -38,8 +38,31 @@ impl Config {
                 self.mqtt.embedded.max_packet_size, self.ingest.max_payload_bytes
             ));
         }
+        if self.mqtt.mode == MqttMode::Embedded {
+            let tls = &self.mqtt.embedded.tls;
+            match tls.listen {
+                Some(_) if tls.cert.is_none() || tls.key.is_none() => problems.push(
+                    "mqtt.embedded.tls.listen is set: also set mqtt.embedded.tls.cert and mqtt.embedded.tls.key (PEM files)".into(),
+                ),
+                None if tls.only || tls.client_ca.is_some() || tls.cert.is_some() => problems.push(
+                    "mqtt.embedded.tls.cert/key/client_ca/only need mqtt.embedded.tls.listen (e.g. \"0.0.0.0:8883\")".into(),
+                ),
+                _ => {}
+            }
+        }
         if self.mqtt.mode == MqttMode::External {
             let ext = &self.mqtt.external;
+            let tls = &ext.tls;
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                problems.push(
+                    "mqtt.external.tls.client_cert and client_key go together: set both or neither"
+                        .into(),
+                );
+            }
+            let tls_files = tls.ca_file.is_some() || tls.client_cert.is_some();
+            if tls_files && ext.broker().is_ok_and(|u| !u.tls) {
+                problems.push("mqtt.external.tls is set but mqtt.external.url is mqtt://: use mqtts://host:8883".into());
+            }
             if let Err(e) = ext.broker() {
                 problems.push(e.to_string());
             }
@@ -196,6 +219,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("routes[0]"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_named() {
+        let err = Config::load_from(
+            None,
+            env(&[("FLEETSINK__MQTT__EMBEDDED__TLS__LISTEN", "127.0.0.1:8883")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mqtt.embedded.tls.cert"), "{err}");
+        let err = Config::load_from(
+            None,
+            env(&[("FLEETSINK__MQTT__EMBEDDED__TLS__ONLY", "true")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mqtt.embedded.tls.listen"), "{err}");
+        let err = external(&[("FLEETSINK__MQTT__EXTERNAL__TLS__CA_FILE", "/ca.pem")]).unwrap_err();
+        assert!(err.contains("mqtts://"), "{err}");
+        let err = external(&[
+            ("FLEETSINK__MQTT__EXTERNAL__URL", "mqtts://broker"),
+            ("FLEETSINK__MQTT__EXTERNAL__TLS__CLIENT_CERT", "/c.pem"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("client_key"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-fn env(name: &str) -> String {
+pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the tests with ./scripts/test.sh, which starts PostgreSQL and finds Mosquitto")
     })
@@ -187,6 +187,25 @@ async fn build_app(
     };
     t.start().await;
     t
+}
+
+/// Starts fleetsink on a fresh database expecting start-up to fail; returns the error
+/// as the operator would read it (or `Ok(())` if it started, then stopped).
+pub async fn try_spawn_app(
+    mode: MqttMode,
+    configure: impl FnOnce(&mut Config),
+) -> Result<(), String> {
+    let db_url = fresh_database_on(&env("FLEETSINK_TEST_DATABASE_URL")).await;
+    let mut cfg = test_config(&db_url, mode);
+    configure(&mut cfg);
+    let shutdown = CancellationToken::new();
+    let app = tokio::time::timeout(Duration::from_secs(60), App::start(cfg, shutdown.clone()))
+        .await
+        .expect("fleetsink neither started nor failed in 60 s")
+        .map_err(|e| format!("{e:#}"))?;
+    shutdown.cancel();
+    app.stopped().await;
+    Ok(())
 }
 
 impl TestApp {

@@ -19,4 +19,5 @@ mod openapi;
 mod partitions;
 mod scale;
 mod storage;
+mod tls;
 mod workers;

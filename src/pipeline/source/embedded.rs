@@ -64,6 +64,8 @@ pub enum BrokerError {
     },
     #[error("cannot publish: {0}")]
     Publish(anyhow::Error),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Why a publish is not acknowledged to the robot (it resends it).
@@ -81,7 +83,8 @@ enum NotAcked {
 pub struct EmbeddedBroker {
     scx: ServerContext,
     server: JoinHandle<()>,
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
 }
 
 struct IngestHook {
@@ -340,6 +343,23 @@ impl Handler for IngestHook {
     }
 }
 
+/// A listener with the broker's settings on `addr`.
+fn listener_builder(cfg: &EmbeddedConfig, addr: SocketAddr) -> Builder {
+    Builder::new()
+        .name("fleetsink")
+        .laddr(addr)
+        .reuseaddr(Some(true))
+        .nodelay(true)
+        // With auth, a client without a username must reach the auth hook (which
+        // refuses it); rmqtt lets anonymous clients skip the hook when allowed.
+        .allow_anonymous(cfg.allow_anonymous && !cfg.auth)
+        .max_packet_size(cfg.max_packet_size)
+        .max_inflight(
+            std::num::NonZeroU16::new(cfg.max_inflight.max(1)).unwrap_or(std::num::NonZeroU16::MIN),
+        )
+        .max_mqueue_len(cfg.max_mqueue_len)
+}
+
 impl EmbeddedBroker {
     pub async fn start(
         cfg: &EmbeddedConfig,
@@ -382,49 +402,94 @@ impl EmbeddedBroker {
         register.add(Type::MessagePublish, Box::new(hook)).await;
         register.start().await;
 
-        let listener = Builder::new()
-            .name("fleetsink")
-            .laddr(cfg.listen)
-            .reuseaddr(Some(true))
-            .nodelay(true)
-            // With auth, a client without a username must reach the auth hook (which
-            // refuses it); rmqtt lets anonymous clients skip the hook when allowed.
-            .allow_anonymous(cfg.allow_anonymous && !cfg.auth)
-            .max_packet_size(cfg.max_packet_size)
-            .max_inflight(
-                std::num::NonZeroU16::new(cfg.max_inflight.max(1))
-                    .unwrap_or(std::num::NonZeroU16::MIN),
-            )
-            .max_mqueue_len(cfg.max_mqueue_len)
-            .bind()
-            .and_then(|l| l.tcp())
-            .map_err(|source| BrokerError::Bind {
+        let mut server = MqttServer::new(scx.clone());
+        let mut local_addr = None;
+        if !cfg.tls.only {
+            let listener = listener_builder(cfg, cfg.listen)
+                .bind()
+                .and_then(|l| l.tcp())
+                .map_err(|source| BrokerError::Bind {
+                    addr: cfg.listen,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
                 addr: cfg.listen,
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| BrokerError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-        let server = MqttServer::new(scx.clone())
-            .listener_by_id(listener, local_addr.port())
-            .build();
+            server = server.listener_by_id(listener, addr.port());
+            local_addr = Some(addr);
+        }
+        let mut tls_addr = None;
+        if let Some(listen) = cfg.tls.listen {
+            let tls = &cfg.tls;
+            for (key, path) in [
+                ("cert", &tls.cert),
+                ("key", &tls.key),
+                ("client_ca", &tls.client_ca),
+            ] {
+                if let Some(path) = path
+                    && let Err(e) = std::fs::File::open(path)
+                {
+                    return Err(BrokerError::Tls(format!(
+                        "mqtt.embedded.tls.{key} {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+            let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+            let listener = listener_builder(cfg, listen)
+                .tls_cert(path(&tls.cert))
+                .tls_key(path(&tls.key))
+                .tls_cross_certificate(tls.client_ca.is_some())
+                .tls_client_ca_certs(path(&tls.client_ca))
+                .bind()
+                .map_err(|source| BrokerError::Bind {
+                    addr: listen,
+                    source,
+                })?
+                .tls()
+                .map_err(|e| {
+                    BrokerError::Tls(format!(
+                        "cannot use mqtt.embedded.tls.cert / key{}: {e:#}; check that they are PEM files and that the key belongs to the certificate",
+                        if tls.client_ca.is_some() { " / client_ca" } else { "" }
+                    ))
+                })?;
+            let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+                addr: listen,
+                source,
+            })?;
+            server = server.listener_by_id(listener, addr.port());
+            tls_addr = Some(addr);
+        }
+        let server = server.build();
         let server = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
         });
         health.set_broker_connected(true);
-        tracing::info!(listen = %local_addr, "embedded MQTT broker listening");
+        if let Some(addr) = local_addr {
+            tracing::info!(listen = %addr, auth = cfg.auth, "embedded MQTT broker listening");
+        }
+        if let Some(addr) = tls_addr {
+            tracing::info!(listen = %addr, auth = cfg.auth, client_certificates = cfg.tls.client_ca.is_some(), "embedded MQTT broker listening for TLS");
+        }
         Ok(EmbeddedBroker {
             scx,
             server,
             local_addr,
+            tls_addr,
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The plain listener's address (None with `tls.only`).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The TLS listener's address, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// A handle that publishes through this broker, for as long as it runs.

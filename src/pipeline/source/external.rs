@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
-use crate::config::ExternalConfig;
+use crate::config::{ExternalConfig, ExternalTlsConfig};
 use crate::health::Health;
 use crate::mqtt::BrokerUrl;
 use crate::pipeline::ack::{self, AckProgress, BrokerAck};
@@ -50,6 +50,26 @@ pub struct ExternalSource {
     closing: Arc<AtomicBool>,
 }
 
+/// The TLS transport for an `mqtts://` broker: the system's roots, or only the CA of
+/// `mqtt.external.tls.ca_file`, and a client certificate when configured. `Err` names
+/// the file that cannot be read.
+pub fn tls_transport(tls: &ExternalTlsConfig) -> Result<Transport, String> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("mqtt.external.tls.{key} {}: {e}", path.display()))
+    };
+    let client_auth = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some((read("client_cert", cert)?, read("client_key", key)?)),
+        _ => None,
+    };
+    match &tls.ca_file {
+        Some(ca) => Ok(Transport::tls(read("ca_file", ca)?, client_auth, None)),
+        None if client_auth.is_some() => Err(
+            "mqtt.external.tls.client_cert needs mqtt.external.tls.ca_file (the CA that signed the broker's certificate)".into(),
+        ),
+        None => Ok(Transport::tls_with_default_config()),
+    }
+}
+
 impl ExternalSource {
     /// Connects (in the background, with retries) and starts the event loop and the
     /// ack task. Messages go to `intake`; the sink sends acks to the returned sender's
@@ -61,6 +81,7 @@ impl ExternalSource {
         intake: mpsc::Sender<Envelope>,
         ack_rx: mpsc::UnboundedReceiver<BrokerAck>,
         health: Arc<Health>,
+        tls: Option<Transport>,
     ) -> ExternalSource {
         let mut opts = MqttOptions::new(cfg.client_id.clone(), url.socket_host(), url.port);
         opts.set_clean_session(false)
@@ -76,8 +97,8 @@ impl ExternalSource {
                 .unwrap_or_default();
             opts.set_credentials(user.clone(), password);
         }
-        if url.tls {
-            opts.set_transport(Transport::tls_with_default_config());
+        if let Some(transport) = tls {
+            opts.set_transport(transport);
         }
         // With a share group the broker hands each message to one member of the group.
         let filters: Vec<String> = match &cfg.share_group {

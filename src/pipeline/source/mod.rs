@@ -37,6 +37,8 @@ pub enum StartError {
     Embedded(#[from] BrokerError),
     #[error("external mode needs the sink's ack channel")]
     NoAckChannel,
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Why a downlink publish failed.
@@ -68,6 +70,11 @@ impl Intake {
         match (cfg.mqtt.mode, broker_acks) {
             (MqttMode::External, Some(acks)) => {
                 let url = cfg.mqtt.external.broker()?;
+                let tls = if url.tls {
+                    Some(external::tls_transport(&cfg.mqtt.external.tls).map_err(StartError::Tls)?)
+                } else {
+                    None
+                };
                 Ok(Intake::External(ExternalSource::start(
                     &cfg.mqtt.external,
                     url,
@@ -75,6 +82,7 @@ impl Intake {
                     intake,
                     acks,
                     health,
+                    tls,
                 )))
             }
             (MqttMode::External, None) => Err(StartError::NoAckChannel),
@@ -94,7 +102,15 @@ impl Intake {
     /// The embedded broker's address (None in external mode).
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         match self {
-            Intake::Embedded(b) => Some(b.local_addr()),
+            Intake::Embedded(b) => b.local_addr(),
+            Intake::External(_) => None,
+        }
+    }
+
+    /// The embedded broker's TLS listener address, when it has one.
+    pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Intake::Embedded(b) => b.tls_addr(),
             Intake::External(_) => None,
         }
     }
