@@ -272,3 +272,64 @@ async fn repeated_failed_connects_are_answered_slowly() {
     assert!(took[5] >= Duration::from_millis(900), "{took:?}");
     t.stop().await;
 }
+
+/// Passwords and stored hashes never reach the log, even at debug level, through bad
+/// logins on the broker and go-auth requests on the admin port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_or_hash_is_ever_logged() {
+    let db = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    fleetsink::db::MIGRATOR.run(&pool).await.unwrap();
+    users::add_user(&pool, "robot7", "Sup3r-S3cret-pw", false)
+        .await
+        .unwrap();
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM mqtt_users WHERE username = 'robot7'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let mqtt = loopback(free_port());
+    let mut daemon = Daemon::start(&[
+        ("FLEETSINK__DATABASE__URL", db.clone()),
+        ("FLEETSINK__MQTT__EMBEDDED__LISTEN", mqtt.to_string()),
+        ("FLEETSINK__MQTT__EMBEDDED__AUTH", "true".into()),
+        ("RUST_LOG", "debug".into()),
+    ])
+    .await;
+    wait_for_port(mqtt).await;
+    assert!(
+        connect(mqtt, "c1", Some(("robot7", "Wr0ng-Guess-pw")), None)
+            .await
+            .is_err()
+    );
+    assert!(
+        connect(mqtt, "c2", Some(("robot7", "Sup3r-S3cret-pw")), None)
+            .await
+            .is_ok()
+    );
+    let client = reqwest::Client::new();
+    for password in ["Sup3r-S3cret-pw", "Wr0ng-Guess-pw"] {
+        client
+            .post(format!("http://{}/mqtt/user", daemon.http))
+            .header("Content-Type", "application/json")
+            .body(json!({"username": "robot7", "password": password, "clientid": "c"}).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.kill();
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("robot7"),
+        "the log should name the user: {log}"
+    );
+    for secret in [
+        "Sup3r-S3cret-pw",
+        "Wr0ng-Guess-pw",
+        hash.as_str(),
+        &hash[hash.len() - 20..],
+    ] {
+        assert!(!log.contains(secret), "{secret:?} appears in the log");
+    }
+}
