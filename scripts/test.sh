@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 missing=()
 [ -n "$(pg_bin)" ] || missing+=(postgresql)
 [ -n "$(mosquitto_bin)" ] || missing+=(mosquitto)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 PG_BIN="$(pg_bin)"
 MOSQUITTO_BIN="$(mosquitto_bin)"

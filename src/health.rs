@@ -17,6 +17,8 @@ pub struct Health {
     last_message_ms: AtomicI64,
     received: AtomicU64,
     acked: AtomicU64,
+    /// What the stages report for systemd's watchdog.
+    pub progress: crate::watchdog::Progress,
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]

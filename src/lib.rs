@@ -36,3 +36,4 @@ pub mod pipeline;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod watchdog;

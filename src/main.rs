@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use fleetsink::app::App;
@@ -158,10 +159,79 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
+        // systemd: the drain has begun (TimeoutStopSec bounds it).
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         signal.cancel();
     });
-    App::start(cfg, shutdown).await?.stopped().await;
+    let stall_after = cfg
+        .mqtt
+        .external
+        .keep_alive
+        .saturating_mul(2)
+        .max(Duration::from_secs(60));
+    let app = App::start(cfg, shutdown.clone()).await?;
+    notify_ready(&app, &shutdown).await;
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tokio::spawn(feed_watchdog(
+            app.health(),
+            interval,
+            stall_after,
+            shutdown.clone(),
+        ));
+    }
+    app.stopped().await;
     Ok(())
+}
+
+/// systemd `Type=notify`: READY=1 once the database is up (App::start migrated it) and
+/// the broker side is up (the embedded broker listens, or the external broker accepted
+/// the connection).
+async fn notify_ready(app: &App, shutdown: &CancellationToken) {
+    let health = app.health();
+    while !health.readiness().broker_connected {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("ingesting"),
+    ]);
+}
+
+/// `WATCHDOG=1` every half `interval` while the pipeline progresses or idles by choice;
+/// nothing once it is stalled, so systemd restarts it (`fleetsink::watchdog`).
+async fn feed_watchdog(
+    health: std::sync::Arc<fleetsink::health::Health>,
+    interval: Duration,
+    stall_after: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut stalled = false;
+    loop {
+        match health.progress.verdict(stall_after) {
+            fleetsink::watchdog::Verdict::Alive => {
+                if stalled {
+                    tracing::info!("pipeline progressing again; feeding the systemd watchdog");
+                    stalled = false;
+                }
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            fleetsink::watchdog::Verdict::Stalled(why) => {
+                if !stalled {
+                    tracing::error!(reason = %why, "pipeline stalled; no longer feeding the systemd watchdog, which will restart fleetsink");
+                    let status = format!("stalled: {why}");
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+                    stalled = true;
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval / 2) => {}
+        }
+    }
 }
 
 async fn wait_for_signal() {

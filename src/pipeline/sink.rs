@@ -61,6 +61,7 @@ pub struct SinkContext {
 /// Commits batches until the batcher hangs up, releasing each batch's acks after commit.
 pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Acker) {
     while let Some(mut batch) = batches.recv().await {
+        cx.health.progress.batch_started();
         let started = Instant::now();
         let written = commit(&cx, &mut batch.items).await;
         let elapsed = started.elapsed();
@@ -78,6 +79,7 @@ pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Ack
             "batch committed"
         );
         acker.release(batch.items).await;
+        cx.health.progress.batch_done();
     }
 }
 
@@ -150,7 +152,9 @@ async fn commit(cx: &SinkContext, items: &mut [Item]) -> Written {
     let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
     loop {
         let entries: Vec<Entry> = items.iter().map(entry).collect();
-        match write_tx(cx, &entries).await {
+        let attempt = write_tx(cx, &entries).await;
+        health.progress.attempt_finished();
+        match attempt {
             Ok(w) => {
                 health.set_database_reachable(true);
                 return w;
@@ -177,7 +181,9 @@ async fn commit_one_by_one(cx: &SinkContext, items: &mut [Item]) -> Written {
     for item in items.iter_mut() {
         let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
         loop {
-            match write_tx(cx, &[entry(item)]).await {
+            let attempt = write_tx(cx, &[entry(item)]).await;
+            health.progress.attempt_finished();
+            match attempt {
                 Ok(w) => {
                     health.set_database_reachable(true);
                     total += w;

@@ -19,5 +19,6 @@ mod openapi;
 mod partitions;
 mod scale;
 mod storage;
+mod systemd;
 mod tls;
 mod workers;

@@ -188,7 +188,9 @@ async fn poll_loop(
     // Receive order of QoS 1 messages, for the ordered release of their PUBACKs.
     let mut next_seq: u64 = 0;
     loop {
-        match event_loop.poll().await {
+        let event = event_loop.poll().await;
+        health.progress.intake_beat();
+        match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
                 health.set_broker_connected(true);
