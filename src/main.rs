@@ -273,15 +273,17 @@ async fn partitions(cfg: &Config, maintain: bool) -> anyhow::Result<()> {
             println!("dropped {p}");
         }
     }
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT p.relname::text, c.relname::text FROM pg_inherits i \
-         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
-         WHERE p.relname IN ('metrics', 'logs', 'ingest_errors') ORDER BY 1, 2",
-    )
-    .fetch_all(&pool)
-    .await?;
-    for (table, partition) in rows {
-        println!("{table}\t{partition}");
+    let rows = db::partitions::list(&pool).await?;
+    println!("TABLE\tPARTITION\tROWS (estimate)\tSIZE\tRANGE");
+    for p in rows {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            p.table,
+            p.partition,
+            p.rows_estimate.map_or("-".into(), |n| n.to_string()),
+            p.size,
+            p.range
+        );
     }
     Ok(())
 }

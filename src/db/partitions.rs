@@ -229,6 +229,35 @@ pub async fn maintain_periodically(
     }
 }
 
+/// One partition as `fleetsink partitions` lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PartitionInfo {
+    pub table: String,
+    pub partition: String,
+    /// PostgreSQL's estimate (`reltuples`); `None` before the first ANALYZE.
+    pub rows_estimate: Option<i64>,
+    /// Heap, indexes and TOAST, human-readable (`pg_size_pretty`).
+    pub size: String,
+    /// The partition bound: `FROM ('…') TO ('…')`, or `DEFAULT`.
+    pub range: String,
+}
+
+/// Every partition of the day-partitioned tables, by table and day.
+pub async fn list(pool: &PgPool) -> Result<Vec<PartitionInfo>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.relname::text AS table, c.relname::text AS partition, \
+                CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END AS rows_estimate, \
+                pg_size_pretty(pg_total_relation_size(c.oid)) AS size, \
+                regexp_replace(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES ', '') AS range \
+         FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE p.relname IN ('metrics', 'logs', 'ingest_errors') \
+         ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,36 @@ async fn rows_go_by_day_and_retention_drops_old_days() {
         1
     );
 
+    // The listing `fleetsink partitions` prints: each partition with its rows, size
+    // and range.
+    sqlx::query("ANALYZE metrics").execute(&pool).await.unwrap();
+    let listed = fleetsink::db::partitions::list(&pool).await.unwrap();
+    let today = listed
+        .iter()
+        .find(|p| p.partition == format!("metrics_p{}", now.format("%Y%m%d")))
+        .expect("today's metrics partition is listed");
+    assert_eq!(today.table, "metrics");
+    assert_eq!(today.rows_estimate, Some(1));
+    assert!(
+        today
+            .range
+            .starts_with(&format!("FROM ('{}", now.format("%Y-%m-%d"))),
+        "{today:?}"
+    );
+    assert!(
+        today.size.ends_with("kB") || today.size.ends_with("bytes"),
+        "{today:?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.partition == "metrics_default" && p.range == "DEFAULT")
+    );
+    assert!(
+        listed.iter().any(|p| p.table == "logs")
+            && listed.iter().any(|p| p.table == "ingest_errors")
+    );
+
     // The latest-value table forgets what retention dropped, and only that.
     let latest = |name: &'static str| {
         format!(
