@@ -13,6 +13,7 @@ missing=()
 [ -n "$(pg_bin)" ] || missing+=(postgresql)
 [ -n "$(mosquitto_bin)" ] || missing+=(mosquitto)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v promtool >/dev/null || missing+=(prometheus)   # promtool, for the /metrics test
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 PG_BIN="$(pg_bin)"
 MOSQUITTO_BIN="$(mosquitto_bin)"

@@ -24,6 +24,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for metrics that start at zero.
+    pub const ALL: [Reason; 10] = [
+        Reason::TooLarge,
+        Reason::InvalidUtf8,
+        Reason::NotJson,
+        Reason::NotObject,
+        Reason::MissingRobotId,
+        Reason::InvalidRobotId,
+        Reason::InvalidValue,
+        Reason::NoRoute,
+        Reason::RejectedByDatabase,
+        Reason::IdentityMismatch,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Reason::TooLarge => "too_large",

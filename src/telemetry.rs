@@ -26,6 +26,7 @@ pub const MAINTENANCE_RUNS: &str = "fleetsink_partition_maintenance_runs_total";
 pub const MAINTENANCE_FAILURES: &str = "fleetsink_partition_maintenance_failures_total";
 pub const ROBOTS: &str = "fleetsink_robots";
 pub const AUTH_CHECKS: &str = "fleetsink_auth_checks_total";
+pub const COMMANDS: &str = "fleetsink_commands_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -127,6 +128,58 @@ fn describe() {
         AUTH_CHECKS,
         "MQTT authentication and ACL checks (go-auth HTTP backend and embedded broker), by kind (user, superuser, acl) and result (allow, deny, error)."
     );
+    describe_counter!(
+        COMMANDS,
+        "Downlink commands by outcome: sent (published to the broker), unpublished (the broker did not take it; answered 503)."
+    );
+}
+
+/// Tables `ROWS_WRITTEN` counts.
+pub const TABLES: [&str; 6] = [
+    "robots",
+    "metrics",
+    "logs",
+    "jobs",
+    "ingest_errors",
+    "alerts",
+];
+
+/// Starts every known series at zero, so dashboards and alert rules see each one from
+/// the first scrape (a counter that appears only on its first increment hides the
+/// first event from `rate()`).
+pub fn zero_series(routes: &[&'static str], reasons: &[&'static str]) {
+    for route in routes {
+        counter!(MESSAGES_RECEIVED, "route" => *route).absolute(0);
+    }
+    for table in TABLES {
+        counter!(ROWS_WRITTEN, "table" => table).absolute(0);
+    }
+    for reason in reasons {
+        counter!(INGEST_ERRORS, "reason" => *reason).absolute(0);
+    }
+    for reason in ["missing", "unparsable", "skewed"] {
+        counter!(TIMESTAMP_FALLBACKS, "reason" => reason).absolute(0);
+    }
+    for kind in ["transient", "rejected", "redelivered"] {
+        counter!(COMMIT_FAILURES, "kind" => kind).absolute(0);
+    }
+    for kind in ["user", "superuser", "acl"] {
+        for result in ["allow", "deny"] {
+            counter!(AUTH_CHECKS, "kind" => kind, "result" => result).absolute(0);
+        }
+    }
+    for result in ["sent", "unpublished"] {
+        counter!(COMMANDS, "result" => result).absolute(0);
+    }
+    counter!(MAINTENANCE_RUNS).absolute(0);
+    counter!(MAINTENANCE_FAILURES).absolute(0);
+    gauge!(QUEUE_DEPTH).set(0.0);
+    gauge!(AWAITING_ACK).set(0.0);
+}
+
+/// A downlink command: `result` sent | unpublished.
+pub fn command(result: &'static str) {
+    counter!(COMMANDS, "result" => result).increment(1);
 }
 
 /// Refreshes derived gauges and runs exporter upkeep; call on a timer.
@@ -141,6 +194,7 @@ pub fn message_received(route: &'static str) {
     counter!(MESSAGES_RECEIVED, "route" => route).increment(1);
 }
 
+/// `table` is one of [`TABLES`].
 pub fn rows_written(table: &'static str, n: u64) {
     counter!(ROWS_WRITTEN, "table" => table).increment(n);
 }

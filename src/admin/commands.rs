@@ -285,12 +285,14 @@ async fn send_command(
     let bytes = Bytes::from(payload.to_string());
     if let Err(e) = s.downlink.publish(&topic, bytes, Qos::AtLeastOnce).await {
         tracing::warn!(topic = %topic, error = %e, "command not published");
+        crate::telemetry::command("unpublished");
         commands::mark_failed(&s.pool, &command_id, "not published: broker unavailable").await?;
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the MQTT broker did not take the command; it was not sent",
         ));
     }
+    crate::telemetry::command("sent");
     tracing::info!(topic = %topic, command = %command, command_id = %command_id, "command sent");
     Ok((command_id, payload))
 }

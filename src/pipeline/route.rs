@@ -51,6 +51,11 @@ pub struct Router {
 }
 
 impl Router {
+    /// Every route's metric label, in match order.
+    pub fn labels(&self) -> Vec<&'static str> {
+        self.routes.iter().map(|r| r.label).collect()
+    }
+
     pub fn new(cfgs: &[RouteConfig]) -> Result<Router, InvalidRoute> {
         let routes = cfgs
             .iter()

@@ -15,6 +15,7 @@ mod external;
 mod fleet;
 mod goauth;
 mod lifecycle;
+mod metrics;
 mod openapi;
 mod partitions;
 mod scale;
