@@ -57,11 +57,11 @@ pub fn promtool_check(scrape: &str) -> Result<(), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counters_match_reality_and_promtool_accepts_the_scrape() {
-    let db = fresh_database().await;
+async fn counters_match_reality_promtool_accepts_the_scrape_and_the_dashboard_fits() {
+    let db_url = fresh_database().await;
     let mqtt = loopback(free_port());
     let daemon = Daemon::start(&[
-        ("FLEETSINK__DATABASE__URL", db),
+        ("FLEETSINK__DATABASE__URL", db_url.clone()),
         ("FLEETSINK__MQTT__EMBEDDED__LISTEN", mqtt.to_string()),
     ])
     .await;
@@ -110,7 +110,15 @@ async fn counters_match_reality_and_promtool_accepts_the_scrape() {
         c.publish_acked("tonypi/sensors/tonypi_prom", "not json")
             .await;
     }
-    let text = scrape().await;
+    // Derived gauges are refreshed every second.
+    let mut text = scrape().await;
+    for _ in 0..50 {
+        if text.contains("fleetsink_last_message_age_seconds ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        text = scrape().await;
+    }
     let after = samples(&text);
     assert_eq!(
         sum(&after, "fleetsink_messages_received_total"),
@@ -148,5 +156,90 @@ async fn counters_match_reality_and_promtool_accepts_the_scrape() {
     }
     assert!(!text.contains("robot_id="));
     promtool_check(&text).unwrap();
+    dashboard_queries_exist(&text, &db_url).await;
     drop(daemon);
+}
+
+/// Every metric `grafana/fleetsink.json` queries is in a real scrape, and its SQL
+/// panels run against the schema (Grafana's macros expanded as Grafana would).
+async fn dashboard_queries_exist(scrape: &str, db_url: &str) {
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/grafana/fleetsink.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let scraped: std::collections::HashSet<&str> = scrape
+        .lines()
+        .filter(|l| l.starts_with("# TYPE "))
+        .filter_map(|l| l.split(' ').nth(2))
+        .collect();
+    let pool = sqlx::PgPool::connect(db_url).await.unwrap();
+    let mut exprs = 0;
+    let mut sqls = 0;
+    let mut panel_titles = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        panel_titles.push(panel["title"].as_str().unwrap().to_string());
+        for target in panel["targets"].as_array().unwrap() {
+            if let Some(expr) = target["expr"].as_str() {
+                exprs += 1;
+                let mut rest = expr;
+                while let Some(at) = rest.find("fleetsink_") {
+                    let name: String = rest[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let family = ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .filter(|f| scraped.contains(f))
+                        .unwrap_or(&name);
+                    assert!(
+                        scraped.contains(family),
+                        "the dashboard queries {name}, not in the scrape"
+                    );
+                    rest = &rest[at + name.len()..];
+                }
+            }
+            if let Some(sql) = target["rawSql"].as_str() {
+                sqls += 1;
+                let sql = sql
+                    .replace(
+                        "$__timeFilter(last_triggered)",
+                        "last_triggered BETWEEN now() - interval '1 hour' AND now()",
+                    )
+                    .replace(
+                        "$__timeFilter(received_at)",
+                        "received_at BETWEEN now() - interval '1 hour' AND now()",
+                    );
+                assert!(!sql.contains("$__"), "unexpanded macro in {sql}");
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("dashboard SQL fails: {e}: {sql}"));
+            }
+        }
+    }
+    assert!(
+        exprs >= 15 && sqls == 3,
+        "{exprs} PromQL, {sqls} SQL targets"
+    );
+    for wanted in [
+        "Ingest rate by route",
+        "Batch commit duration",
+        "End-to-end lag (receive to commit)",
+        "Queue depth and messages awaiting ack",
+        "Ingest errors by reason",
+        "Robots online",
+        "Robots",
+        "Recent alerts",
+        "Recent ingest errors",
+    ] {
+        assert!(
+            panel_titles.iter().any(|t| t == wanted),
+            "no panel {wanted:?}"
+        );
+    }
 }
