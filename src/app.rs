@@ -155,6 +155,33 @@ impl App {
             })?;
         let http_addr = listener.local_addr()?;
         tracing::info!(listen = %http_addr, "admin HTTP listening");
+        let mode = match cfg.mqtt.mode {
+            MqttMode::Embedded => "embedded",
+            MqttMode::External => "external",
+        };
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_string(), |a| a.to_string());
+        let broker = match cfg.mqtt.mode {
+            MqttMode::Embedded => show(intake.mqtt_addr()),
+            // BrokerUrl's Display never shows the password.
+            MqttMode::External => cfg
+                .mqtt
+                .external
+                .broker()
+                .map_or_else(|_| "-".into(), |u| u.to_string()),
+        };
+        tracing::info!(
+            version = %env!("CARGO_PKG_VERSION"),
+            mode = %mode,
+            mqtt = %broker,
+            mqtt_tls = %show(intake.mqtt_tls_addr()),
+            http = %http_addr,
+            database = %cfg.database.url,
+            config = %cfg.source_file.as_ref().map_or_else(|| "defaults + environment".to_string(), |p| p.display().to_string()),
+            auth = cfg.mqtt.embedded.auth && cfg.mqtt.mode == MqttMode::Embedded,
+            ack = ?cfg.mqtt.embedded.ack,
+            workers = cfg.sink.workers,
+            "fleetsink started"
+        );
 
         let admin_router = admin::router(
             AdminState {

@@ -33,6 +33,7 @@ pub mod health;
 pub mod model;
 pub mod mqtt;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -65,6 +65,7 @@ impl Config {
         {
             cfg.database.url = SensitiveUrl::new(url.as_str());
         }
+        cfg.source_file = file;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -59,6 +59,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// When false, only `routes` are used: the TonyPi and generic defaults are off.
     pub default_routes: bool,
+    /// The file this configuration was read from (for the start-up line); not a key.
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -519,6 +522,7 @@ impl Default for Config {
             log: LogConfig::default(),
             routes: Vec::new(),
             default_routes: true,
+            source_file: None,
         }
     }
 }

@@ -243,3 +243,64 @@ async fn dashboard_queries_exist(scrape: &str, db_url: &str) {
         );
     }
 }
+
+/// The start-up line names the mode, ports, database (password masked) and config
+/// source; no secret and no payload reaches the log, even at debug level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_has_a_start_up_line_and_no_secrets_or_payloads() {
+    let db = fresh_database().await;
+    // Trust authentication ignores the password; it is there to be masked.
+    let db_with_password = db.replacen(
+        "postgres://postgres@",
+        "postgres://postgres:Db-S3cret-pw@",
+        1,
+    );
+    assert_ne!(db, db_with_password);
+    let mqtt = loopback(free_port());
+    let mut daemon = Daemon::start(&[
+        ("FLEETSINK__DATABASE__URL", db_with_password),
+        ("FLEETSINK__MQTT__EMBEDDED__LISTEN", mqtt.to_string()),
+        ("FLEETSINK__HTTP__ADMIN_TOKEN", "Tok-S3cret-value".into()),
+        ("RUST_LOG", "debug".into()),
+    ])
+    .await;
+    wait_for_port(mqtt).await;
+    let mut c = client(mqtt, "tonypi_logs").await;
+    c.publish_acked("tonypi/sensors/tonypi_logs", "PAYLOAD-MARKER-not-json")
+        .await;
+    c.publish_acked(
+        "tonypi/logs/tonypi_logs",
+        r#"{"level":"ERROR","message":"PAYLOAD-MARKER-in-a-log"}"#,
+    )
+    .await;
+    // A request with a wrong token.
+    reqwest::Client::new()
+        .get(format!("http://{}/api/v1/robots-db/stats", daemon.http))
+        .header("Authorization", "Bearer Wrong-Tok-value")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    daemon.kill();
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    let start = log
+        .lines()
+        .find(|l| l.contains("fleetsink started"))
+        .unwrap_or_else(|| panic!("no start-up line in {log}"));
+    for part in [
+        "mode=embedded",
+        &mqtt.to_string(),
+        "********",
+        "defaults + environment",
+    ] {
+        assert!(start.contains(part), "start-up line lacks {part}: {start}");
+    }
+    for secret in [
+        "Db-S3cret-pw",
+        "Tok-S3cret-value",
+        "Wrong-Tok-value",
+        "PAYLOAD-MARKER",
+    ] {
+        assert!(!log.contains(secret), "{secret} appears in the log");
+    }
+}

@@ -52,6 +52,7 @@ use crate::health::Health;
 use crate::mqtt::Qos;
 use crate::pipeline::route::Router;
 use crate::pipeline::{AckToken, Envelope, Undelivered};
+use crate::ratelimit::Every;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -95,6 +96,11 @@ struct IngestHook {
     /// `Some` with `mqtt.embedded.auth`.
     auth: Option<Arc<AuthHook>>,
 }
+
+/// Refusals repeat per packet: one log line per site every 10 s.
+static PUBLISH_REFUSED: Every = Every::new(std::time::Duration::from_secs(10));
+static SUBSCRIBE_REFUSED: Every = Every::new(std::time::Duration::from_secs(10));
+static CONNECT_REFUSED: Every = Every::new(std::time::Duration::from_secs(10));
 
 /// Failed CONNECTs per client address within `FAILURE_WINDOW`.
 const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -166,7 +172,9 @@ impl AuthHook {
     async fn decide(&self, info: &ConnectInfo) -> AuthResult {
         let client_id = info.client_id().to_string();
         let Some(username) = info.username().map(|u| u.to_string()) else {
-            tracing::info!(client_id = %client_id, "MQTT CONNECT without a username refused (mqtt.embedded.auth)");
+            if let Some(more) = CONNECT_REFUSED.allow() {
+                tracing::info!(client_id = %client_id, repeats_not_logged = more, "MQTT CONNECT without a username refused (mqtt.embedded.auth)");
+            }
             return AuthResult::NotAuthorized;
         };
         let password = info
@@ -174,7 +182,9 @@ impl AuthHook {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();
         if !self.auth.check_user(&username, &password).await.allowed() {
-            tracing::info!(client_id = %client_id, username = %username, "MQTT CONNECT refused: unknown user or wrong password");
+            if let Some(more) = CONNECT_REFUSED.allow() {
+                tracing::info!(client_id = %client_id, username = %username, repeats_not_logged = more, "MQTT CONNECT refused: unknown user or wrong password");
+            }
             return AuthResult::BadUsernameOrPassword;
         }
         if let Some(will) = info.last_will() {
@@ -273,7 +283,9 @@ impl Handler for IngestHook {
                         .check_acl(user, &client_id, &topic, Access::Write)
                         .allowed()
                     {
-                        tracing::warn!(client_id = %client_id, username = %user, topic = %topic, "PUBLISH refused by ACL");
+                        if let Some(more) = PUBLISH_REFUSED.allow() {
+                            tracing::warn!(client_id = %client_id, username = %user, topic = %topic, repeats_not_logged = more, "PUBLISH refused by ACL");
+                        }
                         let deny = PublishAclResult::rejected(false, Some("not authorized".into()));
                         return (false, Some(HookResult::PublishAclResult(deny)));
                     }
@@ -331,7 +343,9 @@ impl Handler for IngestHook {
                     let result = if a.may_subscribe(&user, &client_id, &filter) {
                         SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                     } else {
-                        tracing::warn!(client_id = %client_id, username = %user, filter = %filter, "SUBSCRIBE refused by ACL");
+                        if let Some(more) = SUBSCRIBE_REFUSED.allow() {
+                            tracing::warn!(client_id = %client_id, username = %user, filter = %filter, repeats_not_logged = more, "SUBSCRIBE refused by ACL");
+                        }
                         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                     };
                     (false, Some(HookResult::SubscribeAclResult(result)))
