@@ -33,10 +33,13 @@ enum Command {
     Migrate,
     /// Validate the configuration and print it, secrets masked.
     CheckConfig,
-    /// List day partitions; with --maintain, run one maintenance round now.
+    /// List day partitions (rows, size, range); with --maintain, run one maintenance
+    /// round first; `partitions restore FILE` loads an archived partition back.
     Partitions {
         #[arg(long)]
         maintain: bool,
+        #[command(subcommand)]
+        action: Option<PartitionsAction>,
     },
     /// Publish TonyPi-shaped load to a broker and measure what lands in PostgreSQL.
     Bench(bench::BenchArgs),
@@ -50,6 +53,13 @@ enum Command {
         #[command(subcommand)]
         command: AclCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PartitionsAction {
+    /// Load an archive written by retention.archive_dir back into its day's partition
+    /// (rows already present are skipped).
+    Restore { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -143,7 +153,11 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Migrate => migrate(&cfg).await,
-        Command::Partitions { maintain } => partitions(&cfg, maintain).await,
+        Command::Partitions {
+            action: Some(PartitionsAction::Restore { file }),
+            ..
+        } => restore(&cfg, &file).await,
+        Command::Partitions { maintain, .. } => partitions(&cfg, maintain).await,
         Command::Bench(_) => Ok(()),
         Command::User { command } => user(&cfg, command).await,
         Command::Acl { command } => acl(&cfg, command).await,
@@ -261,6 +275,23 @@ async fn migrate(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn restore(cfg: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let pool = db::pool(&cfg.database)?;
+    db::MIGRATOR.run(&pool).await?;
+    let mut conn = pool.acquire().await?;
+    let r = db::archive::restore(&mut conn, file).await?;
+    println!(
+        "{}: {} rows of {} {}, {} inserted ({} already present)",
+        file.display(),
+        r.rows,
+        r.table,
+        r.day,
+        r.inserted,
+        r.rows.saturating_sub(r.inserted)
+    );
+    Ok(())
+}
+
 async fn partitions(cfg: &Config, maintain: bool) -> anyhow::Result<()> {
     let pool = db::pool(&cfg.database)?;
     db::MIGRATOR.run(&pool).await?;
@@ -275,6 +306,9 @@ async fn partitions(cfg: &Config, maintain: bool) -> anyhow::Result<()> {
         }
         for p in &report.dropped {
             println!("dropped {p}");
+        }
+        for p in &report.failed {
+            println!("NOT dropped {p}: it could not be archived (see the log)");
         }
     }
     let rows = db::partitions::list(&pool).await?;

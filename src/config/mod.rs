@@ -409,6 +409,10 @@ pub struct RetentionConfig {
     /// How often maintenance runs after the one at start-up.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// When set, a partition due for dropping is first exported here (gzip, verified by
+    /// row count, fsynced) and dropped only then; `fleetsink partitions restore FILE`
+    /// loads one back.
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl Default for RetentionConfig {
@@ -419,6 +423,7 @@ impl Default for RetentionConfig {
             logs_days: 30,
             errors_days: 14,
             interval: Duration::from_secs(24 * 3600),
+            archive_dir: None,
         }
     }
 }

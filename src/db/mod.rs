@@ -2,6 +2,7 @@
 //! maintenance (`partitions.rs`), offline detection (`offline.rs`) and the SQL of a
 //! batch (`writes/`).
 
+pub mod archive;
 pub mod commands;
 pub mod offline;
 pub mod partitions;

@@ -48,6 +48,8 @@ pub const TABLES: [Partitioned; 3] = [
 pub struct Report {
     pub created: Vec<String>,
     pub dropped: Vec<String>,
+    /// Partitions due for dropping that could not be archived (kept for the next round).
+    pub failed: Vec<String>,
     /// False when another instance held the lock and this round was skipped.
     pub ran: bool,
 }
@@ -123,10 +125,28 @@ async fn maintain_locked(
             if let Some(day) = parse_partition_day(t.table, name)
                 && day < keep_from
             {
-                // Identifiers come from our own naming scheme, checked by the parser.
-                sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
-                    .execute(&mut *conn)
-                    .await?;
+                match &cfg.archive_dir {
+                    Some(dir) => {
+                        match super::archive::archive_and_drop(conn, dir, t.table, name, day).await
+                        {
+                            Ok((path, rows)) => {
+                                tracing::info!(partition = %name, rows, archive = %path.display(), "partition archived, then dropped");
+                            }
+                            Err(e) => {
+                                // Kept: the next round tries again.
+                                tracing::error!(partition = %name, error = %e, "partition not archived, so not dropped");
+                                report.failed.push(name.clone());
+                                continue;
+                            }
+                        }
+                    }
+                    None => {
+                        // Identifiers come from our own naming scheme, checked by the parser.
+                        sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
                 report.dropped.push(name.clone());
             }
         }
@@ -151,6 +171,25 @@ fn parse_partition_day(table: &str, name: &str) -> Option<NaiveDate> {
         return None;
     }
     NaiveDate::parse_from_str(digits, "%Y%m%d").ok()
+}
+
+/// Creates `table`'s partition of `day` unless it exists (for restores).
+pub async fn ensure_day(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    day: NaiveDate,
+) -> Result<(), sqlx::Error> {
+    let Some(t) = TABLES.iter().find(|t| t.table == table) else {
+        return Ok(());
+    };
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(partition_name(table, day))
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        create_day(conn, *t, day).await?;
+    }
+    Ok(())
 }
 
 async fn create_day(
@@ -204,7 +243,8 @@ async fn create_day(
 pub async fn maintain_now(pool: &PgPool, cfg: &RetentionConfig) {
     let today = Utc::now().date_naive();
     match maintain_for_day(pool, cfg, today).await {
-        Ok(r) if r.ran => telemetry::maintenance_run(true),
+        // A partition that could not be archived was kept: the round did not finish.
+        Ok(r) if r.ran => telemetry::maintenance_run(r.failed.is_empty()),
         Ok(_) => {}
         Err(e) => {
             telemetry::maintenance_run(false);
