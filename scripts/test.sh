@@ -14,6 +14,7 @@ missing=()
 [ -n "$(mosquitto_bin)" ] || missing+=(mosquitto)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v promtool >/dev/null || missing+=(prometheus)   # promtool, for the /metrics test
+command -v docker-compose >/dev/null || missing+=(docker-compose)   # validates docker-compose.yml
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 PG_BIN="$(pg_bin)"
 MOSQUITTO_BIN="$(mosquitto_bin)"

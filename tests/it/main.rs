@@ -17,6 +17,7 @@ mod goauth;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod packaging;
 mod partitions;
 mod scale;
 mod storage;
