@@ -16,6 +16,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v promtool >/dev/null || missing+=(prometheus)   # promtool, for the /metrics test
 command -v docker-compose >/dev/null || missing+=(docker-compose)   # validates docker-compose.yml
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+# cargo-deb, for the Debian package test.
+cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --quiet
 PG_BIN="$(pg_bin)"
 MOSQUITTO_BIN="$(mosquitto_bin)"
 pg_user_setup

@@ -27,6 +27,7 @@ pub const MAINTENANCE_FAILURES: &str = "fleetsink_partition_maintenance_failures
 pub const ROBOTS: &str = "fleetsink_robots";
 pub const AUTH_CHECKS: &str = "fleetsink_auth_checks_total";
 pub const COMMANDS: &str = "fleetsink_commands_total";
+pub const ALERT_EVENTS: &str = "fleetsink_alert_events_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -129,6 +130,10 @@ fn describe() {
         "MQTT authentication and ACL checks (go-auth HTTP backend and embedded broker), by kind (user, superuser, acl) and result (allow, deny, error)."
     );
     describe_counter!(
+        ALERT_EVENTS,
+        "Threshold alert events committed, by event (opened, escalated, resolved)."
+    );
+    describe_counter!(
         COMMANDS,
         "Downlink commands by outcome: sent (published to the broker), unpublished (the broker did not take it; answered 503)."
     );
@@ -170,6 +175,9 @@ pub fn zero_series(routes: &[&'static str], reasons: &[&'static str]) {
     }
     for result in ["sent", "unpublished"] {
         counter!(COMMANDS, "result" => result).absolute(0);
+    }
+    for event in ALERT_EVENT_NAMES {
+        counter!(ALERT_EVENTS, "event" => event).absolute(0);
     }
     counter!(MAINTENANCE_RUNS).absolute(0);
     counter!(MAINTENANCE_FAILURES).absolute(0);
@@ -251,4 +259,15 @@ pub fn robots(status: &'static str, n: u64) {
 /// One MQTT auth check: `kind` user | superuser | acl, `result` allow | deny | error.
 pub fn auth_check(kind: &'static str, result: &'static str) {
     counter!(AUTH_CHECKS, "kind" => kind, "result" => result).increment(1);
+}
+
+const ALERT_EVENT_NAMES: [&str; 3] = ["opened", "escalated", "resolved"];
+
+/// Committed alert events, in [`ALERT_EVENT_NAMES`] order.
+pub fn alert_events(counts: [u64; 3]) {
+    for (event, n) in ALERT_EVENT_NAMES.iter().zip(counts) {
+        if n > 0 {
+            counter!(ALERT_EVENTS, "event" => *event).increment(n);
+        }
+    }
 }

@@ -90,6 +90,7 @@ fn record_written(w: &Written) {
     telemetry::rows_written("jobs", w.jobs);
     telemetry::rows_written("ingest_errors", w.ingest_errors);
     telemetry::rows_written("alerts", w.alerts);
+    telemetry::alert_events(w.alert_events);
 }
 
 fn entry(item: &Item) -> Entry<'_> {

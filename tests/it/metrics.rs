@@ -110,6 +110,12 @@ async fn counters_match_reality_promtool_accepts_the_scrape_and_the_dashboard_fi
         c.publish_acked("tonypi/sensors/tonypi_prom", "not json")
             .await;
     }
+    // One status over the critical CPU threshold (90 %): one alert opened.
+    c.publish_acked(
+        "tonypi/status/tonypi_prom",
+        r#"{"status":"online","system_info":{"cpu_percent":95.0}}"#,
+    )
+    .await;
     // Derived gauges are refreshed every second.
     let mut text = scrape().await;
     for _ in 0..50 {
@@ -122,7 +128,12 @@ async fn counters_match_reality_promtool_accepts_the_scrape_and_the_dashboard_fi
     let after = samples(&text);
     assert_eq!(
         sum(&after, "fleetsink_messages_received_total"),
-        (GOOD + BAD) as f64
+        (GOOD + BAD + 1) as f64
+    );
+    assert_eq!(after["fleetsink_alert_events_total{event=\"opened\"}"], 1.0);
+    assert_eq!(
+        after["fleetsink_alert_events_total{event=\"resolved\"}"],
+        0.0
     );
     assert_eq!(
         after["fleetsink_messages_received_total{route=\"tonypi/sensors/+\"}"],
@@ -137,10 +148,10 @@ async fn counters_match_reality_promtool_accepts_the_scrape_and_the_dashboard_fi
         after["fleetsink_rows_written_total{table=\"ingest_errors\"}"],
         BAD as f64
     );
-    // One metric value per good message.
+    // One metric value per good message, and the status's one.
     assert_eq!(
         after["fleetsink_rows_written_total{table=\"metrics\"}"],
-        GOOD as f64
+        (GOOD + 1) as f64
     );
     assert!(after["fleetsink_batch_size_messages_count"] >= 1.0);
     // Histograms carry their explicit buckets.

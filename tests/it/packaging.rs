@@ -80,3 +80,76 @@ fn the_compose_stack_validates_and_holds_no_secrets() {
         "the runtime image must not run as root"
     );
 }
+
+/// `cargo deb` builds a package holding the binary, the unit, the example config and
+/// env file, with a postinst that creates the `fleetsink` system user. (The test
+/// packages the debug binary the tests already built; a release is `cargo deb`.)
+#[test]
+fn the_debian_package_holds_what_an_install_needs() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out_dir = tempfile::tempdir().unwrap();
+    let deb = out_dir.path().join("fleetsink.deb");
+    let out = Command::new("cargo")
+        .args(["deb", "--no-build", "--profile", "dev", "--output"])
+        .arg(&deb)
+        .current_dir(dir)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo deb failed (install it: cargo install cargo-deb --locked; scripts/test.sh does): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dpkg = |flag: &str| {
+        let o = Command::new("dpkg-deb")
+            .arg(flag)
+            .arg(&deb)
+            .output()
+            .expect("dpkg-deb");
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let contents = dpkg("-c");
+    for path in [
+        "./usr/bin/fleetsink",
+        "./usr/lib/systemd/system/fleetsink.service",
+        "./etc/fleetsink/fleetsink.toml",
+        "./etc/fleetsink/fleetsink.env",
+        "./usr/share/fleetsink/grafana/fleetsink.json",
+        "./usr/share/fleetsink/mosquitto/go-auth-http.conf",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} missing:\n{contents}"
+        );
+    }
+    assert!(
+        contents
+            .lines()
+            .any(|l| l.starts_with("-rw-r-----") && l.ends_with("fleetsink.env")),
+        "the env file (secrets) must not be world-readable:\n{contents}"
+    );
+    let info = dpkg("-I");
+    for field in [
+        "Package: fleetsink",
+        "Depends: adduser",
+        "Architecture: amd64",
+    ] {
+        assert!(info.contains(field), "{field} missing:\n{info}");
+    }
+    // The maintainer scripts and conffiles.
+    let control = out_dir.path().join("control");
+    let ok = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&control)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
+    assert!(postinst.contains("adduser --system") && postinst.contains("fleetsink"));
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
+    assert!(conffiles.contains("/etc/fleetsink/fleetsink.toml"));
+    assert!(conffiles.contains("/etc/fleetsink/fleetsink.env"));
+}

@@ -55,6 +55,8 @@ pub struct Written {
     pub ingest_errors: u64,
     /// Alert rows opened or changed.
     pub alerts: u64,
+    /// Alert events: opened, escalated, resolved.
+    pub alert_events: [u64; 3],
 }
 
 impl std::ops::AddAssign for Written {
@@ -65,6 +67,9 @@ impl std::ops::AddAssign for Written {
         self.jobs += w.jobs;
         self.ingest_errors += w.ingest_errors;
         self.alerts += w.alerts;
+        for (a, b) in self.alert_events.iter_mut().zip(w.alert_events) {
+            *a += b;
+        }
     }
 }
 
@@ -147,7 +152,14 @@ pub async fn write(
         .await?;
     }
     if !readings.is_empty() {
-        written.alerts = alerts::evaluate(conn, &readings, opts.alerts, &mut logs).await?;
+        written.alerts = alerts::evaluate(
+            conn,
+            &readings,
+            opts.alerts,
+            &mut logs,
+            &mut written.alert_events,
+        )
+        .await?;
     }
     if !logs.is_empty() {
         written.logs += logs::insert(conn, &logs).await?;
