@@ -26,6 +26,11 @@ pub use store::AuthStore;
 
 use crate::telemetry;
 
+/// Checked against when the username is unknown (the default-cost PBKDF2 of the phrase
+/// "fleetsink unknown user", nobody's password), so unknown and known users take the
+/// same time.
+const UNKNOWN_USER_HASH: &str = "PBKDF2$sha512$100000$ZmxlZXRzaW5rLXVua25vd24=$TRQCuNHZF65aDrnuoHbrusLLA7z5++up/Shao1u23bp07u3dBRrmKROcuRjuGSO7ezynW2RI+W1zVtDIa+Zttw==";
+
 /// Verified (username, password, stored hash) triples remembered at most.
 const VERIFIED_MAX: usize = 100_000;
 
@@ -77,18 +82,18 @@ impl Authenticator {
     }
 
     async fn verify_user(&self, username: &str, password: &str) -> Decision {
-        let Some(user) = self.store.snapshot().users.get(username).cloned() else {
+        let user = self.store.snapshot().users.get(username).cloned();
+        let Some(user) = user else {
+            // The same hash work as for a known user, so answer times do not tell an
+            // attacker which usernames exist.
+            let _ = self.run_hash(password, UNKNOWN_USER_HASH).await;
             return Decision::Deny("unknown user or wrong password");
         };
         let tag = self.tag(username, password, &user.password_hash);
         if self.remembered(&tag) {
             return Decision::Allow;
         }
-        let Ok(_slot) = self.hash_slots.acquire().await else {
-            return Decision::Deny("shutting down");
-        };
-        let (hash, pw) = (user.password_hash.clone(), password.to_string());
-        let verified = tokio::task::spawn_blocking(move || hash::verify(&pw, &hash)).await;
+        let verified = self.run_hash(password, &user.password_hash).await;
         match verified {
             Ok(Ok(true)) => {
                 self.remember(tag);
@@ -101,6 +106,19 @@ impl Authenticator {
             }
             Err(_) => Decision::Deny("password check failed"),
         }
+    }
+
+    /// One hash verification on the blocking pool, at most one per core at a time.
+    async fn run_hash(
+        &self,
+        password: &str,
+        stored: &str,
+    ) -> Result<Result<bool, hash::HashError>, tokio::task::JoinError> {
+        let Ok(_slot) = self.hash_slots.acquire().await else {
+            return Ok(Ok(false));
+        };
+        let (hash, pw) = (stored.to_string(), password.to_string());
+        tokio::task::spawn_blocking(move || hash::verify(&pw, &hash)).await
     }
 
     pub fn check_superuser(&self, username: &str) -> Decision {
@@ -162,5 +180,19 @@ impl Authenticator {
             }
             v.insert(tag);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unknown_user_hash_is_a_full_cost_hash() {
+        assert_eq!(
+            hash::verify("fleetsink unknown user", UNKNOWN_USER_HASH),
+            Ok(true)
+        );
+        assert!(UNKNOWN_USER_HASH.starts_with(&format!("PBKDF2$sha512${}$", hash::ITERATIONS)));
     }
 }
