@@ -8,11 +8,22 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
 mosquitto_bin() { command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; } || true; }
 
-# apt-get installs the given Debian packages.
+# apt-get installs the given Debian packages without starting their services
+# (PostgreSQL, Mosquitto, Prometheus): the tests start their own, on free ports.
 apt_install() {
   echo "installing: $*"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  local policy=/usr/sbin/policy-rc.d created=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# installed by fleetsink scripts/lib.sh while it installs packages\nexit 101\n' \
+      | as_root tee "$policy" >/dev/null
+    as_root chmod 755 "$policy"
+    created=1
+  fi
+  local status=0
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || status=$?
+  if [ -n "$created" ]; then as_root rm -f "$policy"; fi
+  return "$status"
 }
 
 # PostgreSQL refuses to run as root: sets PG_USER and as_pg (run a command as PG_USER),
