@@ -35,11 +35,14 @@ pub struct Rule {
     pub rw: i32,
 }
 
-/// Both tables at one moment.
+/// Both tables at one moment; rules indexed by user, so a check reads only the rules
+/// of that user and of every user, however many robots have rules of their own.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub users: HashMap<String, User>,
-    pub rules: Vec<Rule>,
+    /// `username IS NULL` rules.
+    every_user: Vec<Rule>,
+    by_user: HashMap<String, Vec<Rule>>,
 }
 
 impl Snapshot {
@@ -70,12 +73,28 @@ impl Snapshot {
         bit: Access,
         matching: Access,
     ) -> bool {
+        let own = self.by_user.get(username).map_or(&[][..], Vec::as_slice);
         self.is_superuser(username)
-            || self.rules.iter().any(|r| {
-                r.rw & bit.bit() != 0
-                    && r.username.as_deref().is_none_or(|u| u == username)
-                    && r.pattern.allows(topic, username, client_id, matching)
+            || self.every_user.iter().chain(own).any(|r| {
+                r.rw & bit.bit() != 0 && r.pattern.allows(topic, username, client_id, matching)
             })
+    }
+
+    /// A snapshot of these users and rules.
+    pub fn new(users: HashMap<String, User>, rules: Vec<Rule>) -> Snapshot {
+        let mut every_user = Vec::new();
+        let mut by_user: HashMap<String, Vec<Rule>> = HashMap::new();
+        for r in rules {
+            match &r.username {
+                None => every_user.push(r),
+                Some(u) => by_user.entry(u.clone()).or_default().push(r),
+            }
+        }
+        Snapshot {
+            users,
+            every_user,
+            by_user,
+        }
     }
 }
 
@@ -126,21 +145,19 @@ impl AuthStore {
                 }
             }
         }
-        let snapshot = Snapshot {
-            users: users
-                .into_iter()
-                .map(|(name, password_hash, superuser)| {
-                    (
-                        name,
-                        User {
-                            password_hash,
-                            superuser,
-                        },
-                    )
-                })
-                .collect(),
-            rules,
-        };
+        let users = users
+            .into_iter()
+            .map(|(name, password_hash, superuser)| {
+                (
+                    name,
+                    User {
+                        password_hash,
+                        superuser,
+                    },
+                )
+            })
+            .collect();
+        let snapshot = Snapshot::new(users, rules);
         let mut slot = self
             .snapshot
             .write()
@@ -193,5 +210,56 @@ impl AuthStore {
                 () = tokio::time::sleep(RELOAD_EVERY) => self.reload(pool).await?,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: i64, user: Option<&str>, pattern: &str, rw: i32) -> Rule {
+        Rule {
+            id,
+            username: user.map(str::to_string),
+            pattern: AclPattern::parse(pattern).unwrap(),
+            rw,
+        }
+    }
+
+    #[test]
+    fn a_users_rules_and_every_users_rules_apply_no_one_elses() {
+        let users = HashMap::from([
+            (
+                "root".to_string(),
+                User {
+                    password_hash: String::new(),
+                    superuser: true,
+                },
+            ),
+            (
+                "r7".to_string(),
+                User {
+                    password_hash: String::new(),
+                    superuser: false,
+                },
+            ),
+        ]);
+        let s = Snapshot::new(
+            users,
+            vec![
+                rule(1, None, "tonypi/+/%u", 2),
+                rule(2, Some("r7"), "lab/#", 7),
+                rule(3, Some("r8"), "secret/#", 7),
+            ],
+        );
+        assert!(s.acl("r7", "c", "tonypi/status/r7", Access::Write));
+        assert!(s.acl("r7", "c", "lab/x", Access::Read));
+        assert!(!s.acl("r7", "c", "secret/x", Access::Read));
+        assert!(s.acl("r8", "c", "secret/x", Access::Read));
+        assert!(!s.acl("r8", "c", "lab/x", Access::Read));
+        assert!(!s.acl("r7", "c", "tonypi/status/r7", Access::Read));
+        assert!(s.acl("root", "c", "anything", Access::Subscribe));
+        assert!(s.covers("r7", "c", "lab/#", Access::Read));
+        assert!(!s.covers("r7", "c", "#", Access::Read));
     }
 }
