@@ -333,8 +333,11 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         std::io::stdin().read_line(&mut line)?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
-    let first = rpassword::prompt_password("Password: ")?;
-    let again = rpassword::prompt_password("Password again: ")?;
+    let no_tty = |e: std::io::Error| {
+        anyhow::anyhow!("cannot prompt for the password ({e}); pipe it in with --password-stdin")
+    };
+    let first = rpassword::prompt_password("Password: ").map_err(no_tty)?;
+    let again = rpassword::prompt_password("Password again: ").map_err(no_tty)?;
     anyhow::ensure!(first == again, "the passwords differ; nothing changed");
     Ok(first)
 }
