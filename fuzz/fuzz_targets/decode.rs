@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         payload: Bytes::copy_from_slice(payload),
         received_at,
         client_id: None,
+        username: None,
         ack: AckToken::None,
     };
     let item = decode_envelope(env, router(), &DecodeSettings::default());
