@@ -213,6 +213,16 @@ impl AuthHook {
     }
 }
 
+/// The filter an ACL judges: a shared subscription (`$share/<group>/<filter>`) is
+/// checked on its filter, as Mosquitto does.
+fn acl_filter(filter: &str) -> String {
+    filter
+        .strip_prefix("$share/")
+        .and_then(|rest| rest.split_once('/'))
+        .map_or(filter, |(_group, f)| f)
+        .to_string()
+}
+
 fn will_topic(will: &LastWill<'_>) -> String {
     match will {
         LastWill::V3(w) => w.topic.to_string(),
@@ -339,7 +349,7 @@ impl Handler for IngestHook {
                         .map(|u| u.to_string())
                         .unwrap_or_default();
                     let client_id = session.id.client_id.to_string();
-                    let filter = subscribe.topic_filter.to_string();
+                    let filter = acl_filter(&subscribe.topic_filter);
                     let result = if a.may_subscribe(&user, &client_id, &filter) {
                         SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                     } else {
@@ -573,4 +583,17 @@ pub async fn publish(
     SessionState::forwards(scx, From::from_system(id), publish, false, None)
         .await
         .map_err(BrokerError::Publish)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acl_filter;
+
+    #[test]
+    fn shared_subscriptions_are_judged_on_their_filter() {
+        assert_eq!(acl_filter("$share/workers/tonypi/#"), "tonypi/#");
+        assert_eq!(acl_filter("tonypi/commands/r7"), "tonypi/commands/r7");
+        assert_eq!(acl_filter("$SYS/broker/uptime"), "$SYS/broker/uptime");
+        assert_eq!(acl_filter("$share/nogroup"), "$share/nogroup");
+    }
 }
