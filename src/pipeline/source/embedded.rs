@@ -38,7 +38,7 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
-use rmqtt::session::SessionState;
+use rmqtt::session::{Session, SessionState};
 use rmqtt::types::{
     AuthResult, ConnectInfo, From, FromType, Id, LastWill, Publish, PublishAclResult, QoS,
     SubscribeAclResult,
@@ -231,6 +231,12 @@ fn will_topic(will: &LastWill<'_>) -> String {
 }
 
 impl IngestHook {
+    /// The publisher's username when auth is on: payload robot ids are checked
+    /// against it (without auth a username proves nothing).
+    fn publisher<'s>(&self, session: &'s Session) -> Option<&'s str> {
+        self.auth.as_ref().and(session.id.username.as_deref())
+    }
+
     /// Queues one message; returns whether the robot may be acknowledged.
     async fn ingest(
         &self,
@@ -283,14 +289,14 @@ impl Handler for IngestHook {
                 {
                     return (false, acc);
                 }
-                let client_id = session.id.client_id.to_string();
-                let username = session.id.username.as_ref().map(|u| u.to_string());
+                let client_id: &str = &session.id.client_id;
+                let publisher = self.publisher(session);
                 if let Some(a) = &self.auth {
-                    let user = username.as_deref().unwrap_or_default();
-                    let topic = publish.topic.to_string();
+                    let user = publisher.unwrap_or_default();
+                    let topic: &str = &publish.topic;
                     if !a
                         .auth
-                        .check_acl(user, &client_id, &topic, Access::Write)
+                        .check_acl(user, client_id, topic, Access::Write)
                         .allowed()
                     {
                         if let Some(more) = PUBLISH_REFUSED.allow() {
@@ -301,12 +307,7 @@ impl Handler for IngestHook {
                     }
                 }
                 let wait = self.ack == AckMode::AfterCommit && publish.qos != QoS::AtMostOnce;
-                let user = if self.auth.is_some() {
-                    username.as_deref()
-                } else {
-                    None
-                };
-                match self.ingest(Some(&client_id), user, publish, wait).await {
+                match self.ingest(Some(client_id), publisher, publish, wait).await {
                     Ok(()) => (true, acc),
                     Err(e) => {
                         tracing::warn!(client_id = %session.id.client_id, reason = %e, "publish not acknowledged; the client will resend");
@@ -319,14 +320,13 @@ impl Handler for IngestHook {
                 if matches!(from.typ(), FromType::LastWill) =>
             {
                 // The will's topic was ACL-checked at CONNECT.
-                let username = session.id.username.as_ref().map(|u| u.to_string());
-                let user = if self.auth.is_some() {
-                    username.as_deref()
-                } else {
-                    None
-                };
                 if let Err(e) = self
-                    .ingest(Some(&session.id.client_id), user, publish, false)
+                    .ingest(
+                        Some(&session.id.client_id),
+                        self.publisher(session),
+                        publish,
+                        false,
+                    )
                     .await
                 {
                     tracing::warn!(client_id = %session.id.client_id, reason = %e, "last will not ingested");
