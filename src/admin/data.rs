@@ -102,12 +102,21 @@ pub(super) async fn latest_values(
         .collect())
 }
 
+/// The robot's `robots.id`, or `None` for a robot never heard of (TonyPi's robot-data
+/// routes answer that with an empty result, not a 404).
+pub(super) async fn known_robot(s: &AdminState, robot_id: &str) -> Result<Option<i32>, ApiError> {
+    check_robot_id(robot_id)?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
+            .bind(robot_id)
+            .fetch_optional(&s.pool)
+            .await?,
+    )
+}
+
 /// The robot's `robots.id`, or 404.
 pub(super) async fn robot_key(s: &AdminState, robot_id: &str) -> Result<i32, ApiError> {
-    check_robot_id(robot_id)?;
-    sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
-        .bind(robot_id)
-        .fetch_optional(&s.pool)
+    known_robot(s, robot_id)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Robot not found"))
 }

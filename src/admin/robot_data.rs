@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::data::{Latest, latest_values};
+use super::data::{Latest, known_robot, latest_values};
 use super::{AdminState, ApiError, Detail, check_robot_id};
 
 /// TonyPi reads "the last 5 minutes" for current state.
@@ -285,18 +285,6 @@ pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<RobotStatus>
             })
             .collect(),
     ))
-}
-
-/// The robot's `robots.id`, or `None` for a robot never heard of: TonyPi's robot-data
-/// routes answer an unknown robot with an empty result, not a 404.
-async fn known_robot(s: &AdminState, robot_id: &str) -> Result<Option<i32>, ApiError> {
-    check_robot_id(robot_id)?;
-    Ok(
-        sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
-            .bind(robot_id)
-            .fetch_optional(&s.pool)
-            .await?,
-    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
