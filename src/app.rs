@@ -79,11 +79,7 @@ impl App {
         health.set_database_reachable(true);
 
         let router = Arc::new(Router::new(&cfg.effective_routes())?);
-        let reasons: Vec<&'static str> = crate::model::Reason::ALL
-            .iter()
-            .map(|r| r.label())
-            .collect();
-        telemetry::zero_series(&router.labels(), &reasons);
+        telemetry::zero_series(&router.labels());
         let mut decode = DecodeSettings::from_config(&cfg.ingest)?;
         decode.identity_gateways = cfg.robots.identity.gateways.clone();
         // Before intake opens, so today's partition exists from the first row.

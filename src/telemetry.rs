@@ -152,18 +152,19 @@ pub const TABLES: [&str; 6] = [
 /// Starts every known series at zero, so dashboards and alert rules see each one from
 /// the first scrape (a counter that appears only on its first increment hides the
 /// first event from `rate()`).
-pub fn zero_series(routes: &[&'static str], reasons: &[&'static str]) {
+pub fn zero_series(routes: &[&'static str]) {
+    use crate::model::{Reason, TsSource};
     for route in routes {
         counter!(MESSAGES_RECEIVED, "route" => *route).absolute(0);
     }
     for table in TABLES {
         counter!(ROWS_WRITTEN, "table" => table).absolute(0);
     }
-    for reason in reasons {
-        counter!(INGEST_ERRORS, "reason" => *reason).absolute(0);
+    for reason in Reason::ALL {
+        counter!(INGEST_ERRORS, "reason" => reason.label()).absolute(0);
     }
-    for reason in ["missing", "unparsable", "skewed"] {
-        counter!(TIMESTAMP_FALLBACKS, "reason" => reason).absolute(0);
+    for fallback in [TsSource::Missing, TsSource::Unparsable, TsSource::Skewed] {
+        counter!(TIMESTAMP_FALLBACKS, "reason" => fallback.label()).absolute(0);
     }
     for kind in ["transient", "rejected", "redelivered"] {
         counter!(COMMIT_FAILURES, "kind" => kind).absolute(0);
@@ -263,11 +264,14 @@ pub fn auth_check(kind: &'static str, result: &'static str) {
 
 const ALERT_EVENT_NAMES: [&str; 3] = ["opened", "escalated", "resolved"];
 
-/// Committed alert events, in [`ALERT_EVENT_NAMES`] order.
-pub fn alert_events(counts: [u64; 3]) {
-    for (event, n) in ALERT_EVENT_NAMES.iter().zip(counts) {
+/// Committed alert events.
+pub fn alert_events(opened: u64, escalated: u64, resolved: u64) {
+    for (event, n) in ALERT_EVENT_NAMES
+        .into_iter()
+        .zip([opened, escalated, resolved])
+    {
         if n > 0 {
-            counter!(ALERT_EVENTS, "event" => *event).increment(n);
+            counter!(ALERT_EVENTS, "event" => event).increment(n);
         }
     }
 }

@@ -90,7 +90,8 @@ fn record_written(w: &Written) {
     telemetry::rows_written("jobs", w.jobs);
     telemetry::rows_written("ingest_errors", w.ingest_errors);
     telemetry::rows_written("alerts", w.alerts);
-    telemetry::alert_events(w.alert_events);
+    let e = w.alert_events;
+    telemetry::alert_events(e.opened, e.escalated, e.resolved);
 }
 
 fn entry(item: &Item) -> Entry<'_> {

@@ -112,7 +112,7 @@ pub(super) async fn evaluate(
     readings: &Readings<'_>,
     settings: &AlertSettings,
     logs: &mut Vec<LogRow>,
-    events: &mut [u64; 3],
+    events: &mut super::AlertEvents,
 ) -> Result<u64, sqlx::Error> {
     let robots: Vec<&str> = {
         let mut r: Vec<&str> = readings.by_key.keys().map(|(r, _)| *r).collect();
@@ -172,11 +172,7 @@ pub(super) async fn evaluate(
         values.sort_by_key(|(_, ts)| *ts);
         let observed = Alert::observe(before, *w, &t, &settings.policy, &values);
         for e in &observed.events {
-            events[match e.event {
-                crate::alerts::Event::Opened(_) => 0,
-                crate::alerts::Event::Escalated => 1,
-                crate::alerts::Event::Resolved => 2,
-            }] += 1;
+            events.count(e.event);
             logs.push(alert_log(robot, *w, e));
         }
         let changed = observed

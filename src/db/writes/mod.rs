@@ -55,8 +55,26 @@ pub struct Written {
     pub ingest_errors: u64,
     /// Alert rows opened or changed.
     pub alerts: u64,
-    /// Alert events: opened, escalated, resolved.
-    pub alert_events: [u64; 3],
+    pub alert_events: AlertEvents,
+}
+
+/// Alert events a batch wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AlertEvents {
+    pub opened: u64,
+    pub escalated: u64,
+    pub resolved: u64,
+}
+
+impl AlertEvents {
+    pub fn count(&mut self, e: crate::alerts::Event) {
+        use crate::alerts::Event;
+        *match e {
+            Event::Opened(_) => &mut self.opened,
+            Event::Escalated => &mut self.escalated,
+            Event::Resolved => &mut self.resolved,
+        } += 1;
+    }
 }
 
 impl std::ops::AddAssign for Written {
@@ -67,9 +85,9 @@ impl std::ops::AddAssign for Written {
         self.jobs += w.jobs;
         self.ingest_errors += w.ingest_errors;
         self.alerts += w.alerts;
-        for (a, b) in self.alert_events.iter_mut().zip(w.alert_events) {
-            *a += b;
-        }
+        self.alert_events.opened += w.alert_events.opened;
+        self.alert_events.escalated += w.alert_events.escalated;
+        self.alert_events.resolved += w.alert_events.resolved;
     }
 }
 
