@@ -189,6 +189,8 @@ impl App {
                 thresholds: cfg.alerts.thresholds.clone(),
                 auth: auth.clone(),
                 auth_allow: Arc::new(cfg.http.auth_allow.clone()),
+                command_topics: Arc::new(cfg.commands.topics()),
+                confirm_within: cfg.commands.confirm_within,
             },
             &cfg.http.cors_origins,
             cfg.http.max_body_bytes,
@@ -217,6 +219,11 @@ impl App {
             pool.clone(),
             cfg.robots.offline_after,
             cfg.commands.expire_after,
+            stop_background.clone(),
+        ));
+        background.spawn(crate::db::commands::watch_confirmations(
+            pool.clone(),
+            cfg.commands.confirm_within,
             stop_background.clone(),
         ));
         background.spawn(monitor(

@@ -18,7 +18,8 @@
 //! Dependencies point one way: [`model`] (rows, reasons; depends on nothing) and the
 //! pure helpers [`mqtt`] and [`backoff`] → [`config`] (plain data and validation) →
 //! [`db`] and [`pipeline`] → [`app`] (wiring, start-up, the ordered drain) → `main`.
-//! [`admin`] is the HTTP port, [`health`] the readiness flags, [`telemetry`] names every
+//! [`commands`] holds the downlink rules (topic per command kind, what confirms a
+//! command). [`admin`] is the HTTP port, [`health`] the readiness flags, [`telemetry`] names every
 //! Prometheus metric, and [`bench`] is the load generator.
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod app;
 pub mod auth;
 pub mod backoff;
 pub mod bench;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod health;

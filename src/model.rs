@@ -183,8 +183,11 @@ pub struct Decoded {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandReply {
     pub command_id: String,
-    /// `success: false` marks the command failed; anything else acknowledged.
+    /// The answer's `type`: which command it answers (`commands::judge`).
+    pub kind: Option<String>,
     pub success: Option<bool>,
+    /// `state.emergency_stopped`, where the robot reports it.
+    pub emergency_stopped: Option<bool>,
     pub payload: Value,
 }
 

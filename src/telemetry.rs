@@ -135,7 +135,7 @@ fn describe() {
     );
     describe_counter!(
         COMMANDS,
-        "Downlink commands by outcome: sent (published to the broker), unpublished (the broker did not take it; answered 503)."
+        "Downlink commands by outcome: sent (published to the broker), unpublished (the broker did not take it; answered 503), unconfirmed (an emergency stop its robot did not confirm in time; counted per robot)."
     );
 }
 
@@ -174,7 +174,7 @@ pub fn zero_series(routes: &[&'static str]) {
             counter!(AUTH_CHECKS, "kind" => kind, "result" => result).absolute(0);
         }
     }
-    for result in ["sent", "unpublished"] {
+    for result in COMMAND_RESULTS {
         counter!(COMMANDS, "result" => result).absolute(0);
     }
     for event in ALERT_EVENT_NAMES {
@@ -186,7 +186,10 @@ pub fn zero_series(routes: &[&'static str]) {
     gauge!(AWAITING_ACK).set(0.0);
 }
 
-/// A downlink command: `result` sent | unpublished.
+/// The `result` label values of `fleetsink_commands_total`.
+pub const COMMAND_RESULTS: [&str; 3] = ["sent", "unpublished", "unconfirmed"];
+
+/// A downlink command: `result` one of [`COMMAND_RESULTS`].
 pub fn command(result: &'static str) {
     counter!(COMMANDS, "result" => result).increment(1);
 }

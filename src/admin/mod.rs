@@ -45,6 +45,10 @@ pub struct AdminState {
     pub auth: Arc<crate::auth::Authenticator>,
     /// Networks that may call the go-auth endpoints.
     pub auth_allow: Arc<Vec<ipnet::IpNet>>,
+    /// The topic of each command kind (`commands.profile`, `commands.topics`).
+    pub command_topics: Arc<crate::config::CommandTopics>,
+    /// How long a robot has to confirm an emergency stop.
+    pub confirm_within: std::time::Duration,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)

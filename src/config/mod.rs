@@ -388,14 +388,49 @@ pub struct CommandsConfig {
     /// A command without an answer from the robot after this is marked `expired`.
     #[serde(with = "humantime_serde")]
     pub expire_after: Duration,
+    /// An emergency stop its robot has not confirmed after this is marked
+    /// `unconfirmed` and logged at CRITICAL: the case an operator must notice.
+    #[serde(with = "humantime_serde")]
+    pub confirm_within: Duration,
+    /// Which topics the devices listen on: TonyPi's, or the generic `devices/{id}/…`.
+    pub profile: CommandProfile,
+    /// Per-kind topic overrides over the profile's (`{robot_id}` is replaced).
+    pub topics: CommandTopicOverrides,
 }
 
 impl Default for CommandsConfig {
     fn default() -> Self {
         Self {
             expire_after: Duration::from_secs(60),
+            confirm_within: Duration::from_secs(5),
+            profile: CommandProfile::Tonypi,
+            topics: CommandTopicOverrides::default(),
         }
     }
+}
+
+/// The topic defaults for downlink commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandProfile {
+    /// `tonypi/commands/{robot_id}`, `tonypi/emergency_stop/{robot_id}`, … as TonyPi
+    /// robots subscribe.
+    Tonypi,
+    /// `devices/{robot_id}/commands`, `devices/{robot_id}/emergency_stop`, …
+    Devices,
+}
+
+/// Topic templates that replace the profile's, one per command kind; `{robot_id}` is
+/// replaced by the robot's id (the broadcast templates have none).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandTopicOverrides {
+    pub command: Option<String>,
+    pub broadcast: Option<String>,
+    pub emergency_stop: Option<String>,
+    pub emergency_stop_broadcast: Option<String>,
+    pub resume: Option<String>,
+    pub config: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -528,6 +563,82 @@ impl Default for Config {
             routes: Vec::new(),
             default_routes: true,
             source_file: None,
+        }
+    }
+}
+
+/// The topic template of each command kind, resolved from the profile and overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTopics {
+    pub command: String,
+    pub broadcast: String,
+    pub emergency_stop: String,
+    pub emergency_stop_broadcast: String,
+    pub resume: String,
+    pub config: String,
+}
+
+impl CommandTopics {
+    /// The topics TonyPi robots subscribe to (`robot_client/simulator.py`, `on_connect`).
+    pub fn tonypi() -> Self {
+        Self {
+            command: "tonypi/commands/{robot_id}".into(),
+            broadcast: "tonypi/commands/broadcast".into(),
+            emergency_stop: "tonypi/emergency_stop/{robot_id}".into(),
+            emergency_stop_broadcast: "tonypi/emergency_stop/broadcast".into(),
+            resume: "tonypi/commands/{robot_id}".into(),
+            config: "tonypi/config/{robot_id}".into(),
+        }
+    }
+
+    /// The generic device topics.
+    pub fn devices() -> Self {
+        Self {
+            command: "devices/{robot_id}/commands".into(),
+            broadcast: "devices/broadcast/commands".into(),
+            emergency_stop: "devices/{robot_id}/emergency_stop".into(),
+            emergency_stop_broadcast: "devices/broadcast/emergency_stop".into(),
+            resume: "devices/{robot_id}/commands".into(),
+            config: "devices/{robot_id}/config".into(),
+        }
+    }
+
+    /// Each template with the key that sets it, and whether it names one robot.
+    pub fn templates(&self) -> [(&'static str, &str, bool); 6] {
+        [
+            ("command", &self.command, true),
+            ("broadcast", &self.broadcast, false),
+            ("emergency_stop", &self.emergency_stop, true),
+            (
+                "emergency_stop_broadcast",
+                &self.emergency_stop_broadcast,
+                false,
+            ),
+            ("resume", &self.resume, true),
+            ("config", &self.config, true),
+        ]
+    }
+}
+
+impl CommandsConfig {
+    /// The profile's topics with the configured overrides applied.
+    pub fn topics(&self) -> CommandTopics {
+        let base = match self.profile {
+            CommandProfile::Tonypi => CommandTopics::tonypi(),
+            CommandProfile::Devices => CommandTopics::devices(),
+        };
+        let o = &self.topics;
+        let pick = |over: &Option<String>, default: String| over.clone().unwrap_or(default);
+        CommandTopics {
+            command: pick(&o.command, base.command),
+            broadcast: pick(&o.broadcast, base.broadcast),
+            emergency_stop: pick(&o.emergency_stop, base.emergency_stop),
+            emergency_stop_broadcast: pick(
+                &o.emergency_stop_broadcast,
+                base.emergency_stop_broadcast,
+            ),
+            resume: pick(&o.resume, base.resume),
+            config: pick(&o.config, base.config),
         }
     }
 }

@@ -125,6 +125,26 @@ impl Config {
                 ));
             }
         }
+        let commands = &self.commands;
+        if commands.confirm_within.is_zero() || commands.confirm_within >= commands.expire_after {
+            problems.push(format!(
+                "commands.confirm_within ({:?}) must be positive and shorter than commands.expire_after ({:?})",
+                commands.confirm_within, commands.expire_after
+            ));
+        }
+        for (key, template, per_robot) in commands.topics().templates() {
+            let placeholder = template.contains("{robot_id}");
+            if template.is_empty() || template.contains(['+', '#', '\0']) {
+                problems.push(format!(
+                    "commands.topics.{key} {template:?} must be a topic name without '+' or '#'"
+                ));
+            } else if per_robot != placeholder {
+                problems.push(format!(
+                    "commands.topics.{key} {template:?} must {} \"{{robot_id}}\"",
+                    if per_robot { "contain" } else { "not contain" }
+                ));
+            }
+        }
         if self.shutdown.drain_timeout.is_zero() {
             problems.push("shutdown.drain_timeout must be positive".into());
         }

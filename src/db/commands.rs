@@ -1,13 +1,21 @@
-//! `commands`: downlink commands recorded before they are published, answered by the
-//! robot's response (matched by `command_id` in the batch that carries it,
-//! `db::writes`), or expired when no answer comes within `commands.expire_after`.
+//! `commands`: downlink commands recorded before they are published, settled by the
+//! robot's answer (`db::writes::commands`, in the batch that carries it), marked
+//! `unconfirmed` when an emergency stop is not confirmed by `confirm_by`, or `expired`
+//! when no answer comes within `commands.expire_after`.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
-/// A command as listed by the API.
+use crate::db::writes::insert_logs;
+use crate::model::{LogRow, message_fingerprint};
+use crate::telemetry;
+
+/// A command as listed by the API: one row per robot it was sent to.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CommandRow {
     pub command_id: String,
@@ -16,35 +24,58 @@ pub struct CommandRow {
     pub topic: String,
     pub payload: Value,
     pub sent_at: DateTime<Utc>,
+    /// `sent` (published, no answer yet), `acknowledged` (the robot answered that it
+    /// carried it out), `failed` (the robot answered that it did not, or the broker did
+    /// not take it), `unconfirmed` (an emergency stop not confirmed in time), `expired`
+    /// (no answer within `commands.expire_after`).
     pub status: String,
+    /// The robot's answer, as it sent it.
     pub response: Option<Value>,
     pub responded_at: Option<DateTime<Utc>>,
+    /// When the robot's confirmation was due (emergency stops).
+    pub confirm_by: Option<DateTime<Utc>>,
+    /// One of a broadcast's rows.
+    pub broadcast: bool,
 }
 
-/// Records a command about to be published.
-pub async fn record(
-    pool: &PgPool,
-    command_id: &str,
-    robot_id: Option<&str>,
-    command: &str,
-    topic: &str,
-    payload: &Value,
-) -> Result<(), sqlx::Error> {
+/// A command about to be published.
+pub struct NewCommand<'a> {
+    pub command_id: &'a str,
+    pub command: &'a str,
+    pub topic: &'a str,
+    pub payload: &'a Value,
+    /// The robots expected to answer: one, or for a broadcast those online now. A
+    /// broadcast with nobody to answer it is recorded once, without a robot.
+    pub robots: &'a [String],
+    pub broadcast: bool,
+    /// When the robots must have confirmed it (emergency stops).
+    pub confirm_by: Option<DateTime<Utc>>,
+}
+
+/// Records a command about to be published, one row per robot expected to answer.
+pub async fn record(pool: &PgPool, c: &NewCommand<'_>) -> Result<(), sqlx::Error> {
+    let robots: Vec<Option<&str>> = if c.robots.is_empty() {
+        vec![None]
+    } else {
+        c.robots.iter().map(|r| Some(r.as_str())).collect()
+    };
     sqlx::query(
-        "INSERT INTO commands (command_id, robot_id, command, topic, payload) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO commands (command_id, robot_id, command, topic, payload, broadcast, confirm_by) \
+         SELECT $1, r, $3, $4, $5, $6, $7 FROM UNNEST($2::text[]) AS r",
     )
-    .bind(command_id)
-    .bind(robot_id)
-    .bind(command)
-    .bind(topic)
-    .bind(payload)
+    .bind(c.command_id)
+    .bind(&robots)
+    .bind(c.command)
+    .bind(c.topic)
+    .bind(c.payload)
+    .bind(c.broadcast)
+    .bind(c.confirm_by)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// Marks a command that could not be published.
+/// Marks a command that could not be published (all its rows).
 pub async fn mark_failed(pool: &PgPool, command_id: &str, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE commands SET status = 'failed', response = jsonb_build_object('error', $2::text), \
@@ -57,6 +88,23 @@ pub async fn mark_failed(pool: &PgPool, command_id: &str, reason: &str) -> Resul
     Ok(())
 }
 
+/// Whether `robot_id` is a registered, active robot (commands go to known robots only).
+pub async fn is_known_robot(pool: &PgPool, robot_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM robots WHERE robot_id = $1 AND is_active)")
+        .bind(robot_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// The active robots not marked offline: those a broadcast expects answers from.
+pub async fn online_robots(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT robot_id FROM robots WHERE is_active AND status <> 'offline' ORDER BY robot_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// The robot's commands, newest first.
 pub async fn list(
     pool: &PgPool,
@@ -64,7 +112,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<CommandRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT command_id, robot_id, command, topic, payload, sent_at, status, response, responded_at \
+        "SELECT command_id, robot_id, command, topic, payload, sent_at, status, response, \
+                responded_at, confirm_by, broadcast \
          FROM commands WHERE robot_id = $1 ORDER BY sent_at DESC, id DESC LIMIT $2",
     )
     .bind(robot_id)
@@ -73,14 +122,107 @@ pub async fn list(
     .await
 }
 
-/// Commands without an answer after `after` become `expired`; returns how many.
-pub async fn expire(pool: &PgPool, after: std::time::Duration) -> Result<u64, sqlx::Error> {
+/// Commands without an answer after `after` become `expired`; returns how many. Commands
+/// that must be confirmed become `unconfirmed` instead ([`mark_unconfirmed`]).
+pub async fn expire(pool: &PgPool, after: Duration) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE commands SET status = 'expired' \
-         WHERE status = 'sent' AND sent_at < now() - make_interval(secs => $1)",
+         WHERE status = 'sent' AND confirm_by IS NULL \
+           AND sent_at < now() - make_interval(secs => $1)",
     )
     .bind(after.as_secs_f64())
     .execute(pool)
     .await?
     .rows_affected())
+}
+
+/// A command its robot did not confirm in time.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Unconfirmed {
+    pub command_id: String,
+    pub robot_id: Option<String>,
+    pub command: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// Marks the commands whose confirmation is overdue `unconfirmed`, each with a CRITICAL
+/// `logs` row, in one transaction; returns them. Instances sharing the database mark
+/// (and log) each row once: the update takes only rows still `sent`.
+pub async fn mark_unconfirmed(pool: &PgPool) -> Result<Vec<Unconfirmed>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let due: Vec<Unconfirmed> = sqlx::query_as(
+        "UPDATE commands SET status = 'unconfirmed' \
+         WHERE status = 'sent' AND confirm_by <= now() \
+         RETURNING command_id, robot_id, command, sent_at",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    if !due.is_empty() {
+        let now = Utc::now();
+        let logs: Vec<LogRow> = due.iter().map(|u| unconfirmed_log(u, now)).collect();
+        insert_logs(&mut tx, &logs).await?;
+    }
+    tx.commit().await?;
+    Ok(due)
+}
+
+fn unconfirmed_log(u: &Unconfirmed, now: DateTime<Utc>) -> LogRow {
+    let robot = u.robot_id.as_deref().unwrap_or("no robot");
+    let key = format!("{}/{robot}", u.command_id);
+    LogRow {
+        robot_id: u.robot_id.clone(),
+        ts: now,
+        level: "CRITICAL".into(),
+        category: "emergency".into(),
+        source: Some("fleetsink".into()),
+        message: format!(
+            "{} {} NOT CONFIRMED by {robot}: the robot may still be moving",
+            u.command, u.command_id
+        ),
+        details: Some(json!({
+            "command_id": u.command_id,
+            "command": u.command,
+            "sent_at": u.sent_at,
+            "status": "unconfirmed",
+        })),
+        dedup_key: message_fingerprint("unconfirmed", key.as_bytes()),
+    }
+}
+
+/// How often overdue confirmations are looked for: a fifth of the window, between 200 ms
+/// and 1 s, so an unconfirmed stop shows within about a second of its deadline.
+pub fn confirm_interval(confirm_within: Duration) -> Duration {
+    (confirm_within / 5).clamp(Duration::from_millis(200), Duration::from_secs(1))
+}
+
+/// Marks overdue confirmations every [`confirm_interval`] until cancelled; each is
+/// logged at CRITICAL and counted (`fleetsink_commands_total{result="unconfirmed"}`).
+pub async fn watch_confirmations(
+    pool: PgPool,
+    confirm_within: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(confirm_interval(confirm_within));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match mark_unconfirmed(&pool).await {
+            Ok(due) => {
+                for u in due {
+                    telemetry::command("unconfirmed");
+                    tracing::error!(
+                        command_id = %u.command_id,
+                        robot_id = %u.robot_id.as_deref().unwrap_or("-"),
+                        command = %u.command,
+                        "CRITICAL: {} not confirmed by the robot: it may still be moving",
+                        u.command
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "confirmation check failed; retrying next tick"),
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //! concurrent instances cannot deadlock), and `last_seen` never moves backwards.
 
 mod alerts;
+mod commands;
 mod dictionary;
 mod errors;
 mod jobs;
@@ -26,7 +27,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::alerts::AlertSettings;
-use crate::model::{CommandReply, Decoded, JobEvent, LogRow};
+use crate::model::{Decoded, JobEvent, LogRow};
 
 pub use dictionary::{Dictionary, Learned};
 pub use errors::ErrorRow;
@@ -123,7 +124,7 @@ pub async fn write(
     // is active when it arrives, even when the job completes later in the same batch.
     let mut job_ops: Vec<(&str, JobOp)> = Vec::new();
     let mut errors: Vec<&ErrorRow> = Vec::new();
-    let mut replies: Vec<(&CommandReply, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut answers: Vec<commands::Answer> = Vec::new();
 
     for e in entries {
         match e {
@@ -145,7 +146,11 @@ pub async fn write(
                     job_ops.push((&d.robot_id, JobOp::Scan(item)));
                 }
                 if let Some(reply) = &d.reply {
-                    replies.push((reply, *received_at));
+                    answers.push(commands::Answer {
+                        robot_id: &d.robot_id,
+                        reply,
+                        at: *received_at,
+                    });
                 }
             }
         }
@@ -188,45 +193,13 @@ pub async fn write(
             JobOp::Scan(item) => jobs::record_scan(conn, robot_id, item).await?,
         }
     }
-    if !replies.is_empty() {
-        record_replies(conn, &replies).await?;
+    if !answers.is_empty() {
+        commands::record(conn, &answers).await?;
     }
     if !errors.is_empty() {
         written.ingest_errors = errors::insert(conn, &errors, opts.error_payload_cap).await?;
     }
     Ok(written)
-}
-
-/// Marks the commands these replies answer: `failed` when the robot says
-/// `success: false`, else `acknowledged`, with the reply. A resent reply changes nothing
-/// (only commands still `sent` or `expired` are updated).
-async fn record_replies(
-    conn: &mut PgConnection,
-    replies: &[(&CommandReply, chrono::DateTime<chrono::Utc>)],
-) -> Result<u64, sqlx::Error> {
-    let ids: Vec<String> = replies.iter().map(|(r, _)| clean(&r.command_id)).collect();
-    let failed: Vec<bool> = replies
-        .iter()
-        .map(|(r, _)| r.success == Some(false))
-        .collect();
-    let payload: Vec<String> = replies
-        .iter()
-        .map(|(r, _)| clean_json(&r.payload).to_string())
-        .collect();
-    let at: Vec<chrono::DateTime<chrono::Utc>> = replies.iter().map(|(_, t)| *t).collect();
-    Ok(sqlx::query(
-        "UPDATE commands c SET status = CASE WHEN r.failed THEN 'failed' ELSE 'acknowledged' END, \
-             response = r.payload::jsonb, responded_at = r.at \
-         FROM UNNEST($1::text[], $2::bool[], $3::text[], $4::timestamptz[]) AS r(command_id, failed, payload, at) \
-         WHERE c.command_id = r.command_id AND c.status IN ('sent', 'expired')",
-    )
-    .bind(&ids)
-    .bind(&failed)
-    .bind(&payload)
-    .bind(&at)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected())
 }
 
 /// PostgreSQL text and jsonb cannot hold NUL; JSON may carry it as `\u0000`.

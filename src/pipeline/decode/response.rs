@@ -1,11 +1,13 @@
 //! `response` routes (`tonypi/commands/response`, `tonypi/emergency_stop/response`): the
 //! robot's answer to a command, as a log row (category `command` / `emergency`, level
-//! ERROR when it failed).
+//! ERROR when it failed), the reply matched to `commands` by id, and the robot status
+//! the answer proves (`commands::status_after`: stopped, or resumed).
 
 use serde_json::Value;
 
 use super::Message;
 use super::json::str_field;
+use crate::commands;
 use crate::model::{CommandReply, Decoded};
 
 pub(super) fn decode(msg: &Message, out: &mut Decoded) {
@@ -28,13 +30,26 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) {
     };
     let row = msg.log_row(out, level, category, kind, message);
     out.logs.push(row);
-    if let Some(command_id) = str_field(msg.obj, &["command_id", "id"]) {
-        out.reply = Some(CommandReply {
-            command_id,
-            success,
-            payload: Value::Object(msg.obj.clone()),
-        });
+    let Some(command_id) = str_field(msg.obj, &["command_id", "id"]) else {
+        return;
+    };
+    let reply = CommandReply {
+        command_id,
+        kind: str_field(msg.obj, &["type"]),
+        success,
+        emergency_stopped: msg
+            .obj
+            .get("state")
+            .and_then(|s| s.get("emergency_stopped"))
+            .and_then(Value::as_bool),
+        payload: Value::Object(msg.obj.clone()),
+    };
+    // The answer proves the robot's state (an emergency stop carried out, a resume).
+    if let Some(status) = commands::status_after(&reply) {
+        let state = out.state.get_or_insert_with(Default::default);
+        state.status = Some(status.to_string());
     }
+    out.reply = Some(reply);
 }
 
 #[cfg(test)]
@@ -70,5 +85,30 @@ mod tests {
             (reply.command_id.as_str(), reply.success),
             ("cmd_7", Some(false))
         );
+    }
+
+    #[test]
+    fn a_stop_answer_sets_the_robot_stopped() {
+        let d = run(
+            "tonypi/emergency_stop/response",
+            r#"{"robot_id":"tonypi_1","command_id":"c9","type":"emergency_stop","success":true,
+                "state":{"emergency_stopped":true,"motors_stopped":true,"job_stopped":true}}"#,
+        )
+        .unwrap();
+        let reply = d.reply.as_ref().unwrap();
+        assert_eq!(
+            (reply.kind.as_deref(), reply.emergency_stopped),
+            (Some("emergency_stop"), Some(true))
+        );
+        assert_eq!(
+            d.state.unwrap().status.as_deref(),
+            Some("emergency_stopped")
+        );
+        let d = run(
+            "tonypi/commands/response",
+            r#"{"robot_id":"tonypi_1","command_id":"c9","success":true,"message":"Command emergency_stop executed"}"#,
+        )
+        .unwrap();
+        assert!(d.state.is_none(), "a generic answer proves nothing");
     }
 }
