@@ -22,12 +22,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState};
 use crate::auth::{AuthStore, Authenticator};
 use crate::config::{Config, MqttMode};
 use crate::db::writes::Dictionary;
 use crate::db::{self, offline, partitions};
 use crate::health::Health;
+use crate::http::{self, HttpState};
 use crate::mqtt::Qos;
 use crate::pipeline::ack::Acker;
 use crate::pipeline::decode::DecodeSettings;
@@ -179,8 +179,8 @@ impl App {
             "fleetsink started"
         );
 
-        let admin_router = admin::router(
-            AdminState {
+        let admin_router = http::router(
+            HttpState {
                 health: health.clone(),
                 prometheus: prometheus.clone(),
                 pool: pool.clone(),

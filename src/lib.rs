@@ -19,10 +19,12 @@
 //! pure helpers [`mqtt`] and [`backoff`] → [`config`] (plain data and validation) →
 //! [`db`] and [`pipeline`] → [`app`] (wiring, start-up, the ordered drain) → `main`.
 //! [`commands`] holds the downlink rules (topic per command kind, what confirms a
-//! command). [`admin`] is the HTTP port, [`health`] the readiness flags, [`telemetry`] names every
-//! Prometheus metric, and [`bench`] is the load generator.
+//! command). [`http`] is the HTTP port by audience (probes, TonyPi's routes,
+//! fleetsink's API, go-auth); all SQL is in [`db`] (`writes/` for the ingest path,
+//! `reads/` and `edits/` for the API, the auth cache and the CLI). [`health`] holds the
+//! readiness flags, [`telemetry`] names every Prometheus metric, and [`bench`] is the
+//! load generator.
 
-pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod auth;
@@ -32,6 +34,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod http;
 pub mod model;
 pub mod mqtt;
 pub mod pipeline;

@@ -1,8 +1,9 @@
 //! MQTT authentication and authorisation, shared by the mosquitto-go-auth HTTP backend
-//! endpoints (`admin/goauth.rs`) and the embedded broker: users and ACL rules from
-//! `mqtt_users` / `mqtt_acls` (go-auth's Postgres backend tables, `store.rs`), password
-//! hashes in go-auth's formats (`hash.rs`), topic patterns with go-auth's semantics
-//! (`acl.rs`).
+//! endpoints (`http/goauth.rs`) and the embedded broker: users and ACL rules from
+//! `mqtt_users` / `mqtt_acls` (go-auth's Postgres backend tables; cached in `store.rs`,
+//! administered by `users.rs`, their SQL in `db::reads::auth` and `db::edits::auth`),
+//! password hashes in go-auth's formats (`hash.rs`), topic patterns with go-auth's
+//! semantics (`acl.rs`).
 //!
 //! Password checks are CPU-bound by design (PBKDF2 100,000 rounds): they run on the
 //! blocking pool, at most one per core at a time, so a flood of bad passwords cannot

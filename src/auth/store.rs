@@ -1,8 +1,7 @@
-//! The MQTT users and ACL rules (`mqtt_users`, `mqtt_acls`, go-auth's Postgres backend
-//! tables), their administration (the `user` and `acl` subcommands) and the in-process
-//! cache every check reads: a snapshot of both tables, reloaded whenever a trigger
-//! notifies `fleetsink_auth` (any change, by any instance or by hand) and, as a
-//! backstop, every `RELOAD_EVERY`.
+//! The in-process cache every MQTT user and ACL check reads: a snapshot of
+//! `mqtt_users` and `mqtt_acls` (go-auth's Postgres backend tables, read by
+//! `db::reads::auth`), reloaded whenever a trigger notifies `fleetsink_auth` (any
+//! change, by any instance or by hand) and, as a backstop, every `RELOAD_EVERY`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +13,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::acl::{Access, AclPattern};
+use crate::db::reads;
 
 /// Reload even without a notification this often (a LISTEN connection can miss one
 /// while it reconnects).
@@ -122,14 +122,8 @@ impl AuthStore {
 
     /// Reads both tables into a new snapshot.
     pub async fn reload(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        let users: Vec<(String, String, bool)> =
-            sqlx::query_as("SELECT username, password_hash, is_superuser FROM mqtt_users")
-                .fetch_all(pool)
-                .await?;
-        let rows: Vec<(i64, Option<String>, String, i32)> =
-            sqlx::query_as("SELECT id, username, topic, rw FROM mqtt_acls ORDER BY id")
-                .fetch_all(pool)
-                .await?;
+        let users = reads::auth::users(pool).await?;
+        let rows = reads::auth::rules(pool, None).await?;
         let mut rules = Vec::with_capacity(rows.len());
         for (id, username, topic, rw) in rows {
             match AclPattern::parse(&topic) {

@@ -1,10 +1,14 @@
-//! Administration of MQTT users and ACL rules (the `user` and `acl` subcommands):
-//! plain SQL on go-auth's tables; the triggers tell every running daemon.
+//! Administration of MQTT users and ACL rules (the `user` and `acl` subcommands): the
+//! checks an operator's input must pass (a usable username, a non-empty password, a
+//! valid pattern, an existing user) and the hashing, around go-auth's tables
+//! (`db::edits::auth`, `db::reads::auth`); the tables' triggers tell every running
+//! daemon.
 
 use sqlx::PgPool;
 
 use super::acl::AclPattern;
 use super::hash;
+use crate::db::{edits, reads};
 
 /// What an administration command could not do, said so an operator knows what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -80,17 +84,7 @@ pub async fn add_user(
 ) -> Result<(), UserError> {
     check_username(name)?;
     let hash = new_hash(password)?;
-    let added = sqlx::query(
-        "INSERT INTO mqtt_users (username, password_hash, is_superuser) VALUES ($1, $2, $3) \
-         ON CONFLICT (username) DO NOTHING",
-    )
-    .bind(name)
-    .bind(&hash)
-    .bind(superuser)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    if added == 0 {
+    if !edits::auth::add_user(pool, name, &hash, superuser).await? {
         return Err(UserError::Exists(name.to_string()));
     }
     Ok(())
@@ -98,15 +92,7 @@ pub async fn add_user(
 
 pub async fn set_password(pool: &PgPool, name: &str, password: &str) -> Result<(), UserError> {
     let hash = new_hash(password)?;
-    let changed = sqlx::query(
-        "UPDATE mqtt_users SET password_hash = $2, updated_at = now() WHERE username = $1",
-    )
-    .bind(name)
-    .bind(&hash)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    if changed == 0 {
+    if !edits::auth::set_password_hash(pool, name, &hash).await? {
         return Err(UserError::NoSuchUser(name.to_string()));
     }
     Ok(())
@@ -114,12 +100,7 @@ pub async fn set_password(pool: &PgPool, name: &str, password: &str) -> Result<(
 
 /// Removes the user and its ACL rules.
 pub async fn remove_user(pool: &PgPool, name: &str) -> Result<(), UserError> {
-    let removed = sqlx::query("DELETE FROM mqtt_users WHERE username = $1")
-        .bind(name)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    if removed == 0 {
+    if !edits::auth::remove_user(pool, name).await? {
         return Err(UserError::NoSuchUser(name.to_string()));
     }
     Ok(())
@@ -127,13 +108,7 @@ pub async fn remove_user(pool: &PgPool, name: &str) -> Result<(), UserError> {
 
 /// (username, superuser, rule count), by username.
 pub async fn list_users(pool: &PgPool) -> Result<Vec<(String, bool, i64)>, UserError> {
-    Ok(sqlx::query_as(
-        "SELECT u.username, u.is_superuser, count(a.id) FROM mqtt_users u \
-         LEFT JOIN mqtt_acls a ON a.username = u.username \
-         GROUP BY u.username, u.is_superuser ORDER BY u.username",
-    )
-    .fetch_all(pool)
-    .await?)
+    Ok(reads::auth::user_summaries(pool).await?)
 }
 
 /// Adds a rule for `user` (`None`: every user); returns its id.
@@ -147,33 +122,16 @@ pub async fn add_rule(
         pattern: pattern.to_string(),
         reason: e.to_string(),
     })?;
-    if let Some(u) = user {
-        let known: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM mqtt_users WHERE username = $1)")
-                .bind(u)
-                .fetch_one(pool)
-                .await?;
-        if !known {
-            return Err(UserError::NoSuchUser(u.to_string()));
-        }
+    if let Some(u) = user
+        && !reads::auth::user_exists(pool, u).await?
+    {
+        return Err(UserError::NoSuchUser(u.to_string()));
     }
-    Ok(sqlx::query_scalar(
-        "INSERT INTO mqtt_acls (username, topic, rw) VALUES ($1, $2, $3) RETURNING id",
-    )
-    .bind(user)
-    .bind(pattern)
-    .bind(access.rw())
-    .fetch_one(pool)
-    .await?)
+    Ok(edits::auth::add_rule(pool, user, pattern, access.rw()).await?)
 }
 
 pub async fn remove_rule(pool: &PgPool, id: i64) -> Result<(), UserError> {
-    let removed = sqlx::query("DELETE FROM mqtt_acls WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected();
-    if removed == 0 {
+    if !edits::auth::remove_rule(pool, id).await? {
         return Err(UserError::NoSuchRule(id));
     }
     Ok(())
@@ -184,14 +142,8 @@ pub async fn remove_rule(pool: &PgPool, id: i64) -> Result<(), UserError> {
 pub async fn list_rules(
     pool: &PgPool,
     user: Option<&str>,
-) -> Result<Vec<(i64, Option<String>, String, i32)>, UserError> {
-    Ok(sqlx::query_as(
-        "SELECT id, username, topic, rw FROM mqtt_acls \
-         WHERE $1::text IS NULL OR username = $1 OR username IS NULL ORDER BY id",
-    )
-    .bind(user)
-    .fetch_all(pool)
-    .await?)
+) -> Result<Vec<reads::auth::RuleRow>, UserError> {
+    Ok(reads::auth::rules(pool, user).await?)
 }
 
 /// `rw` as words: `read+write+subscribe`.

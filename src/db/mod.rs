@@ -1,12 +1,15 @@
-//! PostgreSQL: the pool, embedded migrations, transient-error classification; partition
-//! maintenance (`partitions.rs`), offline detection (`offline.rs`) and the SQL of a
-//! batch (`writes/`).
+//! PostgreSQL: the pool, embedded migrations, transient-error classification, and all
+//! of fleetsink's SQL: the SQL of a batch (`writes/`, the ingest path), what the API
+//! and the auth cache read (`reads/`), what operators change through the API or the
+//! CLI (`edits/`), partition maintenance (`partitions.rs`), offline detection
+//! (`offline.rs`) and command expiry (`commands.rs`).
 
 pub mod archive;
 pub mod commands;
+pub mod edits;
 pub mod offline;
 pub mod partitions;
-pub mod queries;
+pub mod reads;
 pub mod writes;
 
 use std::time::Duration;

@@ -174,7 +174,7 @@ async fn the_bucket_query_reads_only_the_partitions_in_range() {
     let to = today.and_hms_opt(2, 0, 0).unwrap().and_utc();
     let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "EXPLAIN {}",
-        fleetsink::db::queries::METRIC_BUCKETS_SQL
+        fleetsink::db::reads::metrics::METRIC_BUCKETS_SQL
     )))
     .bind(1i32)
     .bind(from)

@@ -1,4 +1,4 @@
-//! The mosquitto-go-auth HTTP backend (SPEC §6.1): `POST /mqtt/user`,
+//! The mosquitto-go-auth HTTP backend (README, "MQTT security"): `POST /mqtt/user`,
 //! `/mqtt/superuser` and `/mqtt/acl`, exactly as go-auth 3.x calls them — JSON bodies
 //! (`http_params_mode = json`) or form-encoded ones (`form`), `acc` as a number or a
 //! string. 200 `{"ok":true,"error":""}` allows and 403 `{"ok":false,"error":"..."}`
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::AdminState;
+use super::HttpState;
 use crate::auth::{Access, Decision};
 
 /// The fields go-auth sends, whichever encoding.
@@ -89,7 +89,7 @@ fn params(headers: &HeaderMap, body: &Bytes) -> Result<Params, String> {
 /// `Some(403)` when the caller is not on an `http.auth_allow` network; `Some(503)`
 /// while users and rules have not been read yet (the database was down since start-up):
 /// a 5xx, which go-auth does not cache, rather than a wrong denial.
-fn refuse_outsiders(s: &AdminState, peer: SocketAddr) -> Option<Response> {
+fn refuse_outsiders(s: &HttpState, peer: SocketAddr) -> Option<Response> {
     if !s.auth.store().is_loaded() {
         return Some(
             (
@@ -114,10 +114,10 @@ fn refuse_outsiders(s: &AdminState, peer: SocketAddr) -> Option<Response> {
 /// else is answered before the handler runs.
 pub struct GoAuthRequest(Params);
 
-impl FromRequest<AdminState> for GoAuthRequest {
+impl FromRequest<HttpState> for GoAuthRequest {
     type Rejection = Response;
 
-    async fn from_request(req: axum::extract::Request, s: &AdminState) -> Result<Self, Response> {
+    async fn from_request(req: axum::extract::Request, s: &HttpState) -> Result<Self, Response> {
         let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -142,7 +142,7 @@ impl FromRequest<AdminState> for GoAuthRequest {
     responses((status = 200, description = "{\"ok\":true,\"error\":\"\"}: allowed"),
               (status = 403, description = "{\"ok\":false,\"error\":\"...\"}: denied, or the caller is not in http.auth_allow"),
               (status = 503, description = "users not loaded yet")))]
-pub async fn user(State(s): State<AdminState>, GoAuthRequest(p): GoAuthRequest) -> Response {
+pub async fn user(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -> Response {
     if p.username.is_empty() {
         return answer(Decision::Deny("no username"));
     }
@@ -153,7 +153,7 @@ pub async fn user(State(s): State<AdminState>, GoAuthRequest(p): GoAuthRequest) 
 #[utoipa::path(post, path = "/mqtt/superuser", tag = "go-auth", security(()),
     request_body(content = Object, description = "{username}", content_type = "application/json"),
     responses((status = 200, description = "a superuser"), (status = 403, description = "not a superuser")))]
-pub async fn superuser(State(s): State<AdminState>, GoAuthRequest(p): GoAuthRequest) -> Response {
+pub async fn superuser(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -> Response {
     answer(s.auth.check_superuser(&p.username))
 }
 
@@ -163,7 +163,7 @@ pub async fn superuser(State(s): State<AdminState>, GoAuthRequest(p): GoAuthRequ
     request_body(content = Object, description = "{username, clientid, topic, acc}", content_type = "application/json"),
     responses((status = 200, description = "allowed"), (status = 403, description = "denied"),
               (status = 400, description = "no topic, or acc not 1, 2 or 4")))]
-pub async fn acl(State(s): State<AdminState>, GoAuthRequest(p): GoAuthRequest) -> Response {
+pub async fn acl(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -> Response {
     let acc = p.acc.as_deref().and_then(|a| a.trim().parse::<i64>().ok());
     let Some(access) = acc.and_then(Access::from_acc) else {
         return bad_request(format!(

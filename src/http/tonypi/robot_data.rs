@@ -1,24 +1,27 @@
-//! The read routes of the TonyPi backend's `robot_data` router that its UI's Sensors,
-//! Servos, Monitoring and Jobs pages call (`backend/routers/robot_data.py`), answered
-//! from PostgreSQL where TonyPi reads InfluxDB. TonyPi's measurements map onto
-//! fleetsink's metric names: `battery` → `battery.*`, `location` → `location.*`,
-//! `robot_status` → `system_info.*`, `servos` → `servos.*` (and `servo_count`),
-//! `sensors` → the sensor readings (names without a dot). Current values come from
-//! `metric_latest`.
+//! The TonyPi backend's `robot_data` router (`backend/routers/robot_data.py`): the
+//! read routes its UI's Sensors, Servos, Monitoring and Jobs pages call, answered from
+//! PostgreSQL where TonyPi reads InfluxDB, and the UI's command pass-through. TonyPi's
+//! measurements map onto fleetsink's metric names: `battery` → `battery.*`,
+//! `location` → `location.*`, `robot_status` → `system_info.*`, `servos` → `servos.*`
+//! (and `servo_count`), `sensors` → the sensor readings (names without a dot). Current
+//! values come from `metric_latest`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::data::{Latest, known_robot, latest_values};
-use super::{AdminState, ApiError, Detail, check_robot_id};
+use crate::commands::Target;
+use crate::db::reads::metrics::{self, Latest};
+use crate::db::reads::robot_data::{self, ReadingFilter};
+use crate::db::reads::{jobs, robots};
+use crate::http::commands::{CommandPublished, dispatch, published};
+use crate::http::{ApiError, Detail, HttpState, check_robot_id, known_robot};
 
 /// TonyPi reads "the last 5 minutes" for current state.
 const RECENT: Duration = Duration::minutes(5);
@@ -98,7 +101,7 @@ pub struct SensorData {
 #[utoipa::path(get, path = "/api/v1/robot-data/sensors", tag = "robot-data", params(SensorsQuery),
     responses((status = 200, body = Vec<SensorData>), (status = 400, body = Detail)))]
 pub async fn sensors(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Query(q): Query<SensorsQuery>,
 ) -> Result<Json<Vec<SensorData>>, ApiError> {
     let since = Utc::now() - time_range(q.time_range.as_deref().unwrap_or("1h"))?;
@@ -122,36 +125,26 @@ pub async fn sensors(
     if let Some(r) = &q.robot_id {
         check_robot_id(r)?;
     }
-    let rows = sqlx::query(
-        "SELECT r.robot_id, n.name, NULLIF(n.unit, '') AS unit, m.ts, v.value \
-         FROM metrics m JOIN robots r ON r.id = m.robot \
-         JOIN metric_sets s ON s.id = m.set_id \
-         CROSS JOIN LATERAL unnest(s.name_ids, m.vals) AS v(name_id, value) \
-         JOIN metric_names n ON n.id = v.name_id \
-         WHERE m.ts >= $1 AND ($2::text IS NULL OR r.robot_id = $2) \
-           AND n.name LIKE $3 AND ($4 OR (position('.' in n.name) = 0 AND n.name <> 'servo_count')) \
-         ORDER BY m.ts DESC LIMIT $5",
-    )
-    .bind(since)
-    .bind(&q.robot_id)
-    .bind(pattern)
-    .bind(!sensors_only)
-    .bind(MAX_ROWS)
-    .fetch_all(&s.pool)
-    .await?;
+    let filter = ReadingFilter {
+        since,
+        robot_id: q.robot_id.as_deref(),
+        name_like: pattern,
+        sensors_only,
+        limit: MAX_ROWS,
+    };
+    let rows = robot_data::readings(&s.pool, &filter).await?;
     Ok(Json(
-        rows.iter()
+        rows.into_iter()
             .map(|r| {
-                let name: String = r.get("name");
-                let (m, field) = measurement(&name);
+                let (m, field) = measurement(&r.name);
                 SensorData {
-                    timestamp: r.get::<DateTime<Utc>, _>("ts").to_rfc3339(),
+                    timestamp: r.ts.to_rfc3339(),
                     measurement: m.to_string(),
                     field: field.to_string(),
-                    value: r.get("value"),
-                    robot_id: r.get("robot_id"),
+                    value: r.value,
+                    robot_id: r.robot_id,
                     sensor_type: (m == "sensors").then(|| field.to_string()),
-                    unit: r.get("unit"),
+                    unit: r.unit,
                 }
             })
             .collect(),
@@ -195,11 +188,11 @@ fn grouped(robot_id: String, values: &[Latest]) -> RobotDataLatest {
     params(("robot_id" = String, Path, description = "The robot's id")),
     responses((status = 200, body = RobotDataLatest), (status = 400, body = Detail)))]
 pub async fn latest(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Path(robot_id): Path<String>,
 ) -> Result<Json<RobotDataLatest>, ApiError> {
     let values = match known_robot(&s, &robot_id).await? {
-        Some(robot) => latest_values(&s, robot, Some(Utc::now() - RECENT)).await?,
+        Some(robot) => metrics::latest(&s.pool, robot, Some(Utc::now() - RECENT)).await?,
         None => Vec::new(),
     };
     Ok(Json(grouped(robot_id, &values)))
@@ -224,64 +217,36 @@ pub struct RobotStatus {
 /// size: the robots, then their latest battery and location values.
 #[utoipa::path(get, path = "/api/v1/robot-data/status", tag = "robot-data",
     responses((status = 200, body = Vec<RobotStatus>)))]
-pub async fn status(State(s): State<AdminState>) -> Result<Json<Vec<RobotStatus>>, ApiError> {
+pub async fn status(State(s): State<HttpState>) -> Result<Json<Vec<RobotStatus>>, ApiError> {
     let since = Utc::now() - RECENT;
-    let robots = sqlx::query(
-        "SELECT id, robot_id, status, last_seen, ip_address, camera_url FROM robots \
-         WHERE is_active AND last_seen >= $1 ORDER BY robot_id LIMIT 10000",
-    )
-    .bind(since)
-    .fetch_all(&s.pool)
-    .await?;
-    let keys: Vec<i32> = robots.iter().map(|r| r.get("id")).collect();
-    let values = sqlx::query(
-        "SELECT DISTINCT ON (l.robot, n.name) l.robot, n.name, v.value \
-         FROM metric_latest l \
-         JOIN metric_sets s ON s.id = l.set_id \
-         CROSS JOIN LATERAL unnest(s.name_ids, l.vals) AS v(name_id, value) \
-         JOIN metric_names n ON n.id = v.name_id \
-         WHERE l.robot = ANY($1) AND l.ts >= $2 \
-           AND (n.name = 'battery.percentage' OR n.name LIKE 'location.%') \
-         ORDER BY l.robot, n.name, l.ts DESC",
-    )
-    .bind(&keys)
-    .bind(since)
-    .fetch_all(&s.pool)
-    .await?;
+    let seen = robots::seen_since(&s.pool, since).await?;
+    let keys: Vec<i32> = seen.iter().map(|r| r.id).collect();
+    let values = robot_data::battery_and_location(&s.pool, &keys, since).await?;
     let mut battery: HashMap<i32, f64> = HashMap::new();
     let mut location: HashMap<i32, BTreeMap<String, f64>> = HashMap::new();
-    for v in &values {
-        let robot: i32 = v.get("robot");
-        let name: String = v.get("name");
-        let value: f64 = v.get("value");
-        match name.strip_prefix("location.") {
+    for v in values {
+        match v.name.strip_prefix("location.") {
             Some(field) => {
                 location
-                    .entry(robot)
+                    .entry(v.robot)
                     .or_default()
-                    .insert(field.to_string(), value);
+                    .insert(field.to_string(), v.value);
             }
             None => {
-                battery.insert(robot, value);
+                battery.insert(v.robot, v.value);
             }
         }
     }
     Ok(Json(
-        robots
-            .iter()
-            .map(|r| {
-                let key: i32 = r.get("id");
-                RobotStatus {
-                    robot_id: r.get("robot_id"),
-                    status: r.get("status"),
-                    last_seen: r
-                        .get::<Option<DateTime<Utc>>, _>("last_seen")
-                        .map(|t| t.to_rfc3339()),
-                    battery_percentage: battery.get(&key).copied(),
-                    location: location.remove(&key),
-                    ip_address: r.get("ip_address"),
-                    camera_url: r.get("camera_url"),
-                }
+        seen.into_iter()
+            .map(|r| RobotStatus {
+                battery_percentage: battery.get(&r.id).copied(),
+                location: location.remove(&r.id),
+                robot_id: r.robot_id,
+                status: r.status,
+                last_seen: r.last_seen.map(|t| t.to_rfc3339()),
+                ip_address: r.ip_address,
+                camera_url: r.camera_url,
             })
             .collect(),
     ))
@@ -369,7 +334,7 @@ fn servos(robot_id: &str, values: &[Latest], warning: f64, critical: f64) -> Map
     params(("robot_id" = String, Path, description = "The robot's id"), ServosQuery),
     responses((status = 200, body = ServoData), (status = 400, body = Detail)))]
 pub async fn servo_data(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Path(robot_id): Path<String>,
     Query(q): Query<ServosQuery>,
 ) -> Result<Json<ServoData>, ApiError> {
@@ -377,7 +342,7 @@ pub async fn servo_data(
     let t = &s.thresholds;
     let servos = match known_robot(&s, &robot_id).await? {
         Some(robot) => {
-            let values = latest_values(&s, robot, Some(since)).await?;
+            let values = metrics::latest(&s.pool, robot, Some(since)).await?;
             servos(
                 &robot_id,
                 &values,
@@ -423,19 +388,11 @@ pub struct JobSummary {
     params(("robot_id" = String, Path, description = "The robot's id")),
     responses((status = 200, body = JobSummary), (status = 400, body = Detail)))]
 pub async fn job_summary(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Path(robot_id): Path<String>,
 ) -> Result<Json<JobSummary>, ApiError> {
     check_robot_id(&robot_id)?;
-    let job = sqlx::query(
-        "SELECT task_name, status, phase, start_time, end_time, items_done, items_total, \
-                percent_complete, last_item, success, cancel_reason, elapsed_time, estimated_duration \
-         FROM jobs WHERE robot_id = $1 ORDER BY start_time DESC LIMIT 1",
-    )
-    .bind(&robot_id)
-    .fetch_optional(&s.pool)
-    .await?;
-    let Some(j) = job else {
+    let Some(j) = jobs::latest(&s.pool, &robot_id).await? else {
         return Ok(Json(JobSummary {
             robot_id,
             task_name: None,
@@ -453,23 +410,42 @@ pub async fn job_summary(
             estimated_duration: None,
         }));
     };
-    let ts = |k: &str| j.get::<Option<DateTime<Utc>>, _>(k).map(|t| t.to_rfc3339());
+    let ts = |t: Option<chrono::DateTime<Utc>>| t.map(|t| t.to_rfc3339());
     Ok(Json(JobSummary {
         robot_id,
-        task_name: j.get("task_name"),
-        status: j.get("status"),
-        phase: j.get("phase"),
-        start_time: ts("start_time"),
-        end_time: ts("end_time"),
-        items_done: j.get("items_done"),
-        items_total: j.get("items_total"),
-        percent_complete: j.get("percent_complete"),
-        last_item: j.get("last_item"),
-        success: j.get("success"),
-        cancel_reason: j.get("cancel_reason"),
-        elapsed_time: j.get("elapsed_time"),
-        estimated_duration: j.get("estimated_duration"),
+        task_name: j.task_name,
+        status: j.status,
+        phase: j.phase,
+        start_time: ts(j.start_time),
+        end_time: ts(j.end_time),
+        items_done: j.items_done,
+        items_total: j.items_total,
+        percent_complete: j.percent_complete,
+        last_item: j.last_item,
+        success: j.success,
+        cancel_reason: j.cancel_reason,
+        elapsed_time: j.elapsed_time,
+        estimated_duration: j.estimated_duration,
     }))
+}
+
+/// The TonyPi UI's pass-through: the body goes to its `robot_id`'s topic, or to the
+/// broadcast topic without one.
+#[utoipa::path(post, path = "/api/v1/robot-data/command", tag = "commands",
+    request_body(content = Object, description = "a command object: `type` or `command`, optional `robot_id`, `parameters`"),
+    responses((status = 200, body = CommandPublished),
+        (status = 400, body = Detail), (status = 404, body = Detail), (status = 503, body = Detail)))]
+pub async fn pass_through(
+    State(s): State<HttpState>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Json<CommandPublished>, ApiError> {
+    let robot_id = body
+        .get("robot_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let target = robot_id.as_deref().map_or(Target::Broadcast, Target::Robot);
+    let sent = dispatch(&s, &s.command_topics, target, body).await?;
+    Ok(published("Command sent to robot", sent))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The TonyPi backend's `robots-db` router (`backend/routers/robots_db.py`), answered
 //! from fleetsink's tables with the same paths, parameters, defaults, status codes and
 //! field names, so the TonyPi web UI can point at fleetsink: robots (list, get, create,
-//! update, soft delete), job history and fleet statistics.
+//! update, soft delete), job history, fleet statistics and logs.
 //!
 //! Thresholds are reported as the robot's own value or, when it has none, the
 //! fleet-wide default (`[alerts.thresholds]`). Timestamps are RFC 3339 with offset.
@@ -9,24 +9,18 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{AdminState, ApiError, Detail, check_robot_id, json_sized, limit, write_log};
+use crate::db::edits::robots::{NewRobot, RobotChanges};
+use crate::db::reads::logs::LogFilter;
+use crate::db::reads::robots::RobotRow;
+use crate::db::{edits, reads};
+use crate::http::{ApiError, Detail, HttpState, check_robot_id, json_sized, limit};
 use crate::model::{LogRow, message_fingerprint};
-
-/// The robots columns, with thresholds resolved against `$1..$4` (the fleet defaults).
-const ROBOT_COLUMNS: &str = "id, robot_id, name, description, location, status, \
-    COALESCE(battery_threshold_low, $1) AS battery_threshold_low, \
-    COALESCE(battery_threshold_critical, $2) AS battery_threshold_critical, \
-    COALESCE(temp_threshold_warning, $3) AS temp_threshold_warning, \
-    COALESCE(temp_threshold_critical, $4) AS temp_threshold_critical, \
-    settings, first_seen, last_seen, created_at, updated_at, is_active";
 
 fn ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(|t| t.to_rfc3339())
@@ -59,52 +53,35 @@ pub struct Robot {
     pub is_active: bool,
 }
 
-/// A `robots` row selected with [`ROBOT_COLUMNS`], read by column position (a long
-/// robot list spends its time per row: no name lookups).
-fn robot_json(r: &PgRow) -> Robot {
-    Robot {
-        id: r.get(0),
-        robot_id: r.get(1),
-        name: r.get(2),
-        description: r.get(3),
-        location: r.get(4),
-        status: r.get(5),
-        battery_threshold_low: r.get(6),
-        battery_threshold_critical: r.get(7),
-        temp_threshold_warning: r.get(8),
-        temp_threshold_critical: r.get(9),
-        settings: r.get(10),
-        first_seen: ts(r.get(11)),
-        last_seen: ts(r.get(12)),
-        created_at: ts(r.get(13)),
-        updated_at: ts(r.get(14)),
-        is_active: r.get(15),
+impl From<RobotRow> for Robot {
+    fn from(r: RobotRow) -> Robot {
+        Robot {
+            id: r.id,
+            robot_id: r.robot_id,
+            name: r.name,
+            description: r.description,
+            location: r.location,
+            status: r.status,
+            battery_threshold_low: r.battery_threshold_low,
+            battery_threshold_critical: r.battery_threshold_critical,
+            temp_threshold_warning: r.temp_threshold_warning,
+            temp_threshold_critical: r.temp_threshold_critical,
+            settings: r.settings,
+            first_seen: ts(r.first_seen),
+            last_seen: ts(r.last_seen),
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+            is_active: r.is_active,
+        }
     }
 }
 
-fn defaults(s: &AdminState) -> [f64; 4] {
-    let t = &s.thresholds;
-    [
-        t.battery_low,
-        t.battery_critical,
-        t.temperature_warning,
-        t.temperature_critical,
-    ]
-}
-
-async fn fetch_robot(s: &AdminState, robot_id: &str) -> Result<Option<Robot>, ApiError> {
-    let [a, b, c, d] = defaults(s);
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {ROBOT_COLUMNS} FROM robots WHERE robot_id = $5"
-    )))
-    .bind(a)
-    .bind(b)
-    .bind(c)
-    .bind(d)
-    .bind(robot_id)
-    .fetch_optional(&s.pool)
-    .await?;
-    Ok(row.as_ref().map(robot_json))
+/// The robot as the routes answer it, or 404.
+async fn fetch_robot(s: &HttpState, robot_id: &str) -> Result<Json<Robot>, ApiError> {
+    reads::robots::get(&s.pool, &s.thresholds, robot_id)
+        .await?
+        .map(|r| Json(r.into()))
+        .ok_or_else(not_found)
 }
 
 fn not_found() -> ApiError {
@@ -114,18 +91,9 @@ fn not_found() -> ApiError {
 /// The active robots, by robot id.
 #[utoipa::path(get, path = "/api/v1/robots-db/robots", tag = "robots-db",
     responses((status = 200, body = Vec<Robot>), (status = 401, body = Detail)))]
-pub async fn list(State(s): State<AdminState>) -> Result<Response, ApiError> {
-    let [a, b, c, d] = defaults(&s);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {ROBOT_COLUMNS} FROM robots WHERE is_active ORDER BY robot_id"
-    )))
-    .bind(a)
-    .bind(b)
-    .bind(c)
-    .bind(d)
-    .fetch_all(&s.pool)
-    .await?;
-    let robots: Vec<Robot> = rows.iter().map(robot_json).collect();
+pub async fn list(State(s): State<HttpState>) -> Result<Response, ApiError> {
+    let rows = reads::robots::active(&s.pool, &s.thresholds).await?;
+    let robots: Vec<Robot> = rows.into_iter().map(Robot::from).collect();
     Ok(json_sized(&robots, robots.len() * 480))
 }
 
@@ -134,13 +102,10 @@ pub async fn list(State(s): State<AdminState>) -> Result<Response, ApiError> {
     params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")),
     responses((status = 200, body = Robot), (status = 404, body = Detail)))]
 pub async fn get(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Path(robot_id): Path<String>,
 ) -> Result<Json<Robot>, ApiError> {
-    fetch_robot(&s, &robot_id)
-        .await?
-        .map(Json)
-        .ok_or_else(not_found)
+    fetch_robot(&s, &robot_id).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -161,28 +126,21 @@ pub struct RobotCreate {
     request_body = RobotCreate,
     responses((status = 200, body = Robot), (status = 400, description = "the robot exists, or a bad robot id", body = Detail)))]
 pub async fn create(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Json(r): Json<RobotCreate>,
 ) -> Result<Json<Robot>, ApiError> {
     check_robot_id(&r.robot_id)?;
-    let inserted = sqlx::query(
-        "INSERT INTO robots (robot_id, name, description, location, battery_threshold_low, \
-             battery_threshold_critical, temp_threshold_warning, temp_threshold_critical, status) \
-         VALUES ($1, COALESCE($2, $1), $3, $4, $5, $6, $7, $8, 'offline') \
-         ON CONFLICT (robot_id) DO NOTHING",
-    )
-    .bind(&r.robot_id)
-    .bind(&r.name)
-    .bind(&r.description)
-    .bind(&r.location)
-    .bind(r.battery_threshold_low)
-    .bind(r.battery_threshold_critical)
-    .bind(r.temp_threshold_warning)
-    .bind(r.temp_threshold_critical)
-    .execute(&s.pool)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
+    let new = NewRobot {
+        robot_id: &r.robot_id,
+        name: r.name.as_deref(),
+        description: r.description.as_deref(),
+        location: r.location.as_deref(),
+        battery_threshold_low: r.battery_threshold_low,
+        battery_threshold_critical: r.battery_threshold_critical,
+        temp_threshold_warning: r.temp_threshold_warning,
+        temp_threshold_critical: r.temp_threshold_critical,
+    };
+    if !edits::robots::create(&s.pool, &new).await? {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "Robot already exists",
@@ -195,10 +153,7 @@ pub async fn create(
         None,
     )
     .await?;
-    fetch_robot(&s, &r.robot_id)
-        .await?
-        .map(Json)
-        .ok_or_else(not_found)
+    fetch_robot(&s, &r.robot_id).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -221,36 +176,23 @@ pub struct RobotUpdate {
     params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")), request_body = RobotUpdate,
     responses((status = 200, body = Robot), (status = 404, body = Detail)))]
 pub async fn update(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Path(robot_id): Path<String>,
     Json(u): Json<RobotUpdate>,
 ) -> Result<Json<Robot>, ApiError> {
-    let changed = sqlx::query(
-        "UPDATE robots SET name = COALESCE($2, name), description = COALESCE($3, description), \
-             location = COALESCE($4, location), status = COALESCE($5, status), \
-             battery_threshold_low = COALESCE($6, battery_threshold_low), \
-             battery_threshold_critical = COALESCE($7, battery_threshold_critical), \
-             temp_threshold_warning = COALESCE($8, temp_threshold_warning), \
-             temp_threshold_critical = COALESCE($9, temp_threshold_critical), \
-             settings = COALESCE($10, settings), is_active = COALESCE($11, is_active), \
-             updated_at = now() \
-         WHERE robot_id = $1",
-    )
-    .bind(&robot_id)
-    .bind(&u.name)
-    .bind(&u.description)
-    .bind(&u.location)
-    .bind(&u.status)
-    .bind(u.battery_threshold_low)
-    .bind(u.battery_threshold_critical)
-    .bind(u.temp_threshold_warning)
-    .bind(u.temp_threshold_critical)
-    .bind(u.settings.clone().map(Value::Object))
-    .bind(u.is_active)
-    .execute(&s.pool)
-    .await?
-    .rows_affected();
-    if changed == 0 {
+    let changes = RobotChanges {
+        name: u.name.as_deref(),
+        description: u.description.as_deref(),
+        location: u.location.as_deref(),
+        status: u.status.as_deref(),
+        battery_threshold_low: u.battery_threshold_low,
+        battery_threshold_critical: u.battery_threshold_critical,
+        temp_threshold_warning: u.temp_threshold_warning,
+        temp_threshold_critical: u.temp_threshold_critical,
+        settings: u.settings.clone().map(Value::Object),
+        is_active: u.is_active,
+    };
+    if !edits::robots::update(&s.pool, &robot_id, &changes).await? {
         return Err(not_found());
     }
     let details = json!({
@@ -264,10 +206,7 @@ pub async fn update(
         Some(details),
     )
     .await?;
-    fetch_robot(&s, &robot_id)
-        .await?
-        .map(Json)
-        .ok_or_else(not_found)
+    fetch_robot(&s, &robot_id).await
 }
 
 /// A message, as TonyPi's delete answers.
@@ -281,16 +220,10 @@ pub struct Message {
     params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")),
     responses((status = 200, body = Message), (status = 404, body = Detail)))]
 pub async fn delete(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Path(robot_id): Path<String>,
 ) -> Result<Json<Message>, ApiError> {
-    let changed =
-        sqlx::query("UPDATE robots SET is_active = false, updated_at = now() WHERE robot_id = $1")
-            .bind(&robot_id)
-            .execute(&s.pool)
-            .await?
-            .rows_affected();
-    if changed == 0 {
+    if !edits::robots::deactivate(&s.pool, &robot_id).await? {
         return Err(not_found());
     }
     api_log(&s, &robot_id, format!("Robot deleted: {robot_id}"), None).await?;
@@ -337,41 +270,32 @@ pub struct Job {
 #[utoipa::path(get, path = "/api/v1/robots-db/jobs/history", tag = "robots-db", params(JobsQuery),
     responses((status = 200, body = Vec<Job>), (status = 400, body = Detail)))]
 pub async fn job_history(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<Vec<Job>>, ApiError> {
     let limit = limit(q.limit, 50)?;
     if let Some(r) = &q.robot_id {
         check_robot_id(r)?;
     }
-    let rows = sqlx::query(
-        "SELECT id, robot_id, task_name, status, phase, start_time, end_time, items_total, \
-                items_done, percent_complete, last_item, success, cancel_reason, created_at, updated_at \
-         FROM jobs WHERE ($1::text IS NULL OR robot_id = $1) \
-         ORDER BY created_at DESC, id DESC LIMIT $2",
-    )
-    .bind(&q.robot_id)
-    .bind(limit)
-    .fetch_all(&s.pool)
-    .await?;
+    let rows = reads::jobs::history(&s.pool, q.robot_id.as_deref(), limit).await?;
     Ok(Json(
-        rows.iter()
-            .map(|r| Job {
-                id: r.get("id"),
-                robot_id: r.get("robot_id"),
-                task_name: r.get("task_name"),
-                start_time: ts(r.get("start_time")),
-                end_time: ts(r.get("end_time")),
-                items_total: r.get("items_total"),
-                items_done: r.get::<Option<i64>, _>("items_done").unwrap_or(0),
-                percent_complete: r.get::<Option<f64>, _>("percent_complete").unwrap_or(0.0),
-                last_item: r.get("last_item"),
-                status: r.get("status"),
-                phase: r.get("phase"),
-                success: r.get("success"),
-                cancel_reason: r.get("cancel_reason"),
-                created_at: ts(r.get("created_at")),
-                updated_at: ts(r.get("updated_at")),
+        rows.into_iter()
+            .map(|j| Job {
+                id: j.id,
+                robot_id: j.robot_id,
+                task_name: j.task_name,
+                start_time: ts(j.start_time),
+                end_time: ts(j.end_time),
+                items_total: j.items_total,
+                items_done: j.items_done.unwrap_or(0),
+                percent_complete: j.percent_complete.unwrap_or(0.0),
+                last_item: j.last_item,
+                status: j.status,
+                phase: j.phase,
+                success: j.success,
+                cancel_reason: j.cancel_reason,
+                created_at: ts(j.created_at),
+                updated_at: ts(j.updated_at),
             })
             .collect(),
     ))
@@ -392,32 +316,21 @@ pub struct Stats {
 /// Fleet statistics: active robots, online robots, jobs.
 #[utoipa::path(get, path = "/api/v1/robots-db/stats", tag = "robots-db",
     responses((status = 200, body = Stats)))]
-pub async fn stats(State(s): State<AdminState>) -> Result<Json<Stats>, ApiError> {
-    let r = sqlx::query(
-        "SELECT (SELECT count(*) FROM robots WHERE is_active) AS total_robots, \
-                (SELECT count(*) FROM robots WHERE is_active AND status = 'online') AS online_robots, \
-                (SELECT count(*) FROM jobs) AS total_jobs, \
-                (SELECT count(*) FROM jobs WHERE status = 'active') AS active_jobs, \
-                (SELECT count(*) FROM jobs WHERE status = 'completed' \
-                    AND end_time >= date_trunc('day', now())) AS completed_jobs_today",
-    )
-    .fetch_one(&s.pool)
-    .await?;
-    let total: i64 = r.get("total_robots");
-    let online: i64 = r.get("online_robots");
+pub async fn stats(State(s): State<HttpState>) -> Result<Json<Stats>, ApiError> {
+    let c = reads::robots::counts(&s.pool).await?;
     Ok(Json(Stats {
-        total_robots: total,
-        online_robots: online,
-        offline_robots: total - online,
-        total_jobs: r.get("total_jobs"),
-        active_jobs: r.get("active_jobs"),
-        completed_jobs_today: r.get("completed_jobs_today"),
+        total_robots: c.total_robots,
+        online_robots: c.online_robots,
+        offline_robots: c.total_robots - c.online_robots,
+        total_jobs: c.total_jobs,
+        active_jobs: c.active_jobs,
+        completed_jobs_today: c.completed_jobs_today,
     }))
 }
 
 /// A `logs` row (category `api`) for a change made through the API, as TonyPi writes.
 async fn api_log(
-    s: &AdminState,
+    s: &HttpState,
     robot_id: &str,
     message: String,
     details: Option<Value>,
@@ -433,7 +346,7 @@ async fn api_log(
         message,
         details,
     };
-    write_log(s, row).await
+    Ok(edits::logs::insert(&s.pool, row).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -475,10 +388,9 @@ pub struct LogEntry {
          headers(("x-next-cursor" = String, description = "present when more rows follow: pass it as `cursor`"))),
         (status = 400, body = Detail)))]
 pub async fn logs(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Query(q): Query<LogsQuery>,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+) -> Result<Response, ApiError> {
     let limit = limit(q.limit, 100)?;
     let after = match &q.cursor {
         None => None,
@@ -489,47 +401,33 @@ pub async fn logs(
             )
         })?),
     };
-    let rows = sqlx::query(
-        "SELECT id, level, category, message, robot_id, details, ts FROM logs \
-         WHERE ($1::text IS NULL OR level = upper($1)) \
-           AND ($2::text IS NULL OR category = $2) \
-           AND ($3::text IS NULL OR robot_id = $3) \
-           AND ($4::timestamptz IS NULL OR ts >= $4) \
-           AND ($5::timestamptz IS NULL OR ts < $5) \
-           AND ($6::timestamptz IS NULL OR (ts, id) < ($6, $7)) \
-         ORDER BY ts DESC, id DESC LIMIT $8",
-    )
-    .bind(&q.level)
-    .bind(&q.category)
-    .bind(&q.robot_id)
-    .bind(q.from)
-    .bind(q.to)
-    .bind(after.map(|(t, _)| t))
-    .bind(after.map(|(_, id)| id))
-    .bind(limit + 1)
-    .fetch_all(&s.pool)
-    .await?;
+    let filter = LogFilter {
+        level: q.level.as_deref(),
+        category: q.category.as_deref(),
+        robot_id: q.robot_id.as_deref(),
+        from: q.from,
+        to: q.to,
+        after,
+    };
+    let rows = reads::logs::page(&s.pool, &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
-    let page: Vec<LogEntry> = rows
-        .iter()
-        .take(limit as usize)
-        .map(|r| LogEntry {
-            id: r.get("id"),
-            level: r.get("level"),
-            category: r.get("category"),
-            message: r.get("message"),
-            robot_id: r.get("robot_id"),
-            details: r.get("details"),
-            timestamp: ts(r.get("ts")),
-        })
-        .collect();
     let next = more
         .then(|| rows.get(limit as usize - 1))
         .flatten()
-        .map(|r| {
-            let t: DateTime<Utc> = r.get("ts");
-            format!("{}_{}", t.timestamp_micros(), r.get::<i64, _>("id"))
-        });
+        .map(|r| format!("{}_{}", r.ts.timestamp_micros(), r.id));
+    let page: Vec<LogEntry> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|r| LogEntry {
+            id: r.id,
+            level: r.level,
+            category: r.category,
+            message: r.message,
+            robot_id: r.robot_id,
+            details: r.details,
+            timestamp: Some(r.ts.to_rfc3339()),
+        })
+        .collect();
     let mut resp = Json(page).into_response();
     if let Some(next) = next
         && let Ok(v) = axum::http::HeaderValue::from_str(&next)

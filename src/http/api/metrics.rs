@@ -1,22 +1,26 @@
+//! Robots' metric readings, fleetsink's own routes (tag `metrics`): time-bucketed
+//! statistics, each metric's latest value, and the metric names known (for dashboards'
+//! variable pickers).
+//!
 //! `GET /api/v1/robots/{robot_id}/metrics?name=&from=&to=&bucket=`: per bucket and
-//! metric, min, avg, max, last and count (`db::queries::METRIC_BUCKETS_SQL`). `name`
-//! may repeat and may end in `*` (`servos.*`); `bucket` is 1s to 1d (default 1m); the
-//! range defaults to the last hour. The answer is capped at `MAX_POINTS` buckets × names:
-//! beyond it, a 400 says how to narrow the query. `Accept: text/csv` gives CSV.
+//! metric, min, avg, max, last and count (`db::reads::metrics::METRIC_BUCKETS_SQL`).
+//! `name` may repeat and may end in `*` (`servos.*`); `bucket` is 1s to 1d (default
+//! 1m); the range defaults to the last hour. The answer is capped at `MAX_POINTS`
+//! buckets × names: beyond it, a 400 says how to narrow the query. `Accept: text/csv`
+//! gives CSV.
 
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::Json;
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::Row;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::data::robot_key;
-use super::{AdminState, ApiError, Detail, check_robot_id, json_sized};
-use crate::db::queries::METRIC_BUCKETS_SQL;
+use crate::db::reads::metrics;
+use crate::http::{ApiError, Detail, HttpState, check_robot_id, json_sized, robot_key};
 
 /// The most points (buckets × metric names) one answer holds.
 pub const MAX_POINTS: i64 = 10_000;
@@ -129,7 +133,7 @@ pub struct Buckets {
         (status = 400, description = "a bad parameter, or more than 10,000 points", body = Detail),
         (status = 404, body = Detail)))]
 pub async fn buckets(
-    State(s): State<AdminState>,
+    State(s): State<HttpState>,
     Path(robot_id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -157,13 +161,7 @@ pub async fn buckets(
             )
         })
         .collect();
-    let ids: Vec<i32> = sqlx::query_scalar(
-        "SELECT id FROM metric_names WHERE name = ANY ($1) OR name LIKE ANY ($2)",
-    )
-    .bind(&exact)
-    .bind(&prefixes)
-    .fetch_all(&s.pool)
-    .await?;
+    let ids = metrics::name_ids(&s.pool, &exact, &prefixes).await?;
     let bucket_secs = p.bucket.as_secs().max(1) as i64;
     let buckets = ((p.to - p.from).num_seconds() + bucket_secs - 1) / bucket_secs;
     let points = buckets.saturating_mul(ids.len().max(1) as i64);
@@ -173,14 +171,7 @@ pub async fn buckets(
             ids.len()
         )));
     }
-    let rows = sqlx::query(METRIC_BUCKETS_SQL)
-        .bind(robot)
-        .bind(p.from)
-        .bind(p.to)
-        .bind(p.bucket)
-        .bind(&ids)
-        .fetch_all(&s.pool)
-        .await?;
+    let rows = metrics::buckets(&s.pool, robot, p.from, p.to, p.bucket, &ids).await?;
     let csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -190,31 +181,29 @@ pub async fn buckets(
         for r in &rows {
             out.push_str(&format!(
                 "{},{},{},{},{},{},{},{}\n",
-                csv_field(&r.get::<String, _>("name")),
-                csv_field(&r.get::<Option<String>, _>("unit").unwrap_or_default()),
-                r.get::<DateTime<Utc>, _>("bucket").to_rfc3339(),
-                r.get::<f64, _>("min"),
-                r.get::<f64, _>("avg"),
-                r.get::<f64, _>("max"),
-                r.get::<f64, _>("last"),
-                r.get::<i64, _>("count"),
+                csv_field(&r.name),
+                csv_field(r.unit.as_deref().unwrap_or_default()),
+                r.bucket.to_rfc3339(),
+                r.min,
+                r.avg,
+                r.max,
+                r.last,
+                r.count,
             ));
         }
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response());
     }
-    // By column position (METRIC_BUCKETS_SQL's order): a day at 1-minute buckets is
-    // 1,440 rows per name.
     let points: Vec<Point> = rows
-        .iter()
+        .into_iter()
         .map(|r| Point {
-            name: r.get(0),
-            unit: r.get(1),
-            bucket: r.get::<DateTime<Utc>, _>(2).to_rfc3339(),
-            min: r.get(3),
-            avg: r.get(4),
-            max: r.get(5),
-            last: r.get(6),
-            count: r.get(7),
+            name: r.name,
+            unit: r.unit,
+            bucket: r.bucket.to_rfc3339(),
+            min: r.min,
+            avg: r.avg,
+            max: r.max,
+            last: r.last,
+            count: r.count,
         })
         .collect();
     let size = points.len() * 160;
@@ -226,6 +215,87 @@ pub async fn buckets(
         points,
     };
     Ok(json_sized(&answer, size))
+}
+
+/// A metric's latest value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatestValue {
+    pub name: String,
+    pub unit: Option<String>,
+    pub value: f64,
+    #[schema(format = DateTime)]
+    pub time: String,
+}
+
+/// A robot's latest values.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RobotLatest {
+    pub robot_id: String,
+    /// By name.
+    pub metrics: Vec<LatestValue>,
+}
+
+/// Every metric of the robot with its latest value and time.
+#[utoipa::path(get, path = "/api/v1/robots/{robot_id}/latest", tag = "metrics",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    responses((status = 200, body = RobotLatest), (status = 404, body = Detail)))]
+pub async fn latest(
+    State(s): State<HttpState>,
+    Path(robot_id): Path<String>,
+) -> Result<Json<RobotLatest>, ApiError> {
+    let robot = robot_key(&s, &robot_id).await?;
+    let values = metrics::latest(&s.pool, robot, None)
+        .await?
+        .into_iter()
+        .map(|l| LatestValue {
+            name: l.name,
+            unit: l.unit,
+            value: l.value,
+            time: l.ts.to_rfc3339(),
+        })
+        .collect();
+    Ok(Json(RobotLatest {
+        robot_id,
+        metrics: values,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NamesQuery {
+    /// Only the names this robot has sent.
+    pub robot_id: Option<String>,
+}
+
+/// A metric name and its unit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricName {
+    pub name: String,
+    pub unit: Option<String>,
+}
+
+/// The metric names seen, with their unit (for dashboards' variable pickers).
+#[utoipa::path(get, path = "/api/v1/metrics/names", tag = "metrics", params(NamesQuery),
+    responses((status = 200, body = Vec<MetricName>), (status = 400, body = Detail)))]
+pub async fn names(
+    State(s): State<HttpState>,
+    Query(q): Query<NamesQuery>,
+) -> Result<Json<Vec<MetricName>>, ApiError> {
+    let rows = match &q.robot_id {
+        None => metrics::names(&s.pool).await?,
+        Some(robot_id) => {
+            check_robot_id(robot_id)?;
+            metrics::names_of_robot(&s.pool, robot_id).await?
+        }
+    };
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| MetricName {
+                name: r.name,
+                unit: r.unit,
+            })
+            .collect(),
+    ))
 }
 
 /// A CSV field, quoted when it holds a comma, quote or line break.

@@ -1,0 +1,104 @@
+//! The robot registry as operators change it through TonyPi's `robots-db` routes:
+//! register, update the given fields, deactivate (a soft delete: the robot's data and
+//! key stay). Robots the ingest path first hears of are added by `db::writes::robots`.
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// A robot to register; fields left `None` stay unset (a threshold unset follows the
+/// fleet default, the name defaults to the robot id).
+#[derive(Debug, Default)]
+pub struct NewRobot<'a> {
+    pub robot_id: &'a str,
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub location: Option<&'a str>,
+    pub battery_threshold_low: Option<f64>,
+    pub battery_threshold_critical: Option<f64>,
+    pub temp_threshold_warning: Option<f64>,
+    pub temp_threshold_critical: Option<f64>,
+}
+
+/// Registers a robot as `offline`; `false` when one with that id exists already.
+pub async fn create(pool: &PgPool, r: &NewRobot<'_>) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO robots (robot_id, name, description, location, battery_threshold_low, \
+             battery_threshold_critical, temp_threshold_warning, temp_threshold_critical, status) \
+         VALUES ($1, COALESCE($2, $1), $3, $4, $5, $6, $7, $8, 'offline') \
+         ON CONFLICT (robot_id) DO NOTHING",
+    )
+    .bind(r.robot_id)
+    .bind(r.name)
+    .bind(r.description)
+    .bind(r.location)
+    .bind(r.battery_threshold_low)
+    .bind(r.battery_threshold_critical)
+    .bind(r.temp_threshold_warning)
+    .bind(r.temp_threshold_critical)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
+}
+
+/// The fields to change; `None` keeps the stored value.
+#[derive(Debug, Default)]
+pub struct RobotChanges<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub location: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub battery_threshold_low: Option<f64>,
+    pub battery_threshold_critical: Option<f64>,
+    pub temp_threshold_warning: Option<f64>,
+    pub temp_threshold_critical: Option<f64>,
+    /// Replaces the settings object as a whole.
+    pub settings: Option<Value>,
+    pub is_active: Option<bool>,
+}
+
+/// Changes the given fields of robot `robot_id`; `false` when there is no such robot.
+pub async fn update(
+    pool: &PgPool,
+    robot_id: &str,
+    u: &RobotChanges<'_>,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query(
+        "UPDATE robots SET name = COALESCE($2, name), description = COALESCE($3, description), \
+             location = COALESCE($4, location), status = COALESCE($5, status), \
+             battery_threshold_low = COALESCE($6, battery_threshold_low), \
+             battery_threshold_critical = COALESCE($7, battery_threshold_critical), \
+             temp_threshold_warning = COALESCE($8, temp_threshold_warning), \
+             temp_threshold_critical = COALESCE($9, temp_threshold_critical), \
+             settings = COALESCE($10, settings), is_active = COALESCE($11, is_active), \
+             updated_at = now() \
+         WHERE robot_id = $1",
+    )
+    .bind(robot_id)
+    .bind(u.name)
+    .bind(u.description)
+    .bind(u.location)
+    .bind(u.status)
+    .bind(u.battery_threshold_low)
+    .bind(u.battery_threshold_critical)
+    .bind(u.temp_threshold_warning)
+    .bind(u.temp_threshold_critical)
+    .bind(&u.settings)
+    .bind(u.is_active)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Soft-deletes robot `robot_id` (`is_active = false`); `false` when there is no such
+/// robot.
+pub async fn deactivate(pool: &PgPool, robot_id: &str) -> Result<bool, sqlx::Error> {
+    let changed =
+        sqlx::query("UPDATE robots SET is_active = false, updated_at = now() WHERE robot_id = $1")
+            .bind(robot_id)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    Ok(changed > 0)
+}

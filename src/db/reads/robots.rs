@@ -1,0 +1,185 @@
+//! `robots` as the API reads them: the registry (TonyPi's `robots-db` shape, with
+//! thresholds resolved against the fleet defaults), a robot's key, the robots a
+//! command may go to, those heard from recently, and the fleet counts.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
+
+use crate::config::ThresholdsConfig;
+
+/// The robots columns, with thresholds resolved against `$1..$4` (the fleet defaults).
+const ROBOT_COLUMNS: &str = "id, robot_id, name, description, location, status, \
+    COALESCE(battery_threshold_low, $1) AS battery_threshold_low, \
+    COALESCE(battery_threshold_critical, $2) AS battery_threshold_critical, \
+    COALESCE(temp_threshold_warning, $3) AS temp_threshold_warning, \
+    COALESCE(temp_threshold_critical, $4) AS temp_threshold_critical, \
+    settings, first_seen, last_seen, created_at, updated_at, is_active";
+
+/// A registered robot; a threshold it has none of is the fleet default.
+#[derive(Debug)]
+pub struct RobotRow {
+    pub id: i32,
+    pub robot_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    pub status: String,
+    pub battery_threshold_low: f64,
+    pub battery_threshold_critical: f64,
+    pub temp_threshold_warning: f64,
+    pub temp_threshold_critical: f64,
+    pub settings: Value,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+}
+
+/// Read by column position ([`ROBOT_COLUMNS`]' order): a long robot list spends its
+/// time per row, so no name lookups.
+impl FromRow<'_, PgRow> for RobotRow {
+    fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(RobotRow {
+            id: r.try_get(0)?,
+            robot_id: r.try_get(1)?,
+            name: r.try_get(2)?,
+            description: r.try_get(3)?,
+            location: r.try_get(4)?,
+            status: r.try_get(5)?,
+            battery_threshold_low: r.try_get(6)?,
+            battery_threshold_critical: r.try_get(7)?,
+            temp_threshold_warning: r.try_get(8)?,
+            temp_threshold_critical: r.try_get(9)?,
+            settings: r.try_get(10)?,
+            first_seen: r.try_get(11)?,
+            last_seen: r.try_get(12)?,
+            created_at: r.try_get(13)?,
+            updated_at: r.try_get(14)?,
+            is_active: r.try_get(15)?,
+        })
+    }
+}
+
+fn defaults(t: &ThresholdsConfig) -> [f64; 4] {
+    [
+        t.battery_low,
+        t.battery_critical,
+        t.temperature_warning,
+        t.temperature_critical,
+    ]
+}
+
+/// The active robots, by robot id.
+pub async fn active(pool: &PgPool, fleet: &ThresholdsConfig) -> Result<Vec<RobotRow>, sqlx::Error> {
+    let [a, b, c, d] = defaults(fleet);
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROBOT_COLUMNS} FROM robots WHERE is_active ORDER BY robot_id"
+    )))
+    .bind(a)
+    .bind(b)
+    .bind(c)
+    .bind(d)
+    .fetch_all(pool)
+    .await
+}
+
+/// One robot, active or not.
+pub async fn get(
+    pool: &PgPool,
+    fleet: &ThresholdsConfig,
+    robot_id: &str,
+) -> Result<Option<RobotRow>, sqlx::Error> {
+    let [a, b, c, d] = defaults(fleet);
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROBOT_COLUMNS} FROM robots WHERE robot_id = $5"
+    )))
+    .bind(a)
+    .bind(b)
+    .bind(c)
+    .bind(d)
+    .bind(robot_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The robot's key (`robots.id`, what `metrics` and `metric_latest` store), active or
+/// not; `None` for a robot never heard of.
+pub async fn key(pool: &PgPool, robot_id: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM robots WHERE robot_id = $1")
+        .bind(robot_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Whether `robot_id` is a registered, active robot (commands go to known robots only).
+pub async fn is_known_robot(pool: &PgPool, robot_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM robots WHERE robot_id = $1 AND is_active)")
+        .bind(robot_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// The active robots not marked offline: those a broadcast expects answers from.
+pub async fn online_robots(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT robot_id FROM robots WHERE is_active AND status <> 'offline' ORDER BY robot_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// An active robot heard from recently.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SeenRobot {
+    pub id: i32,
+    pub robot_id: String,
+    pub status: String,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub ip_address: Option<String>,
+    pub camera_url: Option<String>,
+}
+
+/// The active robots seen at or after `since`, by robot id (at most 10,000).
+pub async fn seen_since(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+) -> Result<Vec<SeenRobot>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, robot_id, status, last_seen, ip_address, camera_url FROM robots \
+         WHERE is_active AND last_seen >= $1 ORDER BY robot_id LIMIT 10000",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
+/// Counts over the fleet, in one round trip.
+#[derive(Debug, sqlx::FromRow)]
+pub struct FleetCounts {
+    /// Active robots.
+    pub total_robots: i64,
+    /// Active robots with status `online`.
+    pub online_robots: i64,
+    pub total_jobs: i64,
+    pub active_jobs: i64,
+    /// Completed since midnight UTC.
+    pub completed_jobs_today: i64,
+}
+
+/// The fleet's robot and job counts.
+pub async fn counts(pool: &PgPool) -> Result<FleetCounts, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM robots WHERE is_active) AS total_robots, \
+                (SELECT count(*) FROM robots WHERE is_active AND status = 'online') AS online_robots, \
+                (SELECT count(*) FROM jobs) AS total_jobs, \
+                (SELECT count(*) FROM jobs WHERE status = 'active') AS active_jobs, \
+                (SELECT count(*) FROM jobs WHERE status = 'completed' \
+                    AND end_time >= date_trunc('day', now())) AS completed_jobs_today",
+    )
+    .fetch_one(pool)
+    .await
+}

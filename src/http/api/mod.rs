@@ -1,0 +1,8 @@
+//! fleetsink's own API, beside the TonyPi-compatible routes: robots' metric readings
+//! (`metrics.rs`: time buckets, latest values, names), what the pipeline rejected
+//! (`ingest_errors.rs`) and commands (`commands.rs`: a generic device's command, a
+//! robot's command list).
+
+pub mod commands;
+pub mod ingest_errors;
+pub mod metrics;

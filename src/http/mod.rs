@@ -1,0 +1,235 @@
+//! The HTTP port, by audience: the operations routes (`ops.rs`: probes and the
+//! Prometheus scrape), mosquitto-go-auth's backend (`goauth.rs`), the routes of the
+//! TonyPi backend that fleetsink answers in its place (`tonypi/`, one file per TonyPi
+//! router) and fleetsink's own API (`api/`). This file assembles them into the one
+//! router and holds the shared state and the small checks handlers share; handlers
+//! parse the request, call `db::reads` / `db::edits`, and shape the answer (no SQL).
+//!
+//! API errors are `{"detail": "..."}` with a fitting status (`error.rs`). With
+//! `http.admin_token` set, `/api/` needs `Authorization: Bearer <token>` (`token.rs`).
+//! Every route is registered together with its OpenAPI description (utoipa
+//! `#[utoipa::path]` on the handler, typed request and response structs), so
+//! `/api/v1/openapi.json` cannot miss one.
+
+mod api;
+mod commands;
+mod error;
+mod goauth;
+mod ops;
+mod token;
+mod tonypi;
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+pub use error::{ApiError, Detail};
+use token::BearerAuth;
+
+use crate::config::ThresholdsConfig;
+use crate::db::reads;
+use crate::health::Health;
+use crate::pipeline::source::Downlink;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct HttpState {
+    pub health: Arc<Health>,
+    pub prometheus: PrometheusHandle,
+    pub pool: PgPool,
+    pub downlink: Downlink,
+    pub admin_token: Option<SecretString>,
+    /// Fleet-wide thresholds, reported for robots without their own.
+    pub thresholds: ThresholdsConfig,
+    /// MQTT user and ACL checks (the go-auth endpoints).
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// Networks that may call the go-auth endpoints.
+    pub auth_allow: Arc<Vec<ipnet::IpNet>>,
+    /// The topic of each command kind (`commands.profile`, `commands.topics`).
+    pub command_topics: Arc<crate::config::CommandTopics>,
+    /// How long a robot has to confirm an emergency stop.
+    pub confirm_within: std::time::Duration,
+}
+
+/// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
+/// as they are routed.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "fleetsink admin API",
+        description = "Fleet queries (TonyPi-compatible robots-db and robot-data routes), \
+                       metric queries, ingest errors and downlink commands. Errors are \
+                       {\"detail\": \"...\"}. With http.admin_token set, /api/ needs \
+                       Authorization: Bearer <token>."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// The `/api/` routes and the operations routes (`/healthz`, `/readyz`, `/metrics`, and
+/// go-auth's `/mqtt/*`, which check the caller's network instead of a token),
+/// each registered together with its OpenAPI description, and the document they make.
+fn routes() -> (
+    Router<HttpState>,
+    Router<HttpState>,
+    utoipa::openapi::OpenApi,
+) {
+    use api::{ingest_errors, metrics};
+    use tonypi::{health, management, robot_data, robots_db};
+    use utoipa::OpenApi;
+    use utoipa_axum::{router::OpenApiRouter, routes};
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        // TonyPi's routers.
+        .routes(routes!(management::send))
+        .routes(routes!(management::emergency_stop))
+        .routes(routes!(management::resume))
+        .routes(routes!(management::emergency_stop_all))
+        .routes(routes!(robots_db::list, robots_db::create))
+        .routes(routes!(
+            robots_db::get,
+            robots_db::update,
+            robots_db::delete
+        ))
+        .routes(routes!(robots_db::job_history))
+        .routes(routes!(robots_db::stats))
+        .routes(routes!(robots_db::logs))
+        .routes(routes!(health::health))
+        .routes(routes!(robot_data::sensors))
+        .routes(routes!(robot_data::status))
+        .routes(routes!(robot_data::latest))
+        .routes(routes!(robot_data::servo_data))
+        .routes(routes!(robot_data::job_summary))
+        .routes(routes!(robot_data::pass_through))
+        // fleetsink's own.
+        .routes(routes!(api::commands::device))
+        .routes(routes!(api::commands::list))
+        .routes(routes!(metrics::latest))
+        .routes(routes!(metrics::buckets))
+        .routes(routes!(metrics::names))
+        .routes(routes!(ingest_errors::ingest_errors))
+        .routes(routes!(openapi_json))
+        .split_for_parts();
+    let (ops, ops_doc) = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(goauth::user))
+        .routes(routes!(goauth::superuser))
+        .routes(routes!(goauth::acl))
+        .split_for_parts();
+    doc.merge(ops_doc);
+    (api, ops, doc)
+}
+
+/// The OpenAPI document of the HTTP port.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().2
+}
+
+/// The HTTP port's router; `cors_origins` may call `/api/` from a browser, and no
+/// request body may exceed `max_body_bytes`.
+pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) -> Router {
+    let (api, ops, doc) = routes();
+    let api = api
+        .layer(axum::Extension(Arc::new(doc)))
+        .layer(middleware::map_response(error::detail_for_rejections))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            token::require_token,
+        ))
+        .layer(cors(cors_origins));
+    // The operations routes stay outside the token and CORS layers: probes, Prometheus
+    // and go-auth call them without credentials.
+    ops.merge(api)
+        .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panicked,
+        ))
+        .with_state(state)
+}
+
+/// This document (OpenAPI 3).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "fleet",
+    responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+async fn openapi_json(
+    axum::Extension(doc): axum::Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Json<Arc<utoipa::openapi::OpenApi>> {
+    Json(doc)
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<header::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| header::HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// A robot id from a path or body, checked before it reaches SQL (400 otherwise).
+pub(crate) fn check_robot_id(robot_id: &str) -> Result<(), ApiError> {
+    if crate::model::valid_robot_id(robot_id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "robot_id must be 1-128 characters of A-Z a-z 0-9 _ . : -",
+        ))
+    }
+}
+
+/// The robot's key (`robots.id`), or `None` for a robot never heard of (TonyPi's
+/// robot-data routes answer that with an empty result, not a 404).
+pub(crate) async fn known_robot(s: &HttpState, robot_id: &str) -> Result<Option<i32>, ApiError> {
+    check_robot_id(robot_id)?;
+    Ok(reads::robots::key(&s.pool, robot_id).await?)
+}
+
+/// The robot's key (`robots.id`), or 404.
+pub(crate) async fn robot_key(s: &HttpState, robot_id: &str) -> Result<i32, ApiError> {
+    known_robot(s, robot_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Robot not found"))
+}
+
+/// A `limit` parameter: `default` when absent, else 1-1000 (400 otherwise).
+pub(crate) fn limit(given: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    let limit = given.unwrap_or(default);
+    if (1..=1000).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
+/// A JSON answer for a large body (thousands of rows): serialized once into a buffer
+/// of about `size_hint` bytes rather than grown piecewise (what `Json` does).
+pub(crate) fn json_sized<T: serde::Serialize>(value: &T, size_hint: usize) -> Response {
+    let mut buf = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "admin API answer not serializable");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}

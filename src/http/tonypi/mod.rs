@@ -1,0 +1,16 @@
+//! The routes of the TonyPi backend (AimanZX06/Monitoring_System_TonyPi) that fleetsink
+//! answers in its place, with the same paths, parameters, defaults, status codes and
+//! field names, so the TonyPi web UI can point at fleetsink. One file per TonyPi
+//! router, named after it (`backend/routers/*.py`):
+//!
+//! | file | TonyPi router | routes |
+//! |---|---|---|
+//! | `robots_db.rs` | `robots_db.py` | `/api/v1/robots-db/*`: robots, job history, stats, logs |
+//! | `robot_data.rs` | `robot_data.py` | `/api/v1/robot-data/*`: sensors, status, latest, servos, job summary, the command pass-through |
+//! | `management.rs` | `management.py` | `/api/v1/management/*`: commands, emergency stop, resume |
+//! | `health.rs` | `health.py` | `/api/v1/health` |
+
+pub mod health;
+pub mod management;
+pub mod robot_data;
+pub mod robots_db;
