@@ -12,17 +12,8 @@ use crate::helpers::*;
 
 async fn register(t: &TestApp, robot: &str) -> Client {
     let mut c = t.robot(robot).await;
-    c.client
-        .subscribe(
-            format!("tonypi/commands/{robot}"),
-            rumqttc::QoS::AtLeastOnce,
-        )
-        .await
-        .unwrap();
-    c.client
-        .subscribe("tonypi/commands/broadcast", rumqttc::QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    c.subscribe(&format!("tonypi/commands/{robot}")).await;
+    c.subscribe("tonypi/commands/broadcast").await;
     c.publish_acked(
         &format!("tonypi/status/{robot}"),
         format!(
@@ -45,7 +36,6 @@ async fn register(t: &TestApp, robot: &str) -> Client {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // SUBACK
     c
 }
 
@@ -208,13 +198,12 @@ async fn the_admin_token_guards_the_api() {
 async fn generic_devices_get_commands_on_their_topic() {
     let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
     let mut dev = t.robot("gw-7").await;
-    dev.client
-        .subscribe("devices/gw-7/commands", rumqttc::QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    dev.subscribe("devices/gw-7/commands").await;
     dev.publish_acked("devices/gw-7/telemetry", r#"{"temp": 21.5}"#)
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Commands go to known devices only: its first message registered it.
+    let q = "SELECT count(*) FROM robots WHERE robot_id = 'gw-7' AND is_active";
+    assert_eq!(t.wait_count(q, 1).await, 1);
     let (code, body) = t
         .post(
             "/api/v1/devices/gw-7/commands",

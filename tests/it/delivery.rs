@@ -1,6 +1,8 @@
 //! Delivery guarantees under faults: a PostgreSQL outage, SIGTERM under load, and
 //! redelivered (resent) messages.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fleetsink::config::{AckMode, MqttMode};
@@ -29,14 +31,20 @@ async fn postgres_outage_loses_nothing_and_resumes() {
                     i % 60
                 );
                 c.publish_acked(&format!("tonypi/sensors/tonypi_out{r}"), payload).await;
+                // Paced, so the stream is still running when PostgreSQL stops.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let q = "SELECT count(*) FROM metric_values WHERE name = 'seq'";
+    wait_until(
+        Duration::from_secs(30),
+        "the stream is under way",
+        || async { t.count(q).await >= 40 },
+    )
+    .await;
     // GIVEN PostgreSQL stops mid-stream
     pg.pause().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     // THEN readiness reports it and nothing is acknowledged meanwhile
     let http = reqwest::Client::new();
     wait_until(Duration::from_secs(10), "/readyz answers 503", || async {
@@ -49,11 +57,12 @@ async fn postgres_outage_loses_nothing_and_resumes() {
     .await;
     let health = t.app().health();
     let before = health.awaiting_ack();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        health.awaiting_ack() >= before,
-        "acks went out while the database was down"
-    );
+    assert_holds_for(
+        Duration::from_secs(3),
+        "no acks go out while the database is down",
+        || async { health.awaiting_ack() >= before },
+    )
+    .await;
     assert!(
         health.awaiting_ack() <= u64::from(ROBOTS_N),
         "at most one message per robot connection waits"
@@ -96,8 +105,10 @@ async fn sigterm_under_load_keeps_everything_acknowledged() {
     .await;
     wait_for_port(mqtt).await;
     let base_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let mut publishers = Vec::new();
     for r in 0..8u32 {
+        let acked_so_far = acked_so_far.clone();
         publishers.push(tokio::spawn(async move {
             let mut c = client(mqtt, &format!("tonypi_term{r}")).await;
             let mut acked = Vec::new();
@@ -119,14 +130,21 @@ async fn sigterm_under_load_keeps_everything_acknowledged() {
                     break;
                 }
                 match tokio::time::timeout(Duration::from_secs(3), c.acks.recv()).await {
-                    Ok(Some(_)) => acked.push(i),
+                    Ok(Some(_)) => {
+                        acked.push(i);
+                        acked_so_far.fetch_add(1, Ordering::Relaxed);
+                    }
                     _ => break,
                 }
             }
             (r, acked)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until(Duration::from_secs(30), "the load is on", || {
+        let n = acked_so_far.load(Ordering::Relaxed);
+        async move { n >= 200 }
+    })
+    .await;
     let status = daemon.terminate().await;
     assert!(status.success(), "fleetsink exited with {status}");
     let pool = PgPool::connect(&db).await.unwrap();
@@ -251,10 +269,17 @@ async fn external_postgres_outage_loses_nothing_with_several_workers() {
                 ),
             )
             .await;
+            // Paced, so the stream is still running when PostgreSQL stops.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let q = "SELECT count(*) FROM metric_values WHERE name = 'xo'";
+    wait_until(
+        Duration::from_secs(30),
+        "the stream is under way",
+        || async { t.count(q).await >= 40 },
+    )
+    .await;
     // GIVEN PostgreSQL stops mid-stream
     pg.pause().await;
     let health = t.app().health();
@@ -265,11 +290,12 @@ async fn external_postgres_outage_loses_nothing_with_several_workers() {
     .await;
     // THEN nothing is acknowledged meanwhile: messages wait in fleetsink and Mosquitto
     let before = health.awaiting_ack();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        health.awaiting_ack() >= before,
-        "acks went out during the outage"
-    );
+    assert_holds_for(
+        Duration::from_secs(2),
+        "no acks go out during the outage",
+        || async { health.awaiting_ack() >= before },
+    )
+    .await;
     // WHEN it comes back THEN every message lands exactly once
     pg.resume().await;
     tokio::time::timeout(Duration::from_secs(60), publisher)
@@ -277,7 +303,6 @@ async fn external_postgres_outage_loses_nothing_with_several_workers() {
         .unwrap()
         .unwrap();
     let pool = PgPool::connect(&t.db_url).await.unwrap();
-    let q = "SELECT count(*) FROM metric_values WHERE name = 'xo'";
     wait_until(Duration::from_secs(30), "all messages land", || async {
         count(&pool, q).await >= i64::from(N)
     })

@@ -197,12 +197,7 @@ async fn on_receipt_mode_acks_and_still_commits() {
 async fn downlink_commands_reach_subscribed_robots() {
     let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
     let mut robot = t.robot("tonypi_cmd").await;
-    robot
-        .client
-        .subscribe("tonypi/commands/tonypi_cmd", rumqttc::QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    robot.subscribe("tonypi/commands/tonypi_cmd").await;
     t.app()
         .publish(
             "tonypi/commands/tonypi_cmd",

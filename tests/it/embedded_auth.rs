@@ -268,9 +268,20 @@ async fn repeated_failed_connects_are_answered_slowly() {
     }
     // The first failures cost only the hash check (the same for unknown users as for
     // known ones); later ones also wait, 0.5 s per failure beyond three (at most 5 s):
-    // the sixth waits 1 s.
-    assert!(took[1] < took[0] + Duration::from_millis(400), "{took:?}");
-    assert!(took[5] >= took[0] + Duration::from_millis(800), "{took:?}");
+    // the sixth waits 1 s. The hash check alone varies by tenths of a second on a
+    // loaded machine, so each is compared with the other unthrottled failures (the
+    // first four): the second costs no more than the slowest of the others, the sixth at
+    // least 0.8 s more than the quickest.
+    let others = [took[0], took[2], took[3]];
+    let unthrottled = *took[..4].iter().min().unwrap();
+    assert!(
+        took[1] < *others.iter().max().unwrap() + Duration::from_millis(400),
+        "{took:?}"
+    );
+    assert!(
+        took[5] >= unthrottled + Duration::from_millis(800),
+        "{took:?}"
+    );
     t.stop().await;
 }
 
@@ -290,7 +301,7 @@ async fn no_password_or_hash_is_ever_logged() {
             .await
             .unwrap();
     let mqtt = loopback(free_port());
-    let mut daemon = Daemon::start(&[
+    let daemon = Daemon::start(&[
         ("FLEETSINK__DATABASE__URL", db.clone()),
         ("FLEETSINK__MQTT__EMBEDDED__LISTEN", mqtt.to_string()),
         ("FLEETSINK__MQTT__EMBEDDED__AUTH", "true".into()),
@@ -318,9 +329,8 @@ async fn no_password_or_hash_is_ever_logged() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    daemon.kill();
-    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    // Everything it logs, to its last line: stopped, not killed, so nothing is cut off.
+    let (_, log) = daemon.terminate_and_read_log().await;
     assert!(
         log.contains("robot7"),
         "the log should name the user: {log}"

@@ -14,7 +14,7 @@ use crate::helpers::*;
 async fn tonypi_traffic_lands() {
     let mut t = spawn_app(MqttMode::External, |_| {}).await;
     let mut c = t.robot("tonypi_sim").await;
-    c.publish_fixtures().await;
+    let sent = c.publish_fixtures().await;
     let battery_rows = "SELECT count(*) FROM metric_values WHERE name LIKE 'battery.%'";
     assert_eq!(t.wait_count(battery_rows, 30).await, 30);
     t.wait_count(
@@ -22,18 +22,19 @@ async fn tonypi_traffic_lands() {
         10,
     )
     .await;
-    // Everything was acked by Mosquitto; wait until fleetsink has written it all.
-    let mut last = -1;
-    loop {
-        let n = t
-            .count("SELECT (SELECT count(*) FROM metric_values) + (SELECT count(*) FROM logs)")
-            .await;
-        if n == last {
-            break;
-        }
-        last = n;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // Everything was acked to the robot by Mosquitto; fleetsink acks each message to
+    // Mosquitto once it is written.
+    let broker = t.broker.as_ref().unwrap();
+    let fleetsink = t.cfg.mqtt.external.client_id.clone();
+    wait_until(
+        Duration::from_secs(30),
+        "fleetsink has acknowledged every message",
+        || {
+            let n = broker.pubacks_from(&fleetsink);
+            async move { n >= sent }
+        },
+    )
+    .await;
     t.stop().await;
     assert_fixture_rows(&t.pool).await;
 }
@@ -42,11 +43,12 @@ async fn tonypi_traffic_lands() {
 async fn uncommitted_message_is_redelivered_and_written_once() {
     let broker = Mosquitto::start().await;
     let db = fresh_database().await;
+    let fleetsink = unique("fleetsink");
     let envs = vec![
         ("FLEETSINK__DATABASE__URL", db.clone()),
         ("FLEETSINK__MQTT__MODE", "external".to_string()),
         ("FLEETSINK__MQTT__EXTERNAL__URL", broker.url()),
-        ("FLEETSINK__MQTT__EXTERNAL__CLIENT_ID", unique("fleetsink")),
+        ("FLEETSINK__MQTT__EXTERNAL__CLIENT_ID", fleetsink.clone()),
         (
             "FLEETSINK__MQTT__EXTERNAL__BROKER_INFLIGHT",
             "1000".to_string(),
@@ -55,11 +57,8 @@ async fn uncommitted_message_is_redelivered_and_written_once() {
     let mut daemon = Daemon::start(&envs).await;
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(20), "the daemon is ready", || async {
-        http_get(&http, daemon.http, "/readyz").await.0 == 200
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.ready().await;
+    broker.subscribed(&fleetsink, 0).await;
 
     // GIVEN the metrics table is locked, so fleetsink's commit cannot finish
     let mut blocker = pool.begin().await.unwrap();
@@ -95,8 +94,12 @@ async fn uncommitted_message_is_redelivered_and_written_once() {
         || async { count(&pool, q).await >= 1 },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(count(&pool, q).await, 1);
+    assert_holds_for(
+        Duration::from_millis(500),
+        "the message is written once",
+        || async { count(&pool, q).await == 1 },
+    )
+    .await;
 }
 
 /// A broker may send far more than the in-flight window fleetsink was told about
@@ -145,7 +148,6 @@ async fn password_broker(host: &'static str) -> Mosquitto {
             .success();
         assert!(ok, "mosquitto_passwd failed");
         // Mosquitto started as root reads its files as the `mosquitto` user.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         format!("allow_anonymous false\npassword_file {}\n", file.display())
     })

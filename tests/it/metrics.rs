@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -117,14 +118,17 @@ async fn counters_match_reality_promtool_accepts_the_scrape_and_the_dashboard_fi
     )
     .await;
     // Derived gauges are refreshed every second.
-    let mut text = scrape().await;
-    for _ in 0..50 {
-        if text.contains("fleetsink_last_message_age_seconds ") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        text = scrape().await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        "the derived gauges are refreshed",
+        || async {
+            scrape()
+                .await
+                .contains("fleetsink_last_message_age_seconds ")
+        },
+    )
+    .await;
+    let text = scrape().await;
     let after = samples(&text);
     assert_eq!(
         sum(&after, "fleetsink_messages_received_total"),
@@ -268,7 +272,7 @@ async fn the_log_has_a_start_up_line_and_no_secrets_or_payloads() {
     );
     assert_ne!(db, db_with_password);
     let mqtt = loopback(free_port());
-    let mut daemon = Daemon::start(&[
+    let daemon = Daemon::start(&[
         ("FLEETSINK__DATABASE__URL", db_with_password),
         ("FLEETSINK__MQTT__EMBEDDED__LISTEN", mqtt.to_string()),
         ("FLEETSINK__HTTP__ADMIN_TOKEN", "Tok-S3cret-value".into()),
@@ -291,9 +295,8 @@ async fn the_log_has_a_start_up_line_and_no_secrets_or_payloads() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    daemon.kill();
-    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    // Everything it logs, to its last line: stopped, not killed, so nothing is cut off.
+    let (_, log) = daemon.terminate_and_read_log().await;
     let start = log
         .lines()
         .find(|l| l.contains("fleetsink started"))

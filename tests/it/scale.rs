@@ -21,12 +21,15 @@ async fn received(http: &reqwest::Client, daemon: &Daemon) -> u64 {
 async fn two_instances_share_the_traffic_and_survive_a_kill() {
     let broker = Mosquitto::start().await;
     let db = fresh_database().await;
-    let instance = |name: &str| {
+    let instance = |client_id: &str| {
         vec![
             ("FLEETSINK__DATABASE__URL", db.clone()),
             ("FLEETSINK__MQTT__MODE", "external".to_string()),
             ("FLEETSINK__MQTT__EXTERNAL__URL", broker.url()),
-            ("FLEETSINK__MQTT__EXTERNAL__CLIENT_ID", unique(name)),
+            (
+                "FLEETSINK__MQTT__EXTERNAL__CLIENT_ID",
+                client_id.to_string(),
+            ),
             (
                 "FLEETSINK__MQTT__EXTERNAL__SHARE_GROUP",
                 "fleet".to_string(),
@@ -37,20 +40,16 @@ async fn two_instances_share_the_traffic_and_survive_a_kill() {
             ),
         ]
     };
-    let env_a = instance("fleetsink-a");
-    let env_b = instance("fleetsink-b");
+    let (id_a, id_b) = (unique("fleetsink-a"), unique("fleetsink-b"));
+    let env_a = instance(&id_a);
+    let env_b = instance(&id_b);
     let http = reqwest::Client::new();
     let mut a = Daemon::start(&env_a).await;
     let b = Daemon::start(&env_b).await;
-    for d in [&a, &b] {
-        wait_until(
-            Duration::from_secs(20),
-            "both instances are ready",
-            || async { http_get(&http, d.http, "/readyz").await.0 == 200 },
-        )
-        .await;
+    for (d, id) in [(&a, &id_a), (&b, &id_b)] {
+        d.ready().await;
+        broker.subscribed(id, 0).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     // GIVEN robots publishing through Mosquitto
     let publish = |from: usize, to: usize| {
@@ -85,9 +84,20 @@ async fn two_instances_share_the_traffic_and_survive_a_kill() {
 
     // WHEN one instance is killed mid-stream and restarted with the same client id
     let more = publish(1000, 3000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until(
+        Duration::from_secs(30),
+        "a takes part in the stream",
+        || async { received(&http, &a).await > ra },
+    )
+    .await;
     a.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_kill = count(&pool, q).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the stream goes on while a is down",
+        || async { more.is_finished() || count(&pool, q).await > at_kill },
+    )
+    .await;
     let _a = Daemon::start(&env_a).await;
     more.await.unwrap();
     // THEN every message acknowledged by Mosquitto lands, once
@@ -95,8 +105,12 @@ async fn two_instances_share_the_traffic_and_survive_a_kill() {
         count(&pool, q).await >= 3000
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(count(&pool, q).await, 3000);
+    assert_holds_for(
+        Duration::from_millis(500),
+        "no message lands twice",
+        || async { count(&pool, q).await == 3000 },
+    )
+    .await;
     let distinct = count(
         &pool,
         "SELECT count(DISTINCT value) FROM metric_values WHERE name = 'share'",

@@ -1,0 +1,52 @@
+//! The test harness, by concern; `use crate::helpers::*;` brings all of it.
+//!
+//! - [`servers`]: what a test runs against — fresh databases on the shared PostgreSQL,
+//!   PostgreSQL clusters of its own, Mosquitto processes (whose log is a test's view of
+//!   what the broker did).
+//! - [`app`]: fleetsink under test — `spawn_app` in-process on a fresh database, or a
+//!   [`Daemon`] child process for signal tests.
+//! - [`clients`]: what talks to it — MQTT robots that see their PUBACKs and SUBACKs, HTTP.
+//! - [`waits`]: waiting on observable state (a port, a row count, a flag) instead of
+//!   sleeping; the one fixed wait asserts that something does *not* happen.
+//!
+//! Isolation is by construction: every port is free (or 0), every name unique, every
+//! test gets its own database, so tests run in parallel and runs can overlap.
+//! `scripts/test.sh` provides the shared PostgreSQL server and the binaries' paths in
+//! `FLEETSINK_TEST_*` variables.
+
+mod app;
+mod clients;
+mod servers;
+mod waits;
+
+use std::net::SocketAddr;
+
+pub use app::*;
+pub use clients::*;
+pub use servers::*;
+pub use waits::*;
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        chrono::Utc::now().timestamp_micros() % 1_000_000
+    )
+}
