@@ -1,39 +1,43 @@
 //! Builds everything from a [`Config`] and runs it until the caller's shutdown signal.
 //!
-//! Start-up, in order: metrics recorder → database (retried until reachable) and
-//! migrations → today's partition maintenance → batcher and sink workers → MQTT source
-//! (embedded broker or external connection) → admin HTTP and background tasks. Port 0
-//! anywhere means "pick a free port"; the bound addresses are logged and returned, so
-//! tests and scripts can run many instances side by side.
+//! [`App::start`] is a list of named steps, in order: database (retried until
+//! reachable) and migrations → routes and today's partition → MQTT users and ACLs →
+//! the MQTT source with its ack stage (the one place the MQTT mode is decided) →
+//! batcher and sink workers → admin HTTP → background tasks. Port 0 anywhere means
+//! "pick a free port"; the bound addresses are logged and returned, so tests and
+//! scripts can run many instances side by side.
 //!
 //! Shutdown lives in one place, [`App::stopped`], under `shutdown.drain_timeout`:
-//! stop intake → flush the partial batch → commit and release acks → close the MQTT
-//! source (last PUBACKs, disconnect) → stop the background tasks and the admin port.
-//! What is not committed by the deadline stays unacknowledged and is redelivered.
+//! stop intake → flush the partial batch → commit and release acks → the last PUBACKs
+//! → close the MQTT source (disconnect, or kick clients) → stop the background tasks
+//! and the admin port. What is not committed by the deadline stays unacknowledged and
+//! is redelivered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::http::{self, HttpState};
 use crate::auth::{AuthStore, Authenticator};
+use crate::broker::EmbeddedBroker;
 use crate::config::{Config, MqttMode};
 use crate::db::writes::Dictionary;
 use crate::db::{self, offline, partitions};
 use crate::health::Health;
-use crate::http::{self, HttpState};
 use crate::mqtt::Qos;
-use crate::pipeline::ack::Acker;
+use crate::pipeline::ack::{AckStage, AckTask};
 use crate::pipeline::decode::DecodeSettings;
 use crate::pipeline::route::Router;
 use crate::pipeline::sink::{self, SinkContext, SinkSettings};
-use crate::pipeline::source::{Downlink, Intake, PublishError};
+use crate::pipeline::source::{Downlink, ExternalSource, Intake, PublishError};
 use crate::pipeline::{Envelope, batch};
 use crate::telemetry;
 
@@ -58,10 +62,25 @@ struct Pipeline {
     batcher: JoinHandle<()>,
     /// The sink workers.
     sinks: Vec<JoinHandle<()>>,
-    intake: Intake,
-    /// Monitor, partition maintenance and the admin HTTP server: stopped last.
-    background: TaskTracker,
-    stop_background: CancellationToken,
+    acks: AckTask,
+    intake: Box<dyn Intake>,
+    /// Monitor, maintenance, the auth reloader and the admin HTTP server: stopped last.
+    background: Background,
+}
+
+/// Tasks that run beside the pipeline and stop after it.
+struct Background {
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// The MQTT source as started, and what the start-up line says about it.
+struct Mqtt {
+    intake: Box<dyn Intake>,
+    mode: &'static str,
+    /// Where robots connect: the embedded listener, or the external broker's URL.
+    broker: String,
+    auth: bool,
 }
 
 impl App {
@@ -74,181 +93,60 @@ impl App {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let prometheus = telemetry::install();
         let health = Arc::new(Health::default());
-        let pool = db::pool(&cfg.database)?;
-        db::connect_and_migrate(&pool, cfg.database.retry_backoff_max, &shutdown).await?;
-        health.set_database_reachable(true);
-
+        let pool = connect_database(&cfg, &health, &shutdown).await?;
         let router = Arc::new(Router::new(&cfg.effective_routes())?);
         telemetry::zero_series(&router.labels());
-        let mut decode = DecodeSettings::from_config(&cfg.ingest)?;
-        decode.identity_gateways = cfg.robots.identity.gateways.clone();
+        let decode = DecodeSettings::from_config(&cfg.ingest, &cfg.robots.identity)?;
         // Before intake opens, so today's partition exists from the first row.
         partitions::maintain_now(&pool, &cfg.retention).await;
+        let background = Background {
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        };
+        let auth = start_auth(&pool, &background).await;
 
-        // Closing intake is the drain's first step, so it follows the caller's signal.
-        let stop_intake = shutdown.child_token();
         let (intake_tx, intake_rx) = mpsc::channel::<Envelope>(cfg.ingest.queue_capacity);
-        // One slot per worker: a worker's next batch waits in the batcher, not here.
-        let (batch_txs, batch_rxs): (Vec<_>, Vec<_>) =
-            (0..cfg.sink.workers).map(|_| mpsc::channel(1)).unzip();
-        let batcher = tokio::spawn(batch::run(
-            intake_rx,
-            batch_txs,
-            router.clone(),
-            decode,
-            cfg.batch.clone(),
-            stop_intake,
-        ));
-        let (broker_ack_tx, broker_ack_rx) = match cfg.mqtt.mode {
-            MqttMode::External => {
-                // Unbounded on purpose: see `pipeline::ack` ("never blocks the sink").
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            MqttMode::Embedded => (None, None),
-        };
-        let sink_cx = SinkContext {
-            pool: pool.clone(),
-            settings: SinkSettings::from_config(&cfg),
-            dictionary: Arc::new(Dictionary::default()),
-            health: health.clone(),
-        };
-        let acker = Acker::new(broker_ack_tx, health.clone());
-        let sinks = batch_rxs
-            .into_iter()
-            .map(|rx| tokio::spawn(sink::run(rx, sink_cx.clone(), acker.clone())))
-            .collect();
-        drop(acker);
-        let background = TaskTracker::new();
-        let stop_background = CancellationToken::new();
-        let auth_store = Arc::new(AuthStore::default());
-        if let Err(e) = auth_store.reload(&pool).await {
-            tracing::warn!(error = %e, "MQTT users and ACL rules not loaded yet; retrying in the background");
-        }
-        background.spawn(
-            auth_store
-                .clone()
-                .follow(pool.clone(), stop_background.clone()),
-        );
-        let auth = Arc::new(Authenticator::new(auth_store));
-        let intake = Intake::start(
+        let (mqtt, acks) =
+            start_intake(&cfg, router, intake_tx.clone(), &health, auth.clone()).await?;
+        // Closing intake is the drain's first step, so it follows the caller's signal.
+        let (batcher, sinks, acks) = start_pipeline(
             &cfg,
-            router,
-            intake_tx.clone(),
-            broker_ack_rx,
-            health.clone(),
-            auth.clone(),
+            &pool,
+            &health,
+            intake_rx,
+            decode,
+            acks,
+            shutdown.child_token(),
+        );
+        let downlink = mqtt.intake.downlink();
+        let http_addr = serve_http(
+            &cfg,
+            &health,
+            &prometheus,
+            &pool,
+            downlink.clone(),
+            auth,
+            &background,
         )
         .await?;
-
-        let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen for HTTP on {}: {e}; change http.listen",
-                    cfg.http.listen
-                )
-            })?;
-        let http_addr = listener.local_addr()?;
-        tracing::info!(listen = %http_addr, "admin HTTP listening");
-        let mode = match cfg.mqtt.mode {
-            MqttMode::Embedded => "embedded",
-            MqttMode::External => "external",
-        };
-        let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_string(), |a| a.to_string());
-        let broker = match cfg.mqtt.mode {
-            MqttMode::Embedded => show(intake.mqtt_addr()),
-            // BrokerUrl's Display never shows the password.
-            MqttMode::External => cfg
-                .mqtt
-                .external
-                .broker()
-                .map_or_else(|_| "-".into(), |u| u.to_string()),
-        };
-        tracing::info!(
-            version = %env!("CARGO_PKG_VERSION"),
-            mode = %mode,
-            mqtt = %broker,
-            mqtt_tls = %show(intake.mqtt_tls_addr()),
-            http = %http_addr,
-            database = %cfg.database.url,
-            config = %cfg.source_file.as_ref().map_or_else(|| "defaults + environment".to_string(), |p| p.display().to_string()),
-            auth = cfg.mqtt.embedded.auth && cfg.mqtt.mode == MqttMode::Embedded,
-            ack = ?cfg.mqtt.embedded.ack,
-            workers = cfg.sink.workers,
-            "fleetsink started"
-        );
-
-        let admin_router = http::router(
-            HttpState {
-                health: health.clone(),
-                prometheus: prometheus.clone(),
-                pool: pool.clone(),
-                downlink: intake.downlink(),
-                admin_token: cfg.http.admin_token.clone(),
-                thresholds: cfg.alerts.thresholds.clone(),
-                auth: auth.clone(),
-                auth_allow: Arc::new(cfg.http.auth_allow.clone()),
-                command_topics: Arc::new(cfg.commands.topics()),
-                confirm_within: cfg.commands.confirm_within,
-            },
-            &cfg.http.cors_origins,
-            cfg.http.max_body_bytes,
-        );
-        if cfg.http.admin_token.is_none() && !http_addr.ip().is_loopback() {
-            tracing::warn!(listen = %http_addr, "the admin API has no token and is reachable beyond loopback (http.allow_unauthenticated = true)");
-        }
-        let stop = stop_background.clone();
-        background.spawn(async move {
-            let served = axum::serve(
-                listener,
-                admin_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "admin HTTP server failed");
-            }
-        });
-        background.spawn(partitions::maintain_periodically(
-            pool.clone(),
-            cfg.retention.clone(),
-            stop_background.clone(),
-        ));
-        background.spawn(offline::sweep_periodically(
-            pool.clone(),
-            cfg.robots.offline_after,
-            cfg.commands.expire_after,
-            stop_background.clone(),
-        ));
-        background.spawn(crate::db::commands::watch_confirmations(
-            pool.clone(),
-            cfg.commands.confirm_within,
-            stop_background.clone(),
-        ));
-        background.spawn(monitor(
-            pool.clone(),
-            health.clone(),
-            prometheus,
-            intake_tx,
-            stop_background.clone(),
-        ));
-        background.close();
+        log_started(&cfg, &mqtt, http_addr);
+        spawn_background(&cfg, &pool, &health, prometheus, intake_tx, &background);
+        background.tasks.close();
 
         Ok(App {
             http_addr,
-            mqtt_addr: intake.mqtt_addr(),
-            mqtt_tls_addr: intake.mqtt_tls_addr(),
+            mqtt_addr: mqtt.intake.mqtt_addr(),
+            mqtt_tls_addr: mqtt.intake.mqtt_tls_addr(),
             health,
             pool,
-            downlink: intake.downlink(),
+            downlink,
             shutdown,
             pipeline: Pipeline {
                 batcher,
                 sinks,
-                intake,
+                acks,
+                intake: mqtt.intake,
                 background,
-                stop_background,
             },
             drain_timeout: cfg.shutdown.drain_timeout,
         })
@@ -289,9 +187,9 @@ impl App {
         let Pipeline {
             batcher,
             sinks,
+            acks,
             intake,
             background,
-            stop_background,
         } = self.pipeline;
         tracing::info!(drain_timeout = ?self.drain_timeout, "shutting down: draining");
         self.health.start_draining();
@@ -308,21 +206,232 @@ impl App {
                 sink.abort();
             }
         }
-        // 3. The source sends the last PUBACKs and disconnects (or kicks its clients).
+        // 3. The ack stage puts the last PUBACKs on the wire (external broker).
+        acks.drained(deadline).await;
+        // 4. The source disconnects (or kicks its clients).
         intake.close(deadline).await;
-        // 4. Background tasks and the admin port.
-        stop_background.cancel();
-        background.wait().await;
+        // 5. Background tasks and the admin port.
+        background.stop.cancel();
+        background.tasks.wait().await;
         self.pool.close().await;
         tracing::info!("shutdown complete");
     }
+}
+
+/// Connects to PostgreSQL (retried until reachable or `shutdown`) and migrates.
+async fn connect_database(
+    cfg: &Config,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<PgPool> {
+    let pool = db::pool(&cfg.database)?;
+    db::connect_and_migrate(&pool, cfg.database.retry_backoff_max, shutdown).await?;
+    health.set_database_reachable(true);
+    Ok(pool)
+}
+
+/// MQTT users and ACL rules: loaded now if possible, then kept current in the background.
+async fn start_auth(pool: &PgPool, background: &Background) -> Arc<Authenticator> {
+    let store = Arc::new(AuthStore::default());
+    if let Err(e) = store.reload(pool).await {
+        tracing::warn!(error = %e, "MQTT users and ACL rules not loaded yet; retrying in the background");
+    }
+    background
+        .tasks
+        .spawn(store.clone().follow(pool.clone(), background.stop.clone()));
+    Arc::new(Authenticator::new(store))
+}
+
+/// The MQTT source `mqtt.mode` names, and the ack stage that acknowledges its messages:
+/// the one place the mode is decided.
+async fn start_intake(
+    cfg: &Config,
+    router: Arc<Router>,
+    intake: mpsc::Sender<Envelope>,
+    health: &Arc<Health>,
+    auth: Arc<Authenticator>,
+) -> anyhow::Result<(Mqtt, AckStage)> {
+    match cfg.mqtt.mode {
+        MqttMode::Embedded => {
+            let broker =
+                EmbeddedBroker::start(&cfg.mqtt.embedded, router, intake, health.clone(), auth)
+                    .await?;
+            let mqtt = Mqtt {
+                broker: broker
+                    .mqtt_addr()
+                    .map_or_else(|| "-".to_string(), |a| a.to_string()),
+                intake: Box::new(broker),
+                mode: "embedded",
+                auth: cfg.mqtt.embedded.auth,
+            };
+            Ok((mqtt, AckStage::Hooks))
+        }
+        MqttMode::External => {
+            let (source, acks) =
+                ExternalSource::start(&cfg.mqtt.external, router, intake, health.clone())?;
+            let mqtt = Mqtt {
+                // BrokerUrl's Display never shows the password.
+                broker: cfg
+                    .mqtt
+                    .external
+                    .broker()
+                    .map_or_else(|_| "-".into(), |u| u.to_string()),
+                intake: Box::new(source),
+                mode: "external",
+                auth: false,
+            };
+            Ok((mqtt, AckStage::Broker(acks)))
+        }
+    }
+}
+
+/// The batcher and the sink workers, releasing acks into the started ack stage.
+fn start_pipeline(
+    cfg: &Config,
+    pool: &PgPool,
+    health: &Arc<Health>,
+    intake: mpsc::Receiver<Envelope>,
+    decode: DecodeSettings,
+    acks: AckStage,
+    stop_intake: CancellationToken,
+) -> (JoinHandle<()>, Vec<JoinHandle<()>>, AckTask) {
+    // One slot per worker: a worker's next batch waits in the batcher, not here.
+    let (batch_txs, batch_rxs): (Vec<_>, Vec<_>) =
+        (0..cfg.sink.workers).map(|_| mpsc::channel(1)).unzip();
+    let batcher = tokio::spawn(batch::run(
+        intake,
+        batch_txs,
+        decode,
+        cfg.batch.clone(),
+        stop_intake,
+    ));
+    let sink_cx = SinkContext {
+        pool: pool.clone(),
+        settings: SinkSettings::from_config(cfg),
+        dictionary: Arc::new(Dictionary::default()),
+        health: health.clone(),
+    };
+    let (acker, acks) = acks.start(health.clone());
+    let sinks = batch_rxs
+        .into_iter()
+        .map(|rx| tokio::spawn(sink::run(rx, sink_cx.clone(), acker.clone())))
+        .collect();
+    (batcher, sinks, acks)
+}
+
+/// Binds `http.listen` and serves the admin router until the background stops.
+async fn serve_http(
+    cfg: &Config,
+    health: &Arc<Health>,
+    prometheus: &PrometheusHandle,
+    pool: &PgPool,
+    downlink: Downlink,
+    auth: Arc<Authenticator>,
+    background: &Background,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen for HTTP on {}: {e}; change http.listen",
+                cfg.http.listen
+            )
+        })?;
+    let http_addr = listener.local_addr()?;
+    tracing::info!(listen = %http_addr, "admin HTTP listening");
+    let admin_router = http::router(
+        HttpState {
+            health: health.clone(),
+            prometheus: prometheus.clone(),
+            pool: pool.clone(),
+            downlink,
+            admin_token: cfg.http.admin_token.clone(),
+            thresholds: cfg.alerts.thresholds.clone(),
+            auth,
+            auth_allow: Arc::new(cfg.http.auth_allow.clone()),
+            command_topics: Arc::new(cfg.commands.topics()),
+            confirm_within: cfg.commands.confirm_within,
+        },
+        &cfg.http.cors_origins,
+        cfg.http.max_body_bytes,
+    );
+    if cfg.http.admin_token.is_none() && !http_addr.ip().is_loopback() {
+        tracing::warn!(listen = %http_addr, "the admin API has no token and is reachable beyond loopback (http.allow_unauthenticated = true)");
+    }
+    let stop = background.stop.clone();
+    background.tasks.spawn(async move {
+        let served = axum::serve(
+            listener,
+            admin_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin HTTP server failed");
+        }
+    });
+    Ok(http_addr)
+}
+
+/// The one start-up line: what runs where (no secrets: URLs print masked).
+fn log_started(cfg: &Config, mqtt: &Mqtt, http_addr: SocketAddr) {
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_string(), |a| a.to_string());
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        mode = %mqtt.mode,
+        mqtt = %mqtt.broker,
+        mqtt_tls = %show(mqtt.intake.mqtt_tls_addr()),
+        http = %http_addr,
+        database = %cfg.database.url,
+        config = %cfg.source_file.as_ref().map_or_else(|| "defaults + environment".to_string(), |p| p.display().to_string()),
+        auth = mqtt.auth,
+        ack = ?cfg.mqtt.embedded.ack,
+        workers = cfg.sink.workers,
+        "fleetsink started"
+    );
+}
+
+/// The periodic work beside the pipeline: partition maintenance, the offline sweep
+/// (with command expiry), emergency-stop confirmations, and the monitor.
+fn spawn_background(
+    cfg: &Config,
+    pool: &PgPool,
+    health: &Arc<Health>,
+    prometheus: PrometheusHandle,
+    intake: mpsc::Sender<Envelope>,
+    background: &Background,
+) {
+    let (tasks, stop) = (&background.tasks, &background.stop);
+    tasks.spawn(partitions::maintain_periodically(
+        pool.clone(),
+        cfg.retention.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(offline::sweep_periodically(
+        pool.clone(),
+        cfg.robots.offline_after,
+        cfg.commands.expire_after,
+        stop.clone(),
+    ));
+    tasks.spawn(crate::db::commands::watch_confirmations(
+        pool.clone(),
+        cfg.commands.confirm_within,
+        stop.clone(),
+    ));
+    tasks.spawn(monitor(
+        pool.clone(),
+        health.clone(),
+        prometheus,
+        intake,
+        stop.clone(),
+    ));
 }
 
 /// Probes PostgreSQL and refreshes gauges until cancelled.
 async fn monitor(
     pool: PgPool,
     health: Arc<Health>,
-    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    prometheus: PrometheusHandle,
     intake: mpsc::Sender<Envelope>,
     cancel: CancellationToken,
 ) {

@@ -1,25 +1,26 @@
 //! fleetsink: an MQTT-native ingestion daemon with a PostgreSQL sink.
 //!
 //! ```text
-//!  robots ──MQTT──► pipeline/source/    embedded rmqtt broker (ingest in the publish hook)
-//!                                       or an external broker via rumqttc (manual acks)
-//!                        │ Envelope + AckToken, bounded queue
+//!  robots ──MQTT──► broker/             embedded rmqtt broker (ingest in the publish hook;
+//!                                       access checks asked of auth/access.rs)
+//!                   pipeline/source/    or an external broker via rumqttc (manual acks)
+//!                        │ Envelope (route looked up once) + AckToken, bounded queue
 //!                        ▼
-//!                   pipeline/batch.rs   route (pipeline/route.rs) + decode
-//!                        │              (pipeline/decode/, pure) + group commit
+//!                   pipeline/batch.rs   decode (pipeline/decode/, pure) + group commit
 //!                        │ Batch, one at a time
 //!                        ▼
 //!                   pipeline/sink.rs    one transaction per batch (db/writes/), retries
 //!                        │ after commit, in receive order
 //!                        ▼
-//!                   pipeline/ack.rs     PUBACK: hook released / broker ack sent
+//!                   pipeline/ack.rs     PUBACK: hook released / broker ack sent (own task)
 //! ```
 //!
 //! Dependencies point one way: [`model`] (rows, reasons; depends on nothing) and the
 //! pure helpers [`mqtt`] and [`backoff`] → [`config`] (plain data and validation) →
-//! [`db`] and [`pipeline`] → [`app`] (wiring, start-up, the ordered drain) → `main`.
-//! [`commands`] holds the downlink rules (topic per command kind, what confirms a
-//! command). [`http`] is the HTTP port by audience (probes, TonyPi's routes,
+//! [`db`], [`auth`] and [`pipeline`] → [`broker`] (the only module that knows rmqtt;
+//! it feeds the pipeline's intake queue) → [`app`] (wiring, start-up, the ordered
+//! drain) → `main`. [`commands`] holds the downlink rules (topic per command kind, what
+//! confirms a command). [`http`] is the HTTP port by audience (probes, TonyPi's routes,
 //! fleetsink's API, go-auth); all SQL is in [`db`] (`writes/` for the ingest path,
 //! `reads/` and `edits/` for the API, the auth cache and the CLI). [`health`] holds the
 //! readiness flags, [`telemetry`] names every Prometheus metric, and [`bench`] is the
@@ -30,6 +31,7 @@ pub mod app;
 pub mod auth;
 pub mod backoff;
 pub mod bench;
+pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod db;

@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let received_at: DateTime<Utc> = Utc::now();
     let env = Envelope {
+        route: router().find(&topic).cloned(),
         topic,
         payload: Bytes::copy_from_slice(payload),
         received_at,
@@ -59,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         username: None,
         ack: AckToken::None,
     };
-    let item = decode_envelope(env, router(), &DecodeSettings::default());
+    let item = decode_envelope(env, &DecodeSettings::default());
     if let Ok(d) = &item.decoded {
         assert!(!d.robot_id.is_empty(), "accepted without a robot id");
         for m in &d.metrics {

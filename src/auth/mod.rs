@@ -3,7 +3,9 @@
 //! `mqtt_users` / `mqtt_acls` (go-auth's Postgres backend tables; cached in `store.rs`,
 //! administered by `users.rs`, their SQL in `db::reads::auth` and `db::edits::auth`),
 //! password hashes in go-auth's formats (`hash.rs`), topic patterns with go-auth's
-//! semantics (`acl.rs`).
+//! semantics (`acl.rs`), and the embedded broker's access policy (`access.rs`: CONNECT,
+//! Last Will, PUBLISH/SUBSCRIBE ACLs, payload identity) with its per-address throttling
+//! of failed CONNECTs (`throttle.rs`).
 //!
 //! Password checks are CPU-bound by design (PBKDF2 100,000 rounds): they run on the
 //! blocking pool, at most one per core at a time, so a flood of bad passwords cannot
@@ -11,9 +13,11 @@
 //! remembered (keyed by an HMAC under a per-process random key, never the password) so
 //! a robot that reconnects, or go-auth asking again, costs a lookup.
 
+pub mod access;
 pub mod acl;
 pub mod hash;
 pub mod store;
+pub mod throttle;
 pub mod users;
 
 use std::collections::HashSet;
@@ -22,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use hmac::{KeyInit, Mac};
 use tokio::sync::Semaphore;
 
+pub use access::AccessPolicy;
 pub use acl::Access;
 pub use store::AuthStore;
 

@@ -1,9 +1,16 @@
 //! Acknowledgements, released by the sink workers after commit, in receive order.
 //!
+//! The stage is chosen once, with the source, in the app's wiring: an [`AckStage`]
+//! names how the source's messages are acknowledged and carries what that needs;
+//! [`AckStage::start`] gives the sink workers their [`Acker`] and starts the stage's
+//! own task when it has one; the drain waits on the returned [`AckTask`] before the
+//! source closes. A mode cannot be missing what it needs: there is nothing to wire
+//! wrongly.
+//!
 //! Embedded broker: each message's publish hook waits on a oneshot; sending `Ok` lets
-//! rmqtt write the robot's PUBACK. A hook waits only for the worker that holds its
-//! message (rmqtt handles one PUBLISH per connection at a time, so a connection's acks
-//! are in order by construction).
+//! the broker write the robot's PUBACK. A hook waits only for the worker that holds
+//! its message (the broker handles one PUBLISH per connection at a time, so a
+//! connection's acks are in order by construction).
 //!
 //! External broker: one connection carries every robot's messages, and MQTT wants its
 //! PUBACKs in receive order, while several workers commit in parallel. Every QoS 1
@@ -34,9 +41,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::AckToken;
 use super::batch::Item;
@@ -51,18 +60,91 @@ pub struct BrokerAck {
     pub seq: u64,
 }
 
-/// Releases the acknowledgements of committed items.
+/// How the source's messages are acknowledged, with what that needs.
+pub enum AckStage {
+    /// Embedded broker: each message's token is its publish hook's oneshot; releasing
+    /// answers it. No task.
+    Hooks,
+    /// External broker: PUBACKs through the source's client, in receive order, from
+    /// the stage's own task.
+    Broker(BrokerAcks),
+}
+
+/// What the external-broker ack task needs from the source that received the messages.
+pub struct BrokerAcks {
+    /// The connection's client: PUBACKs go through its request channel.
+    pub client: AsyncClient,
+    /// The current connection generation (bumped by the event loop on a lost
+    /// connection): acks of an older one are dropped.
+    pub generation: Arc<AtomicU64>,
+    /// PUBACKs requested here and seen going out by the event loop.
+    pub progress: Arc<AckProgress>,
+}
+
+impl AckStage {
+    /// Starts the stage: the [`Acker`] the sink workers release committed items into,
+    /// and the [`AckTask`] the drain waits on once the workers are gone.
+    pub fn start(self, health: Arc<Health>) -> (Acker, AckTask) {
+        match self {
+            AckStage::Hooks => (
+                Acker {
+                    broker: None,
+                    health,
+                },
+                AckTask { broker: None },
+            ),
+            AckStage::Broker(acks) => {
+                // Unbounded on purpose: see the module docs ("never blocks the sink").
+                let (tx, rx) = mpsc::unbounded_channel();
+                let progress = acks.progress.clone();
+                let task = tokio::spawn(run_broker_acks(rx, acks));
+                (
+                    Acker {
+                        broker: Some(tx),
+                        health,
+                    },
+                    AckTask {
+                        broker: Some((task, progress)),
+                    },
+                )
+            }
+        }
+    }
+}
+
+/// The running ack stage, for the drain.
+pub struct AckTask {
+    broker: Option<(JoinHandle<()>, Arc<AckProgress>)>,
+}
+
+impl AckTask {
+    /// After the sink workers have finished (dropping every [`Acker`]): waits until
+    /// every PUBACK is on the wire, or the deadline passes (the broker then redelivers).
+    pub async fn drained(self, deadline: tokio::time::Instant) {
+        let Some((task, progress)) = self.broker else {
+            return; // hooks are answered by `Acker::release` itself
+        };
+        let _ = tokio::time::timeout_at(deadline, task).await;
+        while !progress.flushed() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !progress.flushed() {
+            tracing::warn!(
+                "shutdown deadline reached before every ack was sent; the broker will redeliver those messages"
+            );
+        }
+    }
+}
+
+/// Releases the acknowledgements of committed items (made by [`AckStage::start`]).
 #[derive(Clone)]
 pub struct Acker {
+    /// To the external-broker ack task; `None` with the embedded broker's hooks.
     broker: Option<mpsc::UnboundedSender<BrokerAck>>,
     health: Arc<Health>,
 }
 
 impl Acker {
-    pub fn new(broker: Option<mpsc::UnboundedSender<BrokerAck>>, health: Arc<Health>) -> Self {
-        Self { broker, health }
-    }
-
     /// Called only after `items` are committed.
     pub async fn release(&self, items: Vec<Item>) {
         let n = items.len() as u64;
@@ -133,12 +215,12 @@ impl InOrder {
 }
 
 /// The external-broker ack task: runs until every sink worker drops its sender.
-pub async fn run_broker_acks(
-    mut rx: mpsc::UnboundedReceiver<BrokerAck>,
-    client: AsyncClient,
-    generation: Arc<AtomicU64>,
-    progress: Arc<AckProgress>,
-) {
+async fn run_broker_acks(mut rx: mpsc::UnboundedReceiver<BrokerAck>, acks: BrokerAcks) {
+    let BrokerAcks {
+        client,
+        generation,
+        progress,
+    } = acks;
     let mut order = InOrder::default();
     while let Some(ack) = rx.recv().await {
         for ack in order.complete(ack) {

@@ -1,27 +1,25 @@
 //! Decoding, sharding and batching: turns the intake queue into batches for the sink
 //! workers.
 //!
-//! Each message is decoded here and assigned to a worker by its robot id (a message
-//! without one, by its topic), so one robot's events always go to the same worker and
-//! are committed in receive order. Each worker gets group commit: its pending batch is
-//! handed over the moment that worker is free, so an idle pipeline commits a single
-//! message at once, and a busy one commits whatever arrived during the previous commit
-//! — never on a fixed timer. `batch.max_rows` and `batch.max_messages` bound what is
-//! pending across all workers together; when that is full, intake waits, and that wait
-//! is what pushes back on the broker and the robots.
+//! Each message is decoded here, by the route its source found for it, and assigned
+//! to a worker by its robot id (a message without one, by its topic), so one robot's
+//! events always go to the same worker and are committed in receive order. Each worker
+//! gets group commit: its pending batch is handed over the moment that worker is free,
+//! so an idle pipeline commits a single message at once, and a busy one commits
+//! whatever arrived during the previous commit — never on a fixed timer.
+//! `batch.max_rows` and `batch.max_messages` bound what is pending across all workers
+//! together; when that is full, intake waits, and that wait is what pushes back on the
+//! broker and the robots.
 //!
 //! On `stop`, the intake queue is closed (new messages are refused and stay
 //! unacknowledged at the broker), what it already holds is drained, and the last
 //! batches are flushed before the senders to the workers are dropped.
-
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Envelope;
 use super::decode::{self, DecodeSettings};
-use super::route::Router;
 use crate::config::BatchConfig;
 use crate::model::{Decoded, Reason, TsSource, Unusable, message_fingerprint};
 use crate::telemetry;
@@ -49,9 +47,9 @@ impl Batch {
     }
 }
 
-/// Decodes one envelope against the routes, counting what metrics need.
-pub fn decode_envelope(env: Envelope, router: &Router, settings: &DecodeSettings) -> Item {
-    let decoded = match router.find(&env.topic) {
+/// Decodes one envelope by the route it arrived with, counting what metrics need.
+pub fn decode_envelope(env: Envelope, settings: &DecodeSettings) -> Item {
+    let decoded = match env.route.as_deref() {
         Some(route) => {
             telemetry::message_received(route.label);
             decode::decode(route, &env.topic, &env.payload, env.received_at, settings).and_then(
@@ -108,7 +106,6 @@ async fn any_free<'a>(
 pub async fn run(
     mut intake: mpsc::Receiver<Envelope>,
     sinks: Vec<mpsc::Sender<Batch>>,
-    router: Arc<Router>,
     settings: DecodeSettings,
     cfg: BatchConfig,
     stop: CancellationToken,
@@ -132,7 +129,7 @@ pub async fn run(
             },
             env = intake.recv(), if !full => match env {
                 Some(env) => {
-                    let item = decode_envelope(env, &router, &settings);
+                    let item = decode_envelope(env, &settings);
                     pending[shard_of(&item, sinks.len())].push(item);
                 }
                 None => {

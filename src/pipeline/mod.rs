@@ -1,15 +1,18 @@
 //! The ingestion pipeline, one module per stage in data-flow order:
 //!
 //! ```text
-//! source/embedded.rs (rmqtt hook) ─┐
+//! broker/ (embedded, hook) ────────┐
 //!                                  ├─► Envelope ─► batch.rs ─────► sink.rs ────────► ack.rs
-//! source/external.rs (rumqttc) ────┘   bounded     route.rs +      one transaction   receive
-//!                                      queue       decode/ (pure)  per batch (db/)   order
+//! source/external.rs (rumqttc) ────┘   bounded     decode/ (pure)  one transaction   receive
+//!                                      queue                       per batch (db/)   order
 //! ```
 //!
-//! Types here cross stage boundaries. An [`Envelope`] carries one MQTT message and
-//! the token that acknowledges it; the token is resolved only after the rows the
-//! message produced are committed (or it was written to `ingest_errors`).
+//! The pipeline knows nothing of the embedded broker: it receives envelopes on the
+//! intake queue, and [`source`] names what it needs from a source ([`source::Intake`],
+//! [`source::Downlink`]). Types here cross stage boundaries. An [`Envelope`] carries
+//! one MQTT message, its route (looked up once, at intake) and the token that
+//! acknowledges it; the token is resolved only after the rows the message produced are
+//! committed (or it was written to `ingest_errors`).
 
 pub mod ack;
 pub mod batch;
@@ -18,14 +21,21 @@ pub mod route;
 pub mod sink;
 pub mod source;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
+
+use route::Route;
 
 /// One MQTT message on its way to PostgreSQL.
 #[derive(Debug)]
 pub struct Envelope {
     pub topic: String,
+    /// The first route matching `topic`, looked up by the source when the message
+    /// arrived; `None` makes the message an ingest error (no route).
+    pub route: Option<Arc<Route>>,
     pub payload: Bytes,
     pub received_at: DateTime<Utc>,
     /// The publishing client's id (embedded broker only).
@@ -41,7 +51,7 @@ pub struct Envelope {
 pub enum AckToken {
     /// Nothing to acknowledge (QoS 0, or acked on receipt).
     None,
-    /// Embedded broker: the publish hook waits on this; `Ok` lets rmqtt send the PUBACK.
+    /// Embedded broker: the publish hook waits on this; `Ok` lets the broker send the PUBACK.
     /// Dropping the sender without a value counts as failure (the robot is not acked).
     Hook(oneshot::Sender<Result<(), Undelivered>>),
     /// External broker: PUBACK `pkid` on connection `generation`; stale generations are

@@ -1,5 +1,11 @@
 //! Routes: which topics fleetsink ingests, what kind of record each carries and where
 //! the robot id comes from. Matching is first-match in configuration order.
+//!
+//! A topic is matched once, by the source that receives it (the embedded broker's hook
+//! also uses the match to leave topics that are not ours, such as downlink commands,
+//! to ordinary routing); the [`Route`] then travels in the envelope.
+
+use std::sync::Arc;
 
 use crate::config::{RobotIdSource, RouteConfig, RouteError, RouteKind};
 use crate::mqtt::TopicFilter;
@@ -47,7 +53,7 @@ pub struct InvalidRoute {
 /// Compiled routes, matched in order.
 #[derive(Debug, Clone)]
 pub struct Router {
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl Router {
@@ -60,16 +66,18 @@ impl Router {
         let routes = cfgs
             .iter()
             .map(|c| {
-                Route::compile(c).map_err(|source| InvalidRoute {
-                    filter: c.filter.clone(),
-                    source,
-                })
+                Route::compile(c)
+                    .map(Arc::new)
+                    .map_err(|source| InvalidRoute {
+                        filter: c.filter.clone(),
+                        source,
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Router { routes })
     }
 
-    pub fn find(&self, topic: &str) -> Option<&Route> {
+    pub fn find(&self, topic: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.matches(topic))
     }
 

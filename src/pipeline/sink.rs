@@ -1,7 +1,8 @@
 //! The sink: one transaction per batch, retried while PostgreSQL is unreachable, and
 //! acknowledgements released only after commit, in receive order.
 //!
-//! Failure handling is decided here, once, by the error's kind (`db::is_transient`):
+//! Failure handling is decided here, once, by the error's kind (`db::is_transient`,
+//! in `write_durably`, which both the batch and the one-by-one path use):
 //! - a transient error (connection lost, server restarting, overload) retries the
 //!   same batch with capped, jittered backoff — ingestion pauses, the bounded queue
 //!   fills, and backpressure reaches the broker; nothing is acknowledged meanwhile;
@@ -147,53 +148,32 @@ async fn write_tx_with(
 }
 
 /// Commits the batch; returns only once every message is durable (as rows or as an
-/// `ingest_errors` row). Retries transient failures without limit: the caller's
-/// shutdown deadline is what ends a hopeless wait, leaving the messages unacknowledged.
+/// `ingest_errors` row). A batch PostgreSQL refuses is written one message at a time.
 async fn commit(cx: &SinkContext, items: &mut [Item]) -> Written {
-    let health = &cx.health;
-    let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
-    loop {
+    let attempt = {
         let entries: Vec<Entry> = items.iter().map(entry).collect();
-        let attempt = write_tx(cx, &entries).await;
-        health.progress.attempt_finished();
-        match attempt {
-            Ok(w) => {
-                health.set_database_reachable(true);
-                return w;
-            }
-            Err(e) if is_transient(&e) => {
-                health.set_database_reachable(false);
-                telemetry::commit_failure("transient");
-                let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?wait, messages = items.len(), "batch not committed; PostgreSQL unavailable, retrying");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => {
-                telemetry::commit_failure("rejected");
-                tracing::warn!(error = %e, messages = items.len(), "batch rejected by PostgreSQL; writing its messages one by one");
-                return commit_one_by_one(cx, items).await;
-            }
+        write_durably(cx, &entries).await
+    };
+    match attempt {
+        Ok(w) => w,
+        Err(e) => {
+            telemetry::commit_failure("rejected");
+            tracing::warn!(error = %e, messages = items.len(), "batch rejected by PostgreSQL; writing its messages one by one");
+            commit_one_by_one(cx, items).await
         }
     }
 }
 
+/// Each message in its own transaction: the one PostgreSQL refuses is kept as an
+/// ingest error, the others land.
 async fn commit_one_by_one(cx: &SinkContext, items: &mut [Item]) -> Written {
-    let health = &cx.health;
     let mut total = Written::default();
     for item in items.iter_mut() {
-        let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
         loop {
-            let attempt = write_tx(cx, &[entry(item)]).await;
-            health.progress.attempt_finished();
-            match attempt {
+            match write_durably(cx, &[entry(item)]).await {
                 Ok(w) => {
-                    health.set_database_reachable(true);
                     total += w;
                     break;
-                }
-                Err(e) if is_transient(&e) => {
-                    health.set_database_reachable(false);
-                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(e) => {
                     // This message is what PostgreSQL refuses: keep it as an ingest error.
@@ -207,4 +187,31 @@ async fn commit_one_by_one(cx: &SinkContext, items: &mut [Item]) -> Written {
         }
     }
     total
+}
+
+/// The one retry decision: writes `entries` in one transaction, retrying transient
+/// failures with capped, jittered backoff and without limit (the caller's shutdown
+/// deadline is what ends a hopeless wait, leaving the messages unacknowledged).
+/// Returns what was written, or the error PostgreSQL refuses the entries with.
+async fn write_durably(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sqlx::Error> {
+    let health = &cx.health;
+    let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
+    loop {
+        let attempt = write_tx(cx, entries).await;
+        health.progress.attempt_finished();
+        match attempt {
+            Ok(w) => {
+                health.set_database_reachable(true);
+                return Ok(w);
+            }
+            Err(e) if is_transient(&e) => {
+                health.set_database_reachable(false);
+                telemetry::commit_failure("transient");
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?wait, messages = entries.len(), "batch not committed; PostgreSQL unavailable, retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! `status`, `sensor`, `telemetry`, `vision`, `job`, `log`, `scan`, `response`.
 //! Shared helpers: `time` (timestamps) and `json` (numeric leaves, drifting names).
 //!
-//! Payload rules (SPEC §3.2): robot id from the topic where the route says so, else from
+//! Payload rules (README, "Topics"): robot id from the topic where the route says so, else from
 //! `robot_id`; numeric leaves become metrics, booleans 0/1, strings and arrays are not
 //! metrics.
 
@@ -27,12 +27,13 @@ use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 use super::route::Route;
-use crate::config::{IngestConfig, RobotIdSource, RouteKind};
+use crate::auth::access::may_write_for;
+use crate::config::{IdentityConfig, IngestConfig, RobotIdSource, RouteKind};
 use crate::model::{Decoded, LogRow, Reason, Unusable, message_fingerprint, valid_robot_id};
 
 pub use time::timestamp;
 
-/// Settings decode needs, resolved once from `IngestConfig`.
+/// Settings decode needs, resolved once from `ingest` and `robots.identity`.
 #[derive(Debug, Clone)]
 pub struct DecodeSettings {
     pub naive_timezone: Tz,
@@ -64,7 +65,10 @@ pub enum SettingsError {
 }
 
 impl DecodeSettings {
-    pub fn from_config(cfg: &IngestConfig) -> Result<Self, SettingsError> {
+    pub fn from_config(
+        cfg: &IngestConfig,
+        identity: &IdentityConfig,
+    ) -> Result<Self, SettingsError> {
         Ok(Self {
             naive_timezone: cfg
                 .naive_timezone
@@ -73,14 +77,14 @@ impl DecodeSettings {
             max_clock_skew: chrono::Duration::from_std(cfg.max_clock_skew)
                 .map_err(|_| SettingsError::Skew)?,
             max_payload_bytes: cfg.max_payload_bytes,
-            identity_gateways: Vec::new(),
+            identity_gateways: identity.gateways.clone(),
         })
     }
 }
 
-/// With an authenticated publisher, a robot id taken from the payload must be the
-/// publisher's username (unless it is a gateway): no broker-side ACL can see inside a
-/// payload, so a robot could otherwise write under another robot's id on
+/// With an authenticated publisher, a robot id taken from the payload must be one the
+/// publisher may write for (`auth::access::may_write_for`): no broker-side ACL can see
+/// inside a payload, so a robot could otherwise write under another robot's id on
 /// `tonypi/battery` or `tonypi/location`. Topic-level ids are the broker ACL's job.
 pub fn check_identity(
     route: &Route,
@@ -92,8 +96,7 @@ pub fn check_identity(
         return Ok(());
     };
     if route.robot_id != RobotIdSource::Payload
-        || decoded.robot_id == user
-        || settings.identity_gateways.iter().any(|g| g == user)
+        || may_write_for(user, &decoded.robot_id, &settings.identity_gateways)
     {
         return Ok(());
     }
@@ -165,7 +168,7 @@ pub fn decode(
         .map_err(|e| Unusable::new(Reason::NotJson, format!("payload is not JSON: {e}")))?;
     let fingerprint = message_fingerprint(topic, payload);
 
-    // Log routes also take an array of log objects (SPEC §3.3).
+    // Log routes also take an array of log objects (README, "Topics": device logs).
     if route.kind == RouteKind::Log
         && let Value::Array(items) = &value
     {

@@ -2,9 +2,11 @@
 //!
 //! fleetsink connects with a fixed client id and `clean_session = false`, so the broker
 //! keeps its subscriptions and every unacknowledged QoS 1 message across fleetsink
-//! restarts and crashes. Acks are manual and released only after commit (see
-//! `ack.rs`). The broker's in-flight window (Mosquitto `max_inflight_messages`) bounds
-//! how many messages are inside fleetsink at once.
+//! restarts and crashes. Acks are manual and released only after commit: starting the
+//! source hands over what the ack stage needs to send them (`ack::BrokerAcks`), and
+//! the ack stage sends them from its own task (see `ack.rs`). The broker's in-flight
+//! window (Mosquitto `max_inflight_messages`) bounds how many messages are inside
+//! fleetsink at once.
 //!
 //! With `mqtt.external.share_group`, the filters are subscribed as
 //! `$share/<group>/<filter>`: the broker gives each message to one of the instances
@@ -19,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::Utc;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
@@ -28,11 +32,13 @@ use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::{Downlink, Intake, PublishError, Publisher};
 use crate::backoff::Backoff;
-use crate::config::{ExternalConfig, ExternalTlsConfig};
+use crate::config::{BrokerConfigError, ExternalConfig, ExternalTlsConfig};
 use crate::health::Health;
-use crate::mqtt::BrokerUrl;
-use crate::pipeline::ack::{self, AckProgress, BrokerAck};
+use crate::mqtt::{BrokerUrl, Qos};
+use crate::pipeline::ack::{AckProgress, BrokerAcks};
+use crate::pipeline::route::Router;
 use crate::pipeline::{AckToken, Envelope};
 
 /// Largest packet accepted from the broker. Far above `ingest.max_payload_bytes`, so an
@@ -40,12 +46,19 @@ use crate::pipeline::{AckToken, Envelope};
 /// in a redelivery loop.
 const MAX_INCOMING_PACKET: usize = 256 * 1024 * 1024;
 
+/// Why the external source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Broker(#[from] BrokerConfigError),
+    #[error("{0}")]
+    Tls(String),
+}
+
 /// The running external source.
 pub struct ExternalSource {
     client: AsyncClient,
     event_loop: JoinHandle<()>,
-    acks: JoinHandle<()>,
-    progress: Arc<AckProgress>,
     /// Set once the drain is over: incoming messages are no longer taken.
     closing: Arc<AtomicBool>,
 }
@@ -71,18 +84,21 @@ pub fn tls_transport(tls: &ExternalTlsConfig) -> Result<Transport, String> {
 }
 
 impl ExternalSource {
-    /// Connects (in the background, with retries) and starts the event loop and the
-    /// ack task. Messages go to `intake`; the sink sends acks to the returned sender's
-    /// receiver, which this source owns.
+    /// Connects (in the background, with retries) to `mqtt.external.broker` and starts
+    /// the event loop, subscribed to the `router`'s filters. Messages go to `intake`;
+    /// the returned [`BrokerAcks`] is what the ack stage needs to acknowledge them.
     pub fn start(
         cfg: &ExternalConfig,
-        url: BrokerUrl,
-        filters: Vec<String>,
+        router: Arc<Router>,
         intake: mpsc::Sender<Envelope>,
-        ack_rx: mpsc::UnboundedReceiver<BrokerAck>,
         health: Arc<Health>,
-        tls: Option<Transport>,
-    ) -> ExternalSource {
+    ) -> Result<(ExternalSource, BrokerAcks), StartError> {
+        let url = cfg.broker()?;
+        let tls = if url.tls {
+            Some(tls_transport(&cfg.tls).map_err(StartError::Tls)?)
+        } else {
+            None
+        };
         let mut opts = MqttOptions::new(cfg.client_id.clone(), url.socket_host(), url.port);
         opts.set_clean_session(false)
             .set_manual_acks(true)
@@ -102,88 +118,101 @@ impl ExternalSource {
         }
         // With a share group the broker hands each message to one member of the group.
         let filters: Vec<String> = match &cfg.share_group {
-            Some(group) => filters
+            Some(group) => router
+                .filters()
                 .iter()
                 .map(|f| format!("$share/{group}/{f}"))
                 .collect(),
-            None => filters,
+            None => router.filters(),
         };
         let (client, event_loop) = AsyncClient::new(opts, cfg.request_channel_capacity);
-        let generation = Arc::new(AtomicU64::new(0));
-        let progress = Arc::new(AckProgress::default());
+        let acks = BrokerAcks {
+            client: client.clone(),
+            generation: Arc::new(AtomicU64::new(0)),
+            progress: Arc::new(AckProgress::default()),
+        };
         let closing = Arc::new(AtomicBool::new(false));
-        let acks = tokio::spawn(ack::run_broker_acks(
-            ack_rx,
-            client.clone(),
-            generation.clone(),
-            progress.clone(),
-        ));
         let event_loop = tokio::spawn(poll_loop(
             event_loop,
-            client.clone(),
-            filters,
-            intake,
-            generation,
-            progress.clone(),
-            closing.clone(),
-            health,
-            cfg.reconnect_backoff_max,
-            url,
+            Connection {
+                client: client.clone(),
+                filters,
+                router,
+                intake,
+                generation: acks.generation.clone(),
+                progress: acks.progress.clone(),
+                closing: closing.clone(),
+                health,
+                backoff_max: cfg.reconnect_backoff_max,
+                url,
+            },
         ));
-        ExternalSource {
+        let source = ExternalSource {
             client,
             event_loop,
-            acks,
-            progress,
             closing,
-        }
+        };
+        Ok((source, acks))
+    }
+}
+
+#[async_trait]
+impl Intake for ExternalSource {
+    /// Publishes through this connection (queued to rumqttc; at QoS 1 rumqttc
+    /// retransmits until the broker acknowledges).
+    fn downlink(&self) -> Downlink {
+        Downlink::new(self.client.clone())
     }
 
-    /// A handle that publishes through this connection (queued to rumqttc; at QoS 1
-    /// rumqttc retransmits until the broker acknowledges).
-    pub fn downlink(&self) -> AsyncClient {
-        self.client.clone()
-    }
-
-    /// After the sink has finished: waits until every PUBACK is on the wire (or the
-    /// deadline passes), then disconnects cleanly.
-    pub async fn finish(self, deadline: tokio::time::Instant) {
+    /// After the ack stage has put the last PUBACKs on the wire: stops taking messages
+    /// and disconnects cleanly.
+    async fn close(self: Box<Self>, deadline: tokio::time::Instant) {
         self.closing.store(true, Ordering::Release);
-        let _ = tokio::time::timeout_at(deadline, self.acks).await;
-        while !self.progress.flushed() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if !self.progress.flushed() {
-            tracing::warn!(
-                "shutdown deadline reached before every ack was sent; the broker will redeliver those messages"
-            );
-        }
         let _ = self.client.try_disconnect();
-        if tokio::time::timeout_at(deadline, async {
-            let mut h = self.event_loop;
-            (&mut h).await
-        })
-        .await
-        .is_err()
+        if tokio::time::timeout_at(deadline, self.event_loop)
+            .await
+            .is_err()
         {
             tracing::warn!("MQTT event loop did not stop in time");
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn poll_loop(
-    mut event_loop: EventLoop,
+#[async_trait]
+impl Publisher for AsyncClient {
+    async fn publish(&self, topic: &str, payload: Bytes, qos: Qos) -> Result<(), PublishError> {
+        Ok(AsyncClient::publish(self, topic, qos.into(), false, payload.to_vec()).await?)
+    }
+}
+
+/// What the event-loop task holds.
+struct Connection {
     client: AsyncClient,
     filters: Vec<String>,
+    router: Arc<Router>,
     intake: mpsc::Sender<Envelope>,
+    /// Bumped on every lost connection; acks carry the one their message arrived on.
     generation: Arc<AtomicU64>,
     progress: Arc<AckProgress>,
     closing: Arc<AtomicBool>,
     health: Arc<Health>,
     backoff_max: Duration,
     url: BrokerUrl,
-) {
+}
+
+async fn poll_loop(mut event_loop: EventLoop, c: Connection) {
+    let Connection {
+        client,
+        filters,
+        router,
+        intake,
+        generation,
+        progress,
+        closing,
+        health,
+        backoff_max,
+        url,
+    } = c;
     let mut backoff = Backoff::new(backoff_max);
     // Receive order of QoS 1 messages, for the ordered release of their PUBACKs.
     let mut next_seq: u64 = 0;
@@ -227,6 +256,7 @@ async fn poll_loop(
                 let topic = p.topic;
                 health.message_received();
                 let env = Envelope {
+                    route: router.find(&topic).cloned(),
                     topic,
                     payload: p.payload,
                     received_at: Utc::now(),
