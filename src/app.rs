@@ -25,8 +25,8 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::auth::{AuthStore, Authenticator};
 use crate::config::{Config, MqttMode};
+use crate::db;
 use crate::db::writes::Dictionary;
-use crate::db::{self, offline, partitions};
 use crate::health::Health;
 use crate::mqtt::Qos;
 use crate::pipeline::ack::Acker;
@@ -83,7 +83,7 @@ impl App {
         let mut decode = DecodeSettings::from_config(&cfg.ingest)?;
         decode.identity_gateways = cfg.robots.identity.gateways.clone();
         // Before intake opens, so today's partition exists from the first row.
-        partitions::maintain_now(&pool, &cfg.retention).await;
+        crate::background::maintain_partitions(&pool, &cfg.retention).await;
 
         // Closing intake is the drain's first step, so it follows the caller's signal.
         let stop_intake = shutdown.child_token();
@@ -210,22 +210,8 @@ impl App {
                 tracing::error!(error = %e, "admin HTTP server failed");
             }
         });
-        background.spawn(partitions::maintain_periodically(
-            pool.clone(),
-            cfg.retention.clone(),
-            stop_background.clone(),
-        ));
-        background.spawn(offline::sweep_periodically(
-            pool.clone(),
-            cfg.robots.offline_after,
-            cfg.commands.expire_after,
-            stop_background.clone(),
-        ));
-        background.spawn(crate::db::commands::watch_confirmations(
-            pool.clone(),
-            cfg.commands.confirm_within,
-            stop_background.clone(),
-        ));
+        // Partition maintenance, offline sweep, command expiry, confirmations.
+        crate::background::spawn(&background, &pool, &cfg, &stop_background);
         background.spawn(monitor(
             pool.clone(),
             health.clone(),

@@ -20,14 +20,19 @@
 //! [`db`] and [`pipeline`] → [`app`] (wiring, start-up, the ordered drain) → `main`.
 //! [`commands`] holds the downlink rules (topic per command kind, what confirms a
 //! command). [`admin`] is the HTTP port, [`health`] the readiness flags, [`telemetry`] names every
-//! Prometheus metric, and [`bench`] is the load generator.
+//! Prometheus metric, and [`background`] runs the periodic upkeep (partitions, offline
+//! sweep, command expiry and confirmations; its SQL is in `db::maintenance`).
+//!
+//! The binary (`src/main.rs` → `src/cli/`) is not part of this library: it parses the
+//! command line, runs [`app::App`] for `serve`, and holds the one-shot subcommands and
+//! the load generator (`fleetsink bench`).
 
 pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod backoff;
-pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod db;

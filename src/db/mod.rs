@@ -1,11 +1,9 @@
-//! PostgreSQL: the pool, embedded migrations, transient-error classification; partition
-//! maintenance (`partitions.rs`), offline detection (`offline.rs`) and the SQL of a
-//! batch (`writes/`).
+//! PostgreSQL: the pool, embedded migrations, transient-error classification; the SQL
+//! of a batch (`writes/`) and of upkeep: partitions, archives, the offline sweep,
+//! command expiry (`maintenance/`, run on timers by `crate::background`).
 
-pub mod archive;
 pub mod commands;
-pub mod offline;
-pub mod partitions;
+pub mod maintenance;
 pub mod queries;
 pub mod writes;
 
