@@ -25,13 +25,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::{self, HttpState};
 use crate::auth::{AuthStore, Authenticator};
 use crate::broker::EmbeddedBroker;
 use crate::config::{Config, MqttMode};
+use crate::db;
 use crate::db::writes::Dictionary;
-use crate::db::{self, offline, partitions};
 use crate::health::Health;
+use crate::http::{self, HttpState};
 use crate::mqtt::Qos;
 use crate::pipeline::ack::{AckStage, AckTask};
 use crate::pipeline::decode::DecodeSettings;
@@ -98,7 +98,7 @@ impl App {
         telemetry::zero_series(&router.labels());
         let decode = DecodeSettings::from_config(&cfg.ingest, &cfg.robots.identity)?;
         // Before intake opens, so today's partition exists from the first row.
-        partitions::maintain_now(&pool, &cfg.retention).await;
+        crate::background::maintain_partitions(&pool, &cfg.retention).await;
         let background = Background {
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
@@ -402,22 +402,7 @@ fn spawn_background(
     background: &Background,
 ) {
     let (tasks, stop) = (&background.tasks, &background.stop);
-    tasks.spawn(partitions::maintain_periodically(
-        pool.clone(),
-        cfg.retention.clone(),
-        stop.clone(),
-    ));
-    tasks.spawn(offline::sweep_periodically(
-        pool.clone(),
-        cfg.robots.offline_after,
-        cfg.commands.expire_after,
-        stop.clone(),
-    ));
-    tasks.spawn(crate::db::commands::watch_confirmations(
-        pool.clone(),
-        cfg.commands.confirm_within,
-        stop.clone(),
-    ));
+    crate::background::spawn(tasks, pool, cfg, stop);
     tasks.spawn(monitor(
         pool.clone(),
         health.clone(),

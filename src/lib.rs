@@ -22,15 +22,19 @@
 //! drain) → `main`. [`commands`] holds the downlink rules (topic per command kind, what
 //! confirms a command). [`http`] is the HTTP port by audience (probes, TonyPi's routes,
 //! fleetsink's API, go-auth); all SQL is in [`db`] (`writes/` for the ingest path,
-//! `reads/` and `edits/` for the API, the auth cache and the CLI). [`health`] holds the
-//! readiness flags, [`telemetry`] names every Prometheus metric, and [`bench`] is the
-//! load generator.
+//! `reads/` and `edits/` for the API, the auth cache and the CLI, `maintenance/` for
+//! upkeep). [`background`] runs the periodic upkeep, [`health`] holds the readiness
+//! flags and [`telemetry`] names every Prometheus metric.
+//!
+//! The binary (`src/main.rs` → `src/cli/`) is not part of this library: it parses the
+//! command line, runs [`app::App`] for `serve`, and holds the one-shot subcommands and
+//! the load generator (`fleetsink bench`).
 
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod backoff;
-pub mod bench;
 pub mod broker;
 pub mod commands;
 pub mod config;

@@ -1,14 +1,11 @@
 //! PostgreSQL: the pool, embedded migrations, transient-error classification, and all
 //! of fleetsink's SQL: the SQL of a batch (`writes/`, the ingest path), what the API
 //! and the auth cache read (`reads/`), what operators change through the API or the
-//! CLI (`edits/`), partition maintenance (`partitions.rs`), offline detection
-//! (`offline.rs`) and command expiry (`commands.rs`).
+//! CLI (`edits/`), and upkeep — partitions, archives, the offline sweep, command expiry
+//! and confirmations (`maintenance/`, run on timers by `crate::background`).
 
-pub mod archive;
-pub mod commands;
 pub mod edits;
-pub mod offline;
-pub mod partitions;
+pub mod maintenance;
 pub mod reads;
 pub mod writes;
 

@@ -7,7 +7,7 @@
 //! TonyPi client reads: `type` and `id` (what the robot client reads) plus `command`,
 //! `command_id`, `parameters` and `timestamp` (what the TonyPi backend sends). The
 //! robot's answer settles it (`db::writes::commands`); an emergency stop not confirmed
-//! within `commands.confirm_within` becomes `unconfirmed` (`db::commands`).
+//! within `commands.confirm_within` becomes `unconfirmed` (`db::maintenance::commands`).
 //!
 //! Recorded before published, so an answer can never arrive for a command fleetsink
 //! does not know; a publish the broker refuses marks the rows failed and answers 503.

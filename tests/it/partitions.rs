@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fleetsink::config::MqttMode;
-use fleetsink::db::partitions::maintain_for_day;
+use fleetsink::db::maintenance::partitions::maintain_for_day;
 
 use crate::helpers::*;
 
@@ -100,7 +100,9 @@ async fn rows_go_by_day_and_retention_drops_old_days() {
     // The listing `fleetsink partitions` prints: each partition with its rows, size
     // and range.
     sqlx::query("ANALYZE metrics").execute(&pool).await.unwrap();
-    let listed = fleetsink::db::partitions::list(&pool).await.unwrap();
+    let listed = fleetsink::db::maintenance::partitions::list(&pool)
+        .await
+        .unwrap();
     let today = listed
         .iter()
         .find(|p| p.partition == format!("metrics_p{}", now.format("%Y%m%d")))
@@ -215,7 +217,8 @@ async fn old_partitions_are_archived_then_dropped_and_restored_exactly_once() {
 
     // What a crash mid-export could have left: a partial file and a stale archive.
     let dir = tempfile::tempdir().unwrap();
-    let metrics_file = fleetsink::db::archive::archive_path(dir.path(), "metrics", old_day);
+    let metrics_file =
+        fleetsink::db::maintenance::archive::archive_path(dir.path(), "metrics", old_day);
     std::fs::write(metrics_file.with_extension("gz.partial"), b"half").unwrap();
     std::fs::write(&metrics_file, b"stale").unwrap();
 
@@ -233,13 +236,13 @@ async fn old_partitions_are_archived_then_dropped_and_restored_exactly_once() {
         (t.count(metric_rows).await, t.count(log_rows).await),
         (0, 0)
     );
-    let logs_file = fleetsink::db::archive::archive_path(dir.path(), "logs", old_day);
+    let logs_file = fleetsink::db::maintenance::archive::archive_path(dir.path(), "logs", old_day);
     assert!(metrics_file.exists() && logs_file.exists());
 
     // Restore: every row back; a second restore inserts nothing.
     let mut conn = pool.acquire().await.unwrap();
     for (file, rows) in [(&metrics_file, 3), (&logs_file, log_partition_rows)] {
-        let r = fleetsink::db::archive::restore(&mut conn, file)
+        let r = fleetsink::db::maintenance::archive::restore(&mut conn, file)
             .await
             .unwrap();
         assert_eq!(
@@ -247,7 +250,7 @@ async fn old_partitions_are_archived_then_dropped_and_restored_exactly_once() {
             (rows, rows, old_day),
             "{file:?}"
         );
-        let again = fleetsink::db::archive::restore(&mut conn, file)
+        let again = fleetsink::db::maintenance::archive::restore(&mut conn, file)
             .await
             .unwrap();
         assert_eq!(again.inserted, 0);
@@ -269,7 +272,7 @@ async fn old_partitions_are_archived_then_dropped_and_restored_exactly_once() {
     let broken = dir.path().join("metrics_broken.copy.gz");
     std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
     assert!(
-        fleetsink::db::archive::restore(&mut conn, &broken)
+        fleetsink::db::maintenance::archive::restore(&mut conn, &broken)
             .await
             .is_err()
     );

@@ -1,47 +1,25 @@
-//! Day partitions for `metrics`, `logs` and `ingest_errors` (UTC days).
+//! Partition maintenance for `metrics`, `logs` and `ingest_errors`: one round creates
+//! today's partition and `premake_days` ahead, drops partitions older than the table's
+//! retention (exported first when `retention.archive_dir` is set, `archive.rs`) and
+//! trims `metric_latest` with the metrics. `background.rs` runs a round at start-up and
+//! then every `retention.interval`; `fleetsink partitions --maintain` runs one by hand.
 //!
-//! Maintenance creates today's partition and `premake_days` ahead, drops partitions
-//! older than the table's retention, and runs at start-up and then on a timer. A
-//! session advisory lock makes sure only one fleetsink instance on a database does it
-//! at a time; the others skip the round.
-//!
-//! A row for a day without a partition lands in the table's default partition. When
-//! that day's partition is created later, its rows are moved out of the default
-//! partition in the same transaction, since PostgreSQL refuses to attach a partition
-//! whose range the default partition already holds rows for.
+//! A session advisory lock makes sure only one fleetsink instance on a database runs a
+//! round at a time; the others skip it. A partition that could not be archived is kept
+//! and listed in the round's report, so the next round tries again: nothing is dropped
+//! unarchived.
 
-use chrono::{Duration, NaiveDate, NaiveTime, Utc};
-// Table and partition names below come from `TABLES` and our own date format, never
-// from input, which is what makes the `AssertSqlSafe` wrappers true.
-use sqlx::{AssertSqlSafe, PgPool};
+use chrono::{Duration, NaiveDate, NaiveTime};
+// Partition names come from `days::partition_name` and are checked by
+// `days::parse_partition_day`, never from input, which makes `AssertSqlSafe` true.
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
+use super::archive;
+use super::days::{TABLES, create_day, parse_partition_day, partition_name};
 use crate::config::RetentionConfig;
-use crate::telemetry;
 
 /// Advisory lock key: ASCII "fleetsnk".
 const MAINTENANCE_LOCK: i64 = 0x666c_6565_7473_6e6b;
-
-/// A partitioned table and its partition key.
-#[derive(Debug, Clone, Copy)]
-pub struct Partitioned {
-    pub table: &'static str,
-    pub column: &'static str,
-}
-
-pub const TABLES: [Partitioned; 3] = [
-    Partitioned {
-        table: "metrics",
-        column: "ts",
-    },
-    Partitioned {
-        table: "logs",
-        column: "ts",
-    },
-    Partitioned {
-        table: "ingest_errors",
-        column: "received_at",
-    },
-];
 
 /// What one maintenance round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,10 +30,6 @@ pub struct Report {
     pub failed: Vec<String>,
     /// False when another instance held the lock and this round was skipped.
     pub ran: bool,
-}
-
-pub fn partition_name(table: &str, day: NaiveDate) -> String {
-    format!("{table}_p{}", day.format("%Y%m%d"))
 }
 
 fn retention_days(cfg: &RetentionConfig, table: &str) -> u32 {
@@ -94,7 +68,7 @@ pub async fn maintain_for_day(
 }
 
 async fn maintain_locked(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut PgConnection,
     cfg: &RetentionConfig,
     today: NaiveDate,
 ) -> Result<Report, sqlx::Error> {
@@ -127,8 +101,7 @@ async fn maintain_locked(
             {
                 match &cfg.archive_dir {
                     Some(dir) => {
-                        match super::archive::archive_and_drop(conn, dir, t.table, name, day).await
-                        {
+                        match archive::archive_and_drop(conn, dir, t.table, name, day).await {
                             Ok((path, rows)) => {
                                 tracing::info!(partition = %name, rows, archive = %path.display(), "partition archived, then dropped");
                             }
@@ -165,110 +138,6 @@ async fn maintain_locked(
     Ok(report)
 }
 
-fn parse_partition_day(table: &str, name: &str) -> Option<NaiveDate> {
-    let digits = name.strip_prefix(table)?.strip_prefix("_p")?;
-    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    NaiveDate::parse_from_str(digits, "%Y%m%d").ok()
-}
-
-/// Creates `table`'s partition of `day` unless it exists (for restores).
-pub async fn ensure_day(
-    conn: &mut sqlx::PgConnection,
-    table: &str,
-    day: NaiveDate,
-) -> Result<(), sqlx::Error> {
-    let Some(t) = TABLES.iter().find(|t| t.table == table) else {
-        return Ok(());
-    };
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(partition_name(table, day))
-        .fetch_one(&mut *conn)
-        .await?;
-    if !exists {
-        create_day(conn, *t, day).await?;
-    }
-    Ok(())
-}
-
-async fn create_day(
-    conn: &mut sqlx::PgConnection,
-    t: Partitioned,
-    day: NaiveDate,
-) -> Result<(), sqlx::Error> {
-    let name = partition_name(t.table, day);
-    let from = day.and_hms_opt(0, 0, 0).map(|d| d.and_utc());
-    let to = (day + Duration::days(1))
-        .and_hms_opt(0, 0, 0)
-        .map(|d| d.and_utc());
-    let (Some(from), Some(to)) = (from, to) else {
-        return Ok(());
-    };
-    let (table, column) = (t.table, t.column);
-    let bounds = format!(
-        "FROM ('{}') TO ('{}')",
-        from.format("%Y-%m-%d %H:%M:%S+00"),
-        to.format("%Y-%m-%d %H:%M:%S+00")
-    );
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    let moved = sqlx::query(AssertSqlSafe(format!(
-        "WITH moved AS (DELETE FROM {table}_default WHERE {column} >= $1 AND {column} < $2 RETURNING *) \
-         INSERT INTO {name} SELECT * FROM moved"
-    )))
-    .bind(from)
-    .bind(to)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query(AssertSqlSafe(format!(
-        "ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {bounds}"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    if moved > 0 {
-        tracing::info!(partition = %name, rows = moved, "moved rows from the default partition");
-    }
-    Ok(())
-}
-
-/// One maintenance round for today; failures are counted and logged, never fatal
-/// (rows go to the default partition meanwhile and move out on a later round).
-pub async fn maintain_now(pool: &PgPool, cfg: &RetentionConfig) {
-    let today = Utc::now().date_naive();
-    match maintain_for_day(pool, cfg, today).await {
-        // A partition that could not be archived was kept: the round did not finish.
-        Ok(r) if r.ran => telemetry::maintenance_run(r.failed.is_empty()),
-        Ok(_) => {}
-        Err(e) => {
-            telemetry::maintenance_run(false);
-            tracing::error!(error = %e, "partition maintenance failed; rows go to the default partition until it succeeds");
-        }
-    }
-}
-
-/// Runs a round every `retention.interval` until cancelled. The start-up round is the
-/// caller's (it runs before intake opens, so today's partition exists from the first row).
-pub async fn maintain_periodically(
-    pool: PgPool,
-    cfg: RetentionConfig,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(cfg.interval) => {}
-        }
-        maintain_now(&pool, &cfg).await;
-    }
-}
-
 /// One partition as `fleetsink partitions` lists it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PartitionInfo {
@@ -296,19 +165,4 @@ pub async fn list(pool: &PgPool) -> Result<Vec<PartitionInfo>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
-        let name = partition_name("ingest_errors", day);
-        assert_eq!(name, "ingest_errors_p20261122");
-        assert_eq!(parse_partition_day("ingest_errors", &name), Some(day));
-        assert_eq!(parse_partition_day("metrics", "metrics_default"), None);
-        assert_eq!(parse_partition_day("logs", "logs_p2026112x"), None);
-    }
 }

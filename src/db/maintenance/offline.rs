@@ -1,8 +1,9 @@
 //! Offline detection: a robot silent for longer than `robots.offline_after` (by
 //! fleetsink's receive-time clock, `robots.last_seen`) is marked `offline`, with one
-//! lifecycle log row.
+//! lifecycle log row; and the robots-by-status gauge. `background.rs` runs both on a
+//! timer.
 //!
-//! One transaction per tick: an `UPDATE` of at most `SWEEP_LIMIT` robots (the longest
+//! One transaction per sweep: an `UPDATE` of at most `SWEEP_LIMIT` robots (the longest
 //! silent first), which locks its rows `FOR UPDATE SKIP LOCKED` and returns the status
 //! each had, then one insert of their log rows. Instances sweeping the same database
 //! never wait for each other and never mark a robot twice: a row another instance holds
@@ -14,13 +15,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::db::writes::insert_logs;
 use crate::model::{LogRow, went_silent_log};
 use crate::telemetry;
 
-/// Robots marked offline per tick at most; the rest wait for the next tick.
+/// Robots marked offline per sweep at most; the rest wait for the next sweep.
 pub const SWEEP_LIMIT: i64 = 1000;
 
 /// The statuses reported as `fleetsink_robots{status}` (anything else is `other`, so
@@ -77,58 +77,4 @@ pub async fn count_by_status(pool: &PgPool) -> Result<(), sqlx::Error> {
         telemetry::robots(GAUGE_STATUSES.get(i).copied().unwrap_or("other"), *n);
     }
     Ok(())
-}
-
-/// How often to sweep: a third of the window, between 1 and 10 seconds, so a robot is
-/// marked within about `offline_after` + a third of it.
-pub fn sweep_interval(offline_after: Duration) -> Duration {
-    (offline_after / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
-}
-
-/// Sweeps, expires unanswered commands (`commands.expire_after`) and refreshes the
-/// robots gauge every [`sweep_interval`] until cancelled.
-pub async fn sweep_periodically(
-    pool: PgPool,
-    offline_after: Duration,
-    expire_commands_after: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(sweep_interval(offline_after));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = sweep_once(&pool, offline_after).await {
-            tracing::warn!(error = %e, "offline sweep failed; retrying next tick");
-        }
-        if let Err(e) = crate::db::commands::expire(&pool, expire_commands_after).await {
-            tracing::warn!(error = %e, "command expiry failed; retrying next tick");
-        }
-        if let Err(e) = count_by_status(&pool).await {
-            tracing::debug!(error = %e, "robot count failed");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interval_follows_the_window() {
-        assert_eq!(
-            sweep_interval(Duration::from_secs(30)),
-            Duration::from_secs(10)
-        );
-        assert_eq!(
-            sweep_interval(Duration::from_secs(6)),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            sweep_interval(Duration::from_millis(900)),
-            Duration::from_secs(1)
-        );
-    }
 }

@@ -11,6 +11,10 @@
 //! crash before the commit leaves the partition in place (the next round exports it
 //! again, replacing the file); after it, the file is complete. Nothing is lost and no
 //! row is in both places.
+//!
+//! The maintenance round (`partitions.rs`) calls [`archive_and_drop`]; this file never
+//! calls back into it, and takes what it shares with it (partition names, creating a
+//! day for a restore) from `days.rs`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +25,7 @@ use futures::StreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::mpsc;
 
-use super::partitions::{self, TABLES};
+use super::days::{self, TABLES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -238,8 +242,8 @@ pub async fn restore(conn: &mut PgConnection, file: &Path) -> Result<Restored, A
     reader.read_line(&mut first).map_err(io(file))?;
     let header = parse_header(&first)?;
     let table = header.table;
-    partitions::ensure_day(conn, table, header.day).await?;
-    let partition = partitions::partition_name(table, header.day);
+    days::ensure_day(conn, table, header.day).await?;
+    let partition = days::partition_name(table, header.day);
 
     let mut tx = conn.begin().await?;
     if table == "ingest_errors" {

@@ -1,18 +1,20 @@
-//! `commands`: downlink commands recorded before they are published, settled by the
-//! robot's answer (`db::writes::commands`, in the batch that carries it), marked
-//! `unconfirmed` when an emergency stop is not confirmed by `confirm_by`, or `expired`
-//! when no answer comes within `commands.expire_after`.
+//! Settling the downlink commands no answer will settle: a command without an answer
+//! after `commands.expire_after` becomes `expired`; an emergency stop not confirmed by
+//! its `confirm_by` becomes `unconfirmed`, with a CRITICAL `logs` row, since the robot
+//! may still be moving. `background.rs` runs both on a timer; recording commands and
+//! matching answers is elsewhere (`db::edits::commands`, `db::writes::commands`).
+//!
+//! Both updates take only rows still `sent`, so instances sharing the database settle
+//! (and log) each row once, and an answer committed first always wins.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::db::writes::insert_logs;
 use crate::model::{LogRow, message_fingerprint};
-use crate::telemetry;
 
 /// Commands without an answer after `after` become `expired`; returns how many. Commands
 /// that must be confirmed become `unconfirmed` instead ([`mark_unconfirmed`]).
@@ -58,6 +60,7 @@ pub async fn mark_unconfirmed(pool: &PgPool) -> Result<Vec<Unconfirmed>, sqlx::E
     Ok(due)
 }
 
+/// The CRITICAL log row of an unconfirmed command.
 fn unconfirmed_log(u: &Unconfirmed, now: DateTime<Utc>) -> LogRow {
     let robot = u.robot_id.as_deref().unwrap_or("no robot");
     let key = format!("{}/{robot}", u.command_id);
@@ -78,43 +81,5 @@ fn unconfirmed_log(u: &Unconfirmed, now: DateTime<Utc>) -> LogRow {
             "status": "unconfirmed",
         })),
         dedup_key: message_fingerprint("unconfirmed", key.as_bytes()),
-    }
-}
-
-/// How often overdue confirmations are looked for: a fifth of the window, between 200 ms
-/// and 1 s, so an unconfirmed stop shows within about a second of its deadline.
-pub fn confirm_interval(confirm_within: Duration) -> Duration {
-    (confirm_within / 5).clamp(Duration::from_millis(200), Duration::from_secs(1))
-}
-
-/// Marks overdue confirmations every [`confirm_interval`] until cancelled; each is
-/// logged at CRITICAL and counted (`fleetsink_commands_total{result="unconfirmed"}`).
-pub async fn watch_confirmations(
-    pool: PgPool,
-    confirm_within: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(confirm_interval(confirm_within));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match mark_unconfirmed(&pool).await {
-            Ok(due) => {
-                for u in due {
-                    telemetry::command("unconfirmed");
-                    tracing::error!(
-                        command_id = %u.command_id,
-                        robot_id = %u.robot_id.as_deref().unwrap_or("-"),
-                        command = %u.command,
-                        "CRITICAL: {} not confirmed by the robot: it may still be moving",
-                        u.command
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "confirmation check failed; retrying next tick"),
-        }
     }
 }
