@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod acl;
+pub mod console;
 pub mod hash;
 pub mod store;
 pub mod throttle;

@@ -53,6 +53,7 @@ pub struct Config {
     pub commands: CommandsConfig,
     pub retention: RetentionConfig,
     pub http: HttpConfig,
+    pub console: ConsoleConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
     /// Extra routes, matched before the built-in defaults (see `routes_default`).
@@ -505,6 +506,32 @@ impl Default for HttpConfig {
     }
 }
 
+/// Sign-in to the operator console (TonyPi's web UI): console users, roles, session
+/// tokens.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Signs session tokens (JWT HS256); without it nobody can sign in. At least 32
+    /// characters; keep it secret (e.g. `FLEETSINK__CONSOLE__JWT_SECRET`).
+    #[serde(serialize_with = "secret::serialize_masked")]
+    pub jwt_secret: Option<SecretString>,
+    /// How long a session token is valid (TonyPi: 8 hours).
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Failed sign-ins allowed per client address per minute; more are answered 429.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_ttl: Duration::from_secs(8 * 3600),
+            login_failures_per_minute: 5,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
@@ -558,6 +585,7 @@ impl Default for Config {
             commands: CommandsConfig::default(),
             retention: RetentionConfig::default(),
             http: HttpConfig::default(),
+            console: ConsoleConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
             routes: Vec::new(),

@@ -1,6 +1,8 @@
 //! Checks between keys, run once at start-up; each problem says which key to change.
 //! All problems are reported together, so one edit fixes them all.
 
+use secrecy::ExposeSecret;
+
 use super::{Config, ConfigError, ExternalConfig, MqttMode};
 use crate::mqtt::{BrokerUrl, BrokerUrlError};
 
@@ -144,6 +146,17 @@ impl Config {
                     if per_robot { "contain" } else { "not contain" }
                 ));
             }
+        }
+        if let Some(secret) = &self.console.jwt_secret
+            && secret.expose_secret().len() < 32
+        {
+            problems.push("console.jwt_secret must be at least 32 characters (e.g. `openssl rand -hex 32`)".into());
+        }
+        if self.console.token_ttl < std::time::Duration::from_secs(60) {
+            problems.push("console.token_ttl must be at least 1m".into());
+        }
+        if self.console.login_failures_per_minute == 0 {
+            problems.push("console.login_failures_per_minute must be at least 1".into());
         }
         if self.shutdown.drain_timeout.is_zero() {
             problems.push("shutdown.drain_timeout must be positive".into());
