@@ -242,6 +242,34 @@ async fn start_auth(pool: &PgPool, background: &Background) -> Arc<Authenticator
     Arc::new(Authenticator::new(store))
 }
 
+/// Sign-in: the console users cache (loaded now, then following the table) and the
+/// settings the API needs.
+async fn start_console(
+    cfg: &Config,
+    pool: &PgPool,
+    background: &Background,
+) -> crate::http::auth::ConsoleState {
+    use crate::auth::console::{ConsoleUsers, LoginThrottle};
+    let users = Arc::new(ConsoleUsers::default());
+    if let Err(e) = users.reload(pool).await {
+        tracing::warn!(error = %e, "console users not loaded yet; retrying in the background");
+    }
+    background
+        .tasks
+        .spawn(users.clone().follow(pool.clone(), background.stop.clone()));
+    if cfg.console.jwt_secret.is_some() && users.is_empty() {
+        tracing::warn!(
+            "console sign-in is on but there are no console users: create the first admin with `fleetsink console-user add NAME --role admin --email ADDRESS`"
+        );
+    }
+    crate::http::auth::ConsoleState {
+        jwt_secret: cfg.console.jwt_secret.clone(),
+        token_ttl: cfg.console.token_ttl,
+        users,
+        throttle: Arc::new(LoginThrottle::new(cfg.console.login_failures_per_minute)),
+    }
+}
+
 /// The MQTT source `mqtt.mode` names, and the ack stage that acknowledges its messages:
 /// the one place the mode is decided.
 async fn start_intake(
@@ -339,6 +367,7 @@ async fn serve_http(
         })?;
     let http_addr = listener.local_addr()?;
     tracing::info!(listen = %http_addr, "admin HTTP listening");
+    let console = start_console(cfg, pool, background).await;
     let admin_router = http::router(
         HttpState {
             health: health.clone(),
@@ -351,12 +380,16 @@ async fn serve_http(
             auth_allow: Arc::new(cfg.http.auth_allow.clone()),
             command_topics: Arc::new(cfg.commands.topics()),
             confirm_within: cfg.commands.confirm_within,
+            console,
         },
         &cfg.http.cors_origins,
         cfg.http.max_body_bytes,
     );
-    if cfg.http.admin_token.is_none() && !http_addr.ip().is_loopback() {
-        tracing::warn!(listen = %http_addr, "the admin API has no token and is reachable beyond loopback (http.allow_unauthenticated = true)");
+    if cfg.http.admin_token.is_none()
+        && cfg.console.jwt_secret.is_none()
+        && !http_addr.ip().is_loopback()
+    {
+        tracing::warn!(listen = %http_addr, "the API needs no credential and is reachable beyond loopback (http.allow_unauthenticated = true)");
     }
     let stop = background.stop.clone();
     background.tasks.spawn(async move {

@@ -1,23 +1,18 @@
 //! The in-process cache every MQTT user and ACL check reads: a snapshot of
 //! `mqtt_users` and `mqtt_acls` (go-auth's Postgres backend tables, read by
 //! `db::reads::auth`), reloaded whenever a trigger notifies `fleetsink_auth` (any
-//! change, by any instance or by hand) and, as a backstop, every `RELOAD_EVERY`.
+//! change, by any instance or by hand) and, as a backstop, every
+//! `db::listen::RELOAD_EVERY`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::acl::{Access, AclPattern};
 use crate::db::reads;
-
-/// Reload even without a notification this often (a LISTEN connection can miss one
-/// while it reconnects).
-const RELOAD_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -161,49 +156,17 @@ impl AuthStore {
         Ok(())
     }
 
-    /// Keeps the cache current until `stop`: LISTEN `fleetsink_auth` and reload on every
-    /// notification, after every (re)connection, and every `RELOAD_EVERY`.
+    /// Keeps the cache current until `stop` (LISTEN `fleetsink_auth`; `db::listen`).
     pub async fn follow(self: Arc<Self>, pool: PgPool, stop: CancellationToken) {
-        let mut backoff = crate::backoff::Backoff::new(Duration::from_secs(10));
-        loop {
-            if let Err(e) = self.listen(&pool, &stop, &mut backoff).await {
-                tracing::warn!(error = %e, "auth cache: cannot follow changes; retrying");
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(backoff.next_delay()) => {}
-            }
-        }
-    }
-
-    /// One LISTEN connection's life: returns on an error, or `Ok` when stopped.
-    async fn listen(
-        &self,
-        pool: &PgPool,
-        stop: &CancellationToken,
-        backoff: &mut crate::backoff::Backoff,
-    ) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen("fleetsink_auth").await?;
-        // Changes made before LISTEN took effect are in this reload.
-        self.reload(pool).await?;
-        backoff.reset();
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                n = listener.try_recv() => {
-                    match n? {
-                        // Coalesce a burst of changes into one reload.
-                        Some(_) => while listener.next_buffered().is_some() {},
-                        // The connection dropped; the next receive reconnects, and this
-                        // reload covers what was missed meanwhile.
-                        None => tracing::warn!("auth cache: LISTEN connection lost; reconnecting"),
-                    }
-                    self.reload(pool).await?;
-                }
-                () = tokio::time::sleep(RELOAD_EVERY) => self.reload(pool).await?,
-            }
-        }
+        let reload_pool = pool.clone();
+        crate::db::listen::follow(
+            pool,
+            "fleetsink_auth",
+            "auth",
+            || self.reload(&reload_pool),
+            stop,
+        )
+        .await;
     }
 }
 

@@ -1,5 +1,5 @@
 //! The command line: the clap definitions and the dispatch to one file per subcommand
-//! (`serve`, `partitions`, `user`, `acl`, `bench`; `migrate` and `check-config` are a
+//! (`serve`, `partitions`, `user`, `acl`, `console-user`, `bench`; `migrate` and `check-config` are a
 //! few lines each and live here).
 //!
 //! Results go to stdout and logs to stderr, so a subcommand's output can be piped;
@@ -9,6 +9,7 @@
 
 mod acl;
 mod bench;
+mod console_user;
 mod partitions;
 mod serve;
 mod user;
@@ -58,6 +59,12 @@ enum Command {
         #[command(subcommand)]
         command: acl::AclCommand,
     },
+    /// Operator console users (who signs in to the TonyPi web UI): add, passwd, remove,
+    /// list.
+    ConsoleUser {
+        #[command(subcommand)]
+        command: console_user::ConsoleUserCommand,
+    },
 }
 
 /// Where a subcommand's log lines go.
@@ -97,6 +104,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Partitions(args) => partitions::run(&cfg, args).await,
         Command::User { command } => user::run(&cfg, command).await,
         Command::Acl { command } => acl::run(&cfg, command).await,
+        Command::ConsoleUser { command } => console_user::run(&cfg, command).await,
         Command::Bench(_) => unreachable!("handled before the config is loaded"),
     };
     match result {

@@ -68,7 +68,7 @@ pub async fn run(cfg: &Config, command: UserCommand) -> anyhow::Result<()> {
 }
 
 /// The password: the first line of standard input, or typed twice without echo.
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+pub(super) fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;

@@ -106,11 +106,12 @@ impl Config {
             problems.push("robots.offline_after must be at least 1s".into());
         }
         if self.http.admin_token.is_none()
+            && self.console.jwt_secret.is_none()
             && !self.http.listen.ip().is_loopback()
             && !self.http.allow_unauthenticated
         {
             problems.push(format!(
-                "http.listen is {} but http.admin_token is not set: anyone who can reach the port could command robots; set http.admin_token, listen on loopback, or set http.allow_unauthenticated = true",
+                "http.listen is {} but neither http.admin_token nor console.jwt_secret is set: anyone who can reach the port could command robots; set one of them, listen on loopback, or set http.allow_unauthenticated = true",
                 self.http.listen
             ));
         }
@@ -150,7 +151,10 @@ impl Config {
         if let Some(secret) = &self.console.jwt_secret
             && secret.expose_secret().len() < 32
         {
-            problems.push("console.jwt_secret must be at least 32 characters (e.g. `openssl rand -hex 32`)".into());
+            problems.push(
+                "console.jwt_secret must be at least 32 characters (e.g. `openssl rand -hex 32`)"
+                    .into(),
+            );
         }
         if self.console.token_ttl < std::time::Duration::from_secs(60) {
             problems.push("console.token_ttl must be at least 1m".into());

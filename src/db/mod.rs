@@ -5,6 +5,7 @@
 //! and confirmations (`maintenance/`, run on timers by `crate::background`).
 
 pub mod edits;
+pub mod listen;
 pub mod maintenance;
 pub mod reads;
 pub mod writes;

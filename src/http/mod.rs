@@ -5,18 +5,19 @@
 //! router and holds the shared state and the small checks handlers share; handlers
 //! parse the request, call `db::reads` / `db::edits`, and shape the answer (no SQL).
 //!
-//! API errors are `{"detail": "..."}` with a fitting status (`error.rs`). With
-//! `http.admin_token` set, `/api/` needs `Authorization: Bearer <token>` (`token.rs`).
+//! API errors are `{"detail": "..."}` with a fitting status (`error.rs`). `/api/` needs
+//! a bearer credential — `http.admin_token` or a console session token — once either is
+//! configured, and each route group a role (`auth.rs`: viewer, operator, admin).
 //! Every route is registered together with its OpenAPI description (utoipa
 //! `#[utoipa::path]` on the handler, typed request and response structs), so
 //! `/api/v1/openapi.json` cannot miss one.
 
 mod api;
+pub mod auth;
 mod commands;
 mod error;
 mod goauth;
 mod ops;
-mod token;
 mod tonypi;
 
 use std::sync::Arc;
@@ -29,8 +30,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
+use auth::BearerAuth;
 pub use error::{ApiError, Detail};
-use token::BearerAuth;
 
 use crate::config::ThresholdsConfig;
 use crate::db::reads;
@@ -55,6 +56,8 @@ pub struct HttpState {
     pub command_topics: Arc<crate::config::CommandTopics>,
     /// How long a robot has to confirm an emergency stop.
     pub confirm_within: std::time::Duration,
+    /// Sign-in: the session token secret, the console users, the login throttle.
+    pub console: auth::ConsoleState,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
@@ -73,30 +76,26 @@ pub struct HttpState {
 )]
 struct ApiDoc;
 
-/// The `/api/` routes and the operations routes (`/healthz`, `/readyz`, `/metrics`, and
-/// go-auth's `/mqtt/*`, which check the caller's network instead of a token),
-/// each registered together with its OpenAPI description, and the document they make.
+/// The `/api/` routes that need a credential (by role), the public ones (sign-in, this
+/// document) and the operations routes (`/healthz`, `/readyz`, `/metrics`, and go-auth's
+/// `/mqtt/*`, which check the caller's network instead of a token), each registered
+/// together with its OpenAPI description, and the document they make.
 fn routes() -> (
+    Router<HttpState>,
     Router<HttpState>,
     Router<HttpState>,
     utoipa::openapi::OpenApi,
 ) {
     use api::{ingest_errors, metrics};
-    use tonypi::{health, management, robot_data, robots_db};
+    use tonypi::{health, management, robot_data, robots_db, users};
     use utoipa::OpenApi;
     use utoipa_axum::{router::OpenApiRouter, routes};
-    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        // TonyPi's routers.
-        .routes(routes!(management::send))
-        .routes(routes!(management::emergency_stop))
-        .routes(routes!(management::resume))
-        .routes(routes!(management::emergency_stop_all))
-        .routes(routes!(robots_db::list, robots_db::create))
-        .routes(routes!(
-            robots_db::get,
-            robots_db::update,
-            robots_db::delete
-        ))
+    // Each route in the group of the least role that may call it (README, "Console
+    // users and roles").
+    let viewer = OpenApiRouter::new()
+        .routes(routes!(users::me))
+        .routes(routes!(robots_db::list))
+        .routes(routes!(robots_db::get))
         .routes(routes!(robots_db::job_history))
         .routes(routes!(robots_db::stats))
         .routes(routes!(robots_db::logs))
@@ -106,16 +105,37 @@ fn routes() -> (
         .routes(routes!(robot_data::latest))
         .routes(routes!(robot_data::servo_data))
         .routes(routes!(robot_data::job_summary))
-        .routes(routes!(robot_data::pass_through))
-        // fleetsink's own.
-        .routes(routes!(api::commands::device))
         .routes(routes!(api::commands::list))
         .routes(routes!(metrics::latest))
         .routes(routes!(metrics::buckets))
         .routes(routes!(metrics::names))
         .routes(routes!(ingest_errors::ingest_errors))
+        .route_layer(middleware::from_fn(auth::viewer));
+    let operator = OpenApiRouter::new()
+        .routes(routes!(management::send))
+        .routes(routes!(management::emergency_stop))
+        .routes(routes!(management::resume))
+        .routes(routes!(management::emergency_stop_all))
+        .routes(routes!(robot_data::pass_through))
+        .routes(routes!(api::commands::device))
+        .route_layer(middleware::from_fn(auth::operator));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(robots_db::create))
+        .routes(routes!(robots_db::update, robots_db::delete))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .route_layer(middleware::from_fn(auth::admin));
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(viewer)
+        .merge(operator)
+        .merge(admin)
+        .split_for_parts();
+    // Sign-in and this document need no credential.
+    let (public, public_doc) = OpenApiRouter::new()
+        .routes(routes!(users::login))
         .routes(routes!(openapi_json))
         .split_for_parts();
+    doc.merge(public_doc);
     let (ops, ops_doc) = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
@@ -125,25 +145,26 @@ fn routes() -> (
         .routes(routes!(goauth::acl))
         .split_for_parts();
     doc.merge(ops_doc);
-    (api, ops, doc)
+    (api, public, ops, doc)
 }
 
 /// The OpenAPI document of the HTTP port.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().2
+    routes().3
 }
 
 /// The HTTP port's router; `cors_origins` may call `/api/` from a browser, and no
 /// request body may exceed `max_body_bytes`.
 pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) -> Router {
-    let (api, ops, doc) = routes();
+    let (api, public, ops, doc) = routes();
     let api = api
-        .layer(axum::Extension(Arc::new(doc)))
-        .layer(middleware::map_response(error::detail_for_rejections))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            token::require_token,
+            auth::authenticate,
         ))
+        .merge(public)
+        .layer(axum::Extension(Arc::new(doc)))
+        .layer(middleware::map_response(error::detail_for_rejections))
         .layer(cors(cors_origins));
     // The operations routes stay outside the token and CORS layers: probes, Prometheus
     // and go-auth call them without credentials.

@@ -1,8 +1,6 @@
 //! The mosquitto-go-auth backends: the HTTP endpoints as go-auth 3.x calls them, and
 //! go-auth's Postgres queries run verbatim, over users and rules made with the CLI.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fleetsink::auth::Access;
@@ -11,34 +9,6 @@ use fleetsink::auth::hash;
 use fleetsink::config::MqttMode;
 
 use crate::helpers::*;
-
-/// Runs `fleetsink ARGS` against the test's database; `stdin` is piped in. Returns
-/// success, stdout and stderr.
-fn cli(db_url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsink"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("FLEETSINK__DATABASE__URL", db_url)
-        .env("FLEETSINK__LOG__LEVEL", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[track_caller]
 fn ok(db_url: &str, args: &[&str], stdin: &str) -> String {

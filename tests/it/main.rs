@@ -7,6 +7,7 @@ mod helpers;
 
 mod alerts;
 mod commands;
+mod console;
 mod day;
 mod delivery;
 mod embedded;

@@ -7,5 +7,6 @@
 
 pub mod auth;
 pub mod commands;
+pub mod console_users;
 pub mod logs;
 pub mod robots;

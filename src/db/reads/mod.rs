@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod commands;
+pub mod console_users;
 pub mod ingest_errors;
 pub mod jobs;
 pub mod logs;

@@ -14,3 +14,4 @@ pub mod health;
 pub mod management;
 pub mod robot_data;
 pub mod robots_db;
+pub mod users;

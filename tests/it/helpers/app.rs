@@ -310,3 +310,32 @@ impl Drop for Daemon {
         self.kill();
     }
 }
+
+/// Runs `fleetsink ARGS` against the test's database; `stdin` is piped in. Returns
+/// success, stdout and stderr.
+pub fn cli(db_url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsink"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FLEETSINK__DATABASE__URL", db_url)
+        .env("FLEETSINK__LOG__LEVEL", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

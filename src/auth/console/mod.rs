@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use super::hash;
 
+mod throttle;
+mod users;
+
+pub use throttle::LoginThrottle;
+pub use users::{ConsoleUsers, Known};
+
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// What a console user may do; each role may do what the ones below it may.
@@ -103,7 +109,11 @@ pub fn issue_token(
     // Serializing a struct of strings and integers cannot fail.
     let payload = B64URL.encode(serde_json::to_vec(&claims).unwrap_or_default());
     let signing_input = format!("{header}.{payload}");
-    let signature = B64URL.encode(mac(secret, signing_input.as_bytes()).finalize().into_bytes());
+    let signature = B64URL.encode(
+        mac(secret, signing_input.as_bytes())
+            .finalize()
+            .into_bytes(),
+    );
     format!("{signing_input}.{signature}")
 }
 
@@ -200,14 +210,17 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_expire() {
         let now = at("2026-12-06T10:00:00Z");
-        let t = issue_token("ada", Role::Operator, b"k", now, std::time::Duration::from_secs(3600));
+        let t = issue_token(
+            "ada",
+            Role::Operator,
+            b"k",
+            now,
+            std::time::Duration::from_secs(3600),
+        );
         let c = verify_token(&t, b"k", now).unwrap();
         assert_eq!((c.sub.as_str(), c.role.as_str()), ("ada", "operator"));
         assert_eq!(c.exp - c.iat, 3600);
-        assert_eq!(
-            verify_token(&t, b"other", now),
-            Err(TokenError::Signature)
-        );
+        assert_eq!(verify_token(&t, b"other", now), Err(TokenError::Signature));
         assert_eq!(
             verify_token(&t, b"k", at("2026-12-06T11:00:00Z")),
             Err(TokenError::Expired)
@@ -230,7 +243,13 @@ mod tests {
     #[test]
     fn forged_tokens_are_refused() {
         let now = at("2026-12-06T10:00:00Z");
-        let t = issue_token("ada", Role::Viewer, b"k", now, std::time::Duration::from_secs(60));
+        let t = issue_token(
+            "ada",
+            Role::Viewer,
+            b"k",
+            now,
+            std::time::Duration::from_secs(60),
+        );
         let parts: Vec<&str> = t.split('.').collect();
         // alg none, no signature
         let none = format!("{}.{}.", B64URL.encode(br#"{"alg":"none"}"#), parts[1]);
