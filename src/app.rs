@@ -191,6 +191,7 @@ impl App {
                 auth_allow: Arc::new(cfg.http.auth_allow.clone()),
                 command_topics: Arc::new(cfg.commands.topics()),
                 confirm_within: cfg.commands.confirm_within,
+                started: std::time::Instant::now(),
             },
             &cfg.http.cors_origins,
             cfg.http.max_body_bytes,

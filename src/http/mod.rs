@@ -55,6 +55,8 @@ pub struct HttpState {
     pub command_topics: Arc<crate::config::CommandTopics>,
     /// How long a robot has to confirm an emergency stop.
     pub confirm_within: std::time::Duration,
+    /// When the daemon started serving (the system status's uptime).
+    pub started: std::time::Instant,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
@@ -82,7 +84,7 @@ fn routes() -> (
     utoipa::openapi::OpenApi,
 ) {
     use api::{ingest_errors, metrics};
-    use tonypi::{health, management, robot_data, robots_db};
+    use tonypi::{health, management, pi_perf, robot_data, robots_db, root};
     use utoipa::OpenApi;
     use utoipa_axum::{router::OpenApiRouter, routes};
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -91,6 +93,8 @@ fn routes() -> (
         .routes(routes!(management::emergency_stop))
         .routes(routes!(management::resume))
         .routes(routes!(management::emergency_stop_all))
+        .routes(routes!(management::system_status))
+        .routes(routes!(management::get_config, management::put_config))
         .routes(routes!(robots_db::list, robots_db::create))
         .routes(routes!(
             robots_db::get,
@@ -99,6 +103,9 @@ fn routes() -> (
         ))
         .routes(routes!(robots_db::job_history))
         .routes(routes!(robots_db::stats))
+        .routes(routes!(robots_db::overall_stats))
+        .routes(routes!(robots_db::cumulative_stats))
+        .routes(routes!(pi_perf::perf))
         .routes(routes!(robots_db::logs))
         .routes(routes!(health::health))
         .routes(routes!(robot_data::sensors))
@@ -123,6 +130,8 @@ fn routes() -> (
         .routes(routes!(goauth::user))
         .routes(routes!(goauth::superuser))
         .routes(routes!(goauth::acl))
+        .routes(routes!(root::root))
+        .routes(routes!(root::api_info))
         .split_for_parts();
     doc.merge(ops_doc);
     (api, ops, doc)
@@ -133,8 +142,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().2
 }
 
-/// The HTTP port's router; `cors_origins` may call `/api/` from a browser, and no
-/// request body may exceed `max_body_bytes`.
+/// The HTTP port's router; `cors_origins` may call it from a browser, and no request
+/// body may exceed `max_body_bytes`.
 pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) -> Router {
     let (api, ops, doc) = routes();
     let api = api
@@ -143,16 +152,18 @@ pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) 
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             token::require_token,
-        ))
-        .layer(cors(cors_origins));
-    // The operations routes stay outside the token and CORS layers: probes, Prometheus
-    // and go-auth call them without credentials.
+        ));
+    // The operations routes stay outside the token layer: probes, Prometheus and
+    // go-auth call them without credentials. CORS wraps everything, the unknown-path
+    // 404, a 401, 405, 413 and a panic's 500 included, so a browser sees the real
+    // status instead of a network error.
     ops.merge(api)
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panicked,
         ))
+        .layer(cors(cors_origins))
         .with_state(state)
 }
 
