@@ -381,6 +381,7 @@ async fn serve_http(
             command_topics: Arc::new(cfg.commands.topics()),
             confirm_within: cfg.commands.confirm_within,
             console,
+            started: std::time::Instant::now(),
         },
         &cfg.http.cors_origins,
         cfg.http.max_body_bytes,

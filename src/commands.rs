@@ -16,12 +16,16 @@ use crate::model::CommandReply;
 pub const EMERGENCY_STOP: &str = "emergency_stop";
 /// The command name that clears an emergency stop.
 pub const RESUME: &str = "resume";
+/// The command name of a settings update (`PUT /api/v1/management/robots/{id}/config`).
+pub const CONFIG: &str = "config";
 
 /// What a command does, as far as its topic and its confirmation go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     EmergencyStop,
     Resume,
+    /// Settings for the robot, on its config topic (`tonypi/config/{robot_id}`).
+    Config,
     Other,
 }
 
@@ -30,6 +34,7 @@ impl Kind {
         match command {
             EMERGENCY_STOP => Kind::EmergencyStop,
             RESUME => Kind::Resume,
+            CONFIG => Kind::Config,
             _ => Kind::Other,
         }
     }
@@ -42,13 +47,14 @@ pub enum Target<'a> {
     Broadcast,
 }
 
-/// The topic a command of `kind` for `target` is published on. A broadcast resume goes
-/// to the command broadcast topic.
+/// The topic a command of `kind` for `target` is published on. A broadcast resume (or
+/// config) goes to the command broadcast topic.
 pub fn topic(topics: &CommandTopics, kind: Kind, target: Target<'_>) -> String {
     let template = match (kind, target) {
         (Kind::EmergencyStop, Target::Robot(_)) => &topics.emergency_stop,
         (Kind::EmergencyStop, Target::Broadcast) => &topics.emergency_stop_broadcast,
         (Kind::Resume, Target::Robot(_)) => &topics.resume,
+        (Kind::Config, Target::Robot(_)) => &topics.config,
         (Kind::Other, Target::Robot(_)) => &topics.command,
         (_, Target::Broadcast) => &topics.broadcast,
     };
@@ -150,6 +156,7 @@ mod tests {
         );
         assert_eq!(topic(&t, Kind::Resume, robot), "tonypi/commands/tonypi_1");
         assert_eq!(topic(&t, Kind::Other, robot), "tonypi/commands/tonypi_1");
+        assert_eq!(topic(&t, Kind::Config, robot), "tonypi/config/tonypi_1");
         assert_eq!(
             topic(&t, Kind::Other, Target::Broadcast),
             "tonypi/commands/broadcast"

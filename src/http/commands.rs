@@ -2,12 +2,14 @@
 //! robot-data routes, fleetsink's devices route): the command is recorded in
 //! `commands` (one row per robot expected to answer, `db::edits::commands`), then
 //! published at QoS 1 on the topic of its kind (`commands::topic`: an emergency stop on
-//! `tonypi/emergency_stop/{robot_id}` or `…/broadcast`, where TonyPi robots stop; the
-//! rest on `tonypi/commands/{robot_id}`; configurable per kind) with a payload every
-//! TonyPi client reads: `type` and `id` (what the robot client reads) plus `command`,
-//! `command_id`, `parameters` and `timestamp` (what the TonyPi backend sends). The
-//! robot's answer settles it (`db::writes::commands`); an emergency stop not confirmed
-//! within `commands.confirm_within` becomes `unconfirmed` (`db::maintenance::commands`).
+//! `tonypi/emergency_stop/{robot_id}` or `…/broadcast`, where TonyPi robots stop; a
+//! settings update on `tonypi/config/{robot_id}`; the rest on
+//! `tonypi/commands/{robot_id}`; configurable per kind) with a payload every TonyPi
+//! client reads: `type` and `id` (what the robot client reads) plus `command`,
+//! `command_id`, `parameters` (not for settings) and `timestamp` (what the TonyPi
+//! backend sends). The robot's answer settles it (`db::writes::commands`); an emergency
+//! stop not confirmed within `commands.confirm_within` becomes `unconfirmed`
+//! (`db::maintenance::commands`).
 //!
 //! Recorded before published, so an answer can never arrive for a command fleetsink
 //! does not know; a publish the broker refuses marks the rows failed and answers 503.
@@ -111,7 +113,9 @@ pub(super) async fn dispatch(
     };
     payload.entry("type").or_insert_with(|| json!(command));
     payload.entry("command").or_insert_with(|| json!(command));
-    payload.entry("parameters").or_insert_with(|| json!({}));
+    if kind != Kind::Config {
+        payload.entry("parameters").or_insert_with(|| json!({}));
+    }
     payload.entry("robot_id").or_insert_with(|| json!(robot_id));
     payload
         .entry("timestamp")

@@ -59,22 +59,36 @@ impl IntoResponse for ApiError {
 }
 
 /// axum's extractors reject bad input (a malformed JSON body, a query parameter of the
-/// wrong type) with a plain-text 4xx; the API's contract is `{"detail": "..."}`.
+/// wrong type) with a plain-text 4xx, and a method a path does not take with an empty
+/// 405; the API's contract is `{"detail": "..."}`.
 pub(super) async fn detail_for_rejections(resp: Response) -> Response {
-    let plain = resp
+    let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
+        .and_then(|v| v.to_str().ok());
+    let plain = content_type.is_none_or(|v| v.starts_with("text/plain"));
     if !resp.status().is_client_error() || !plain {
         return resp;
     }
     let status = resp.status();
+    let allow = resp.headers().get(header::ALLOW).cloned();
     let text = axum::body::to_bytes(resp.into_body(), 64 * 1024)
         .await
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    ApiError::new(status, text).into_response()
+    let text = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_string()
+    } else {
+        text
+    };
+    let mut resp = ApiError::new(status, text).into_response();
+    if let Some(allow) = allow {
+        resp.headers_mut().insert(header::ALLOW, allow);
+    }
+    resp
 }
 
 /// A handler that panicked (a bug, never expected) answers 500 `{"detail"}` and is

@@ -58,6 +58,8 @@ pub struct HttpState {
     pub confirm_within: std::time::Duration,
     /// Sign-in: the session token secret, the console users, the login throttle.
     pub console: auth::ConsoleState,
+    /// When the daemon started serving (the system status's uptime).
+    pub started: std::time::Instant,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
@@ -87,7 +89,7 @@ fn routes() -> (
     utoipa::openapi::OpenApi,
 ) {
     use api::{ingest_errors, metrics};
-    use tonypi::{health, management, robot_data, robots_db, users};
+    use tonypi::{health, management, pi_perf, robot_data, robots_db, root, users};
     use utoipa::OpenApi;
     use utoipa_axum::{router::OpenApiRouter, routes};
     // Each route in the group of the least role that may call it (README, "Console
@@ -96,8 +98,13 @@ fn routes() -> (
         .routes(routes!(users::me))
         .routes(routes!(robots_db::list))
         .routes(routes!(robots_db::get))
+        .routes(routes!(management::system_status))
+        .routes(routes!(management::get_config))
         .routes(routes!(robots_db::job_history))
         .routes(routes!(robots_db::stats))
+        .routes(routes!(robots_db::overall_stats))
+        .routes(routes!(robots_db::cumulative_stats))
+        .routes(routes!(pi_perf::perf))
         .routes(routes!(robots_db::logs))
         .routes(routes!(health::health))
         .routes(routes!(robot_data::sensors))
@@ -122,6 +129,7 @@ fn routes() -> (
     let admin = OpenApiRouter::new()
         .routes(routes!(robots_db::create))
         .routes(routes!(robots_db::update, robots_db::delete))
+        .routes(routes!(management::put_config))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .route_layer(middleware::from_fn(auth::admin));
@@ -143,6 +151,8 @@ fn routes() -> (
         .routes(routes!(goauth::user))
         .routes(routes!(goauth::superuser))
         .routes(routes!(goauth::acl))
+        .routes(routes!(root::root))
+        .routes(routes!(root::api_info))
         .split_for_parts();
     doc.merge(ops_doc);
     (api, public, ops, doc)
@@ -153,8 +163,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().3
 }
 
-/// The HTTP port's router; `cors_origins` may call `/api/` from a browser, and no
-/// request body may exceed `max_body_bytes`.
+/// The HTTP port's router; `cors_origins` may call it from a browser, and no request
+/// body may exceed `max_body_bytes`.
 pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) -> Router {
     let (api, public, ops, doc) = routes();
     let api = api
@@ -164,16 +174,18 @@ pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) 
         ))
         .merge(public)
         .layer(axum::Extension(Arc::new(doc)))
-        .layer(middleware::map_response(error::detail_for_rejections))
-        .layer(cors(cors_origins));
-    // The operations routes stay outside the token and CORS layers: probes, Prometheus
-    // and go-auth call them without credentials.
+        .layer(middleware::map_response(error::detail_for_rejections));
+    // The operations routes stay outside the auth layer: probes, Prometheus and
+    // go-auth call them without credentials. CORS wraps everything, the unknown-path
+    // 404, a 401, 405, 413 and a panic's 500 included, so a browser sees the real
+    // status instead of a network error.
     ops.merge(api)
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panicked,
         ))
+        .layer(cors(cors_origins))
         .with_state(state)
 }
 

@@ -19,6 +19,7 @@ mod goauth;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod overview;
 mod packaging;
 mod partitions;
 mod scale;

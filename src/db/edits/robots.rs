@@ -1,6 +1,7 @@
 //! The robot registry as operators change it through TonyPi's `robots-db` routes:
 //! register, update the given fields, deactivate (a soft delete: the robot's data and
-//! key stay). Robots the ingest path first hears of are added by `db::writes::robots`.
+//! key stay), and store the settings sent to a robot (`robot_config`). Robots the
+//! ingest path first hears of are added by `db::writes::robots`.
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -101,4 +102,30 @@ pub async fn deactivate(pool: &PgPool, robot_id: &str) -> Result<bool, sqlx::Err
             .await?
             .rows_affected();
     Ok(changed > 0)
+}
+
+/// Stores settings sent to `robot_id` under `config_type`: the keys of `data` are added
+/// to those stored (a key sent again takes its new value); `command_id` is the command
+/// that published them. `false` when there is no such robot.
+pub async fn store_config(
+    pool: &PgPool,
+    robot_id: &str,
+    config_type: &str,
+    data: &Value,
+    command_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let stored = sqlx::query(
+        "INSERT INTO robot_config (robot, config_type, config_data, command_id) \
+         SELECT id, $2, $3, $4 FROM robots WHERE robot_id = $1 \
+         ON CONFLICT (robot, config_type) DO UPDATE \
+         SET config_data = robot_config.config_data || EXCLUDED.config_data, \
+             command_id = EXCLUDED.command_id, updated_at = now()",
+    )
+    .bind(robot_id)
+    .bind(config_type)
+    .bind(data)
+    .bind(command_id)
+    .execute(pool)
+    .await?;
+    Ok(stored.rows_affected() > 0)
 }

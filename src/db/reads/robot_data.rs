@@ -28,17 +28,21 @@ pub struct ReadingFilter<'a> {
     pub limit: i64,
 }
 
-/// The readings matching `f`, newest first.
+/// The newest `f.limit` readings matching `f`, oldest first (as TonyPi's InfluxDB
+/// answers a range: the last item is the latest).
 pub async fn readings(pool: &PgPool, f: &ReadingFilter<'_>) -> Result<Vec<Reading>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT r.robot_id, n.name, NULLIF(n.unit, '') AS unit, m.ts, v.value \
-         FROM metrics m JOIN robots r ON r.id = m.robot \
-         JOIN metric_sets s ON s.id = m.set_id \
-         CROSS JOIN LATERAL unnest(s.name_ids, m.vals) AS v(name_id, value) \
-         JOIN metric_names n ON n.id = v.name_id \
-         WHERE m.ts >= $1 AND ($2::text IS NULL OR r.robot_id = $2) \
-           AND n.name LIKE $3 AND ($4 OR (position('.' in n.name) = 0 AND n.name <> 'servo_count')) \
-         ORDER BY m.ts DESC LIMIT $5",
+        "SELECT * FROM ( \
+             SELECT r.robot_id, n.name, NULLIF(n.unit, '') AS unit, m.ts, v.value \
+             FROM metrics m JOIN robots r ON r.id = m.robot \
+             JOIN metric_sets s ON s.id = m.set_id \
+             CROSS JOIN LATERAL unnest(s.name_ids, m.vals) AS v(name_id, value) \
+             JOIN metric_names n ON n.id = v.name_id \
+             WHERE m.ts >= $1 AND ($2::text IS NULL OR r.robot_id = $2) \
+               AND n.name LIKE $3 \
+               AND ($4 OR (position('.' in n.name) = 0 AND n.name <> 'servo_count')) \
+             ORDER BY m.ts DESC, r.robot_id, n.name LIMIT $5) newest \
+         ORDER BY ts, robot_id, name",
     )
     .bind(f.since)
     .bind(f.robot_id)

@@ -1,6 +1,7 @@
 //! `robots` as the API reads them: the registry (TonyPi's `robots-db` shape, with
 //! thresholds resolved against the fleet defaults), a robot's key, the robots a
-//! command may go to, those heard from recently, and the fleet counts.
+//! command may go to, those heard from recently, the fleet counts, and the settings
+//! sent to a robot (`robot_config`).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -181,5 +182,41 @@ pub async fn counts(pool: &PgPool) -> Result<FleetCounts, sqlx::Error> {
                     AND end_time >= date_trunc('day', now())) AS completed_jobs_today",
     )
     .fetch_one(pool)
+    .await
+}
+
+/// What the system overview counts, in one round trip.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SystemCounts {
+    /// Active robots neither `offline` nor `unknown` (never heard from).
+    pub active_robots: i64,
+    /// Active robots.
+    pub total_robots: i64,
+    /// Commands sent since midnight UTC (a broadcast counts once).
+    pub commands_today: i64,
+}
+
+/// The robots connected and the commands sent today.
+pub async fn system_counts(pool: &PgPool) -> Result<SystemCounts, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM robots WHERE is_active \
+                    AND status NOT IN ('offline', 'unknown')) AS active_robots, \
+                (SELECT count(*) FROM robots WHERE is_active) AS total_robots, \
+                (SELECT count(DISTINCT command_id) FROM commands \
+                    WHERE sent_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') \
+                    AS commands_today",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The settings stored for robot key `robot`: (config type, the keys sent so far), by
+/// config type.
+pub async fn config(pool: &PgPool, robot: i32) -> Result<Vec<(String, Value)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT config_type, config_data FROM robot_config WHERE robot = $1 ORDER BY config_type",
+    )
+    .bind(robot)
+    .fetch_all(pool)
     .await
 }

@@ -1,6 +1,7 @@
 //! The TonyPi backend's `management` router (`backend/routers/management.py`): a
-//! command to one robot, emergency stop (one robot or all) and resume, with TonyPi's
-//! request and answer shapes. Sending is shared with the other command routes
+//! command to one robot, emergency stop (one robot or all) and resume, a robot's
+//! settings (stored, and published on its config topic), and the system overview, with
+//! TonyPi's request and answer shapes. Sending is shared with the other command routes
 //! (`http/commands.rs`); an emergency stop answers with the robots expected to
 //! confirm it, which must do so within `commands.confirm_within` or are shown
 //! `unconfirmed`.
@@ -13,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use crate::commands::{EMERGENCY_STOP, RESUME, Target};
+use crate::commands::{CONFIG, EMERGENCY_STOP, RESUME, Target};
+use crate::db::{edits, reads};
 use crate::http::commands::dispatch;
-use crate::http::{ApiError, Detail, HttpState};
+use crate::http::{ApiError, Detail, HttpState, robot_key};
 
 /// `POST /api/v1/management/command`, as the TonyPi backend takes it.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,4 +192,304 @@ async fn stop(
         confirm_within_s: s.confirm_within.as_secs_f64(),
         topic: sent.topic,
     }))
+}
+
+/// TonyPi's system overview, with fleetsink's real figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemStatus {
+    /// How long fleetsink has been serving, e.g. `2 days, 14 hours`.
+    pub system_uptime: String,
+    pub uptime_seconds: u64,
+    /// Active robots connected now: neither `offline` nor never heard from (`unknown`).
+    pub active_robots: i64,
+    /// Active (registered, not deleted) robots.
+    pub total_robots: i64,
+    /// Commands sent since midnight UTC (a broadcast counts once).
+    pub total_commands_today: i64,
+    /// `healthy` when the broker is connected and the database reachable, else `degraded`.
+    pub system_health: &'static str,
+    pub services: SystemServices,
+    pub resource_usage: ResourceUsage,
+}
+
+/// Each service by TonyPi's name: `running`, or what is wrong. fleetsink keeps the time
+/// series in PostgreSQL and serves no Grafana, so those two are `not_used`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemServices {
+    /// `running` or `disconnected`.
+    pub mqtt_broker: &'static str,
+    /// `running` or `unreachable`.
+    pub postgres: &'static str,
+    pub influxdb: &'static str,
+    pub grafana: &'static str,
+}
+
+/// The fleetsink host's load and memory (Linux `/proc`; `null` where unknown).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceUsage {
+    /// The 1-minute load average per CPU, as a percentage (at most 100).
+    pub cpu_percent: Option<f64>,
+    /// Memory in use (total less available), as a percentage.
+    pub memory_percent: Option<f64>,
+    /// Not measured.
+    pub disk_usage_percent: Option<f64>,
+}
+
+/// The system overview: robots connected, commands sent today, the broker's and the
+/// database's state, and fleetsink's uptime.
+#[utoipa::path(get, path = "/api/v1/management/system/status", tag = "fleet",
+    responses((status = 200, body = SystemStatus), (status = 503, body = Detail)))]
+pub async fn system_status(State(s): State<HttpState>) -> Result<Json<SystemStatus>, ApiError> {
+    let counts = reads::robots::system_counts(&s.pool).await?;
+    let r = s.health.readiness();
+    let uptime = s.started.elapsed().as_secs();
+    Ok(Json(SystemStatus {
+        system_uptime: uptime_text(uptime),
+        uptime_seconds: uptime,
+        active_robots: counts.active_robots,
+        total_robots: counts.total_robots,
+        total_commands_today: counts.commands_today,
+        system_health: if r.broker_connected && r.database_reachable {
+            "healthy"
+        } else {
+            "degraded"
+        },
+        services: SystemServices {
+            mqtt_broker: if r.broker_connected {
+                "running"
+            } else {
+                "disconnected"
+            },
+            postgres: if r.database_reachable {
+                "running"
+            } else {
+                "unreachable"
+            },
+            influxdb: "not_used",
+            grafana: "not_used",
+        },
+        resource_usage: resource_usage().await,
+    }))
+}
+
+/// `2 days, 14 hours`, `3 hours, 5 minutes`, `5 minutes, 2 seconds`: the two largest units.
+fn uptime_text(secs: u64) -> String {
+    let units = [
+        (secs / 86_400, "day"),
+        (secs / 3600 % 24, "hour"),
+        (secs / 60 % 60, "minute"),
+        (secs % 60, "second"),
+    ];
+    let first = units.iter().position(|(n, _)| *n > 0).unwrap_or(3);
+    units[first..]
+        .iter()
+        .take(2)
+        .map(|(n, unit)| format!("{n} {unit}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The host's load and memory from `/proc` (Linux); `None` where unreadable.
+async fn resource_usage() -> ResourceUsage {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let load = tokio::fs::read_to_string("/proc/loadavg")
+        .await
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok());
+    let meminfo = tokio::fs::read_to_string("/proc/meminfo").await.ok();
+    let kib = |key: &str| {
+        meminfo
+            .as_deref()?
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.split_whitespace().next())?
+            .parse::<f64>()
+            .ok()
+    };
+    let memory = match (kib("MemTotal:"), kib("MemAvailable:")) {
+        (Some(total), Some(available)) if total > 0.0 => {
+            Some(round2((total - available) / total * 100.0))
+        }
+        _ => None,
+    };
+    ResourceUsage {
+        cpu_percent: load.map(|l| round2((l / cpus * 100.0).min(100.0))),
+        memory_percent: memory,
+        disk_usage_percent: None,
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The settings TonyPi's backend answers for every robot; what was stored for a robot
+/// is merged over them.
+fn default_config() -> Map<String, Value> {
+    [
+        (
+            "navigation",
+            json!({"max_speed": 1.5, "obstacle_avoidance": true, "path_planning": "A*"}),
+        ),
+        (
+            "sensors",
+            json!({"camera_fps": 30, "lidar_frequency": 10, "imu_rate": 100}),
+        ),
+        (
+            "behavior",
+            json!({"auto_charging": true, "patrol_mode": false, "voice_response": true}),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A robot's settings, as TonyPi's `GET …/config` answers: one object per config type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RobotConfig {
+    pub robot_id: String,
+    /// `navigation`, `sensors`, `behavior` (TonyPi's defaults with what was set over
+    /// them) and every other config type set, each an object.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+}
+
+/// `PUT /api/v1/management/robots/{robot_id}/config`, as TonyPi takes it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConfigUpdate {
+    /// e.g. `navigation`, `sensors`, `behavior`: 1-64 characters of A-Z a-z 0-9 _ . -
+    pub config_type: String,
+    /// The keys to set (merged over those set before).
+    #[schema(value_type = Object)]
+    pub config_data: Map<String, Value>,
+}
+
+/// The settings were stored and published.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigUpdated {
+    pub message: &'static str,
+    /// Tracks the publish in `commands` and `/api/v1/robots/{robot_id}/commands`.
+    pub command_id: String,
+    pub topic: String,
+}
+
+/// The robot's settings: TonyPi's defaults (navigation, sensors, behavior) with what was
+/// set through `PUT` merged over them.
+#[utoipa::path(get, path = "/api/v1/management/robots/{robot_id}/config", tag = "commands",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    responses((status = 200, body = RobotConfig), (status = 400, body = Detail),
+        (status = 404, description = "unknown robot", body = Detail)))]
+pub async fn get_config(
+    State(s): State<HttpState>,
+    Path(robot_id): Path<String>,
+) -> Result<Json<RobotConfig>, ApiError> {
+    let robot = robot_key(&s, &robot_id).await?;
+    let mut config = default_config();
+    for (config_type, data) in reads::robots::config(&s.pool, robot).await? {
+        let Value::Object(data) = data else { continue };
+        match config.get_mut(&config_type) {
+            Some(Value::Object(section)) => section.extend(data),
+            _ => {
+                config.insert(config_type, Value::Object(data));
+            }
+        }
+    }
+    Ok(Json(RobotConfig { robot_id, config }))
+}
+
+/// Publishes settings to the robot on its config topic (`tonypi/config/{robot_id}`, QoS
+/// 1: `config_type`, `config_data`, `timestamp`, with `type` `config` and `id`/
+/// `command_id` to track it in `commands`) and stores them, merged over those set
+/// before. Nothing is stored when the broker does not take it (503).
+#[utoipa::path(put, path = "/api/v1/management/robots/{robot_id}/config", tag = "commands",
+    params(("robot_id" = String, Path, description = "The robot's id")),
+    request_body = ConfigUpdate,
+    responses((status = 200, body = ConfigUpdated), (status = 400, body = Detail),
+        (status = 404, description = "unknown robot", body = Detail),
+        (status = 503, description = "the broker is not connected; nothing was sent or stored", body = Detail)))]
+pub async fn put_config(
+    State(s): State<HttpState>,
+    Path(robot_id): Path<String>,
+    Json(req): Json<ConfigUpdate>,
+) -> Result<Json<ConfigUpdated>, ApiError> {
+    check_config_type(&req.config_type)?;
+    let data = Value::Object(req.config_data);
+    if holds_nul(&data) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "config_data must not contain NUL characters",
+        ));
+    }
+    let mut payload = Map::new();
+    payload.insert("type".into(), json!(CONFIG));
+    payload.insert("config_type".into(), json!(req.config_type));
+    payload.insert("config_data".into(), data.clone());
+    let sent = dispatch(&s, &s.command_topics, Target::Robot(&robot_id), payload).await?;
+    if !edits::robots::store_config(
+        &s.pool,
+        &robot_id,
+        &req.config_type,
+        &data,
+        &sent.command_id,
+    )
+    .await?
+    {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "Robot not found"));
+    }
+    Ok(Json(ConfigUpdated {
+        message: "Configuration updated successfully",
+        command_id: sent.command_id,
+        topic: sent.topic,
+    }))
+}
+
+/// A config type names a section of the answer beside `robot_id`.
+fn check_config_type(t: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&t.len())
+        && t != "robot_id"
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "config_type must be 1-64 characters of A-Z a-z 0-9 _ . - (and not robot_id)",
+        ))
+    }
+}
+
+/// Whether a string or key anywhere in `v` holds NUL (PostgreSQL's jsonb cannot).
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_reads_as_two_units() {
+        assert_eq!(uptime_text(0), "0 seconds");
+        assert_eq!(uptime_text(61), "1 minute, 1 second");
+        assert_eq!(uptime_text(3 * 3600 + 300), "3 hours, 5 minutes");
+        assert_eq!(uptime_text(2 * 86_400 + 14 * 3600 + 59), "2 days, 14 hours");
+    }
+
+    #[test]
+    fn config_input_is_checked() {
+        assert!(check_config_type("navigation").is_ok());
+        for bad in ["", "robot_id", "a b", "nav\0", &"x".repeat(65)] {
+            assert!(check_config_type(bad).is_err(), "{bad:?}");
+        }
+        assert!(holds_nul(&json!({"a": [1, {"b": "x\0"}]})));
+        assert!(holds_nul(&json!({"k\0": 1})));
+        assert!(!holds_nul(&json!({"a": "\\u0000"})));
+    }
 }

@@ -5,13 +5,17 @@
 //!
 //! | file | TonyPi router | routes |
 //! |---|---|---|
-//! | `robots_db.rs` | `robots_db.py` | `/api/v1/robots-db/*`: robots, job history, stats, logs |
+//! | `robots_db.rs` | `robots_db.py` | `/api/v1/robots-db/*`: robots, job history, job totals, stats, logs |
 //! | `robot_data.rs` | `robot_data.py` | `/api/v1/robot-data/*`: sensors, status, latest, servos, job summary, the command pass-through |
-//! | `management.rs` | `management.py` | `/api/v1/management/*`: commands, emergency stop, resume |
+//! | `management.rs` | `management.py` | `/api/v1/management/*`: commands, emergency stop, resume, robot config, system status |
+//! | `pi_perf.rs` | `pi_perf.py` | `/api/v1/pi/perf/{robot_id}`: a robot's `system_info` over time |
 //! | `health.rs` | `health.py` | `/api/v1/health` |
+//! | `root.rs` | `main.py` | the `/` and `/api` banners |
 
 pub mod health;
 pub mod management;
+pub mod pi_perf;
 pub mod robot_data;
 pub mod robots_db;
+pub mod root;
 pub mod users;

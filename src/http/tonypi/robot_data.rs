@@ -51,25 +51,29 @@ fn measurement(name: &str) -> (&'static str, &str) {
 }
 
 /// `time_range` as TonyPi writes it: `30m`, `1h`, `24h`, `7d`.
-fn time_range(s: &str) -> Result<Duration, ApiError> {
+pub(crate) fn time_range(s: &str) -> Result<Duration, ApiError> {
     let bad = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "time_range must be like 30m, 1h, 24h or 7d (at most 30d)",
         )
     };
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    // The unit is the last character, whatever its width.
+    let Some((at, _)) = s.char_indices().last() else {
+        return Err(bad());
+    };
+    let (n, unit) = s.split_at(at);
     let n: i64 = n.parse().map_err(|_| bad())?;
     let d = match unit {
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        _ => return Err(bad()),
+        "m" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        _ => None,
     };
-    if n <= 0 || d > Duration::days(30) {
-        return Err(bad());
+    match d {
+        Some(d) if n > 0 && d <= Duration::days(30) => Ok(d),
+        _ => Err(bad()),
     }
-    Ok(d)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -97,7 +101,8 @@ pub struct SensorData {
     pub unit: Option<String>,
 }
 
-/// The readings of one measurement, newest first (at most 10,000).
+/// The readings of one measurement within `time_range`, oldest first as TonyPi's
+/// InfluxDB answers them, so the last item is the latest (the newest 10,000 at most).
 #[utoipa::path(get, path = "/api/v1/robot-data/sensors", tag = "robot-data", params(SensorsQuery),
     responses((status = 200, body = Vec<SensorData>), (status = 400, body = Detail)))]
 pub async fn sensors(
@@ -471,5 +476,9 @@ mod tests {
         assert!(
             time_range("31d").is_err() && time_range("h").is_err() && time_range("5x").is_err()
         );
+        // Not a panic: a multi-byte last character, an empty range, an overflow.
+        for bad in ["5é", "é", "", "9223372036854775807m", "-5m", "0h"] {
+            assert!(time_range(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The TonyPi backend's `robots-db` router (`backend/routers/robots_db.py`), answered
 //! from fleetsink's tables with the same paths, parameters, defaults, status codes and
 //! field names, so the TonyPi web UI can point at fleetsink: robots (list, get, create,
-//! update, soft delete), job history, fleet statistics and logs.
+//! update, soft delete), job history, job totals, fleet statistics and logs.
 //!
 //! Thresholds are reported as the robot's own value or, when it has none, the
 //! fleet-wide default (`[alerts.thresholds]`). Timestamps are RFC 3339 with offset.
@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::edits::robots::{NewRobot, RobotChanges};
+use crate::db::reads::jobs::JobRow;
 use crate::db::reads::logs::LogFilter;
 use crate::db::reads::robots::RobotRow;
 use crate::db::{edits, reads};
@@ -278,27 +279,132 @@ pub async fn job_history(
         check_robot_id(r)?;
     }
     let rows = reads::jobs::history(&s.pool, q.robot_id.as_deref(), limit).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|j| Job {
-                id: j.id,
-                robot_id: j.robot_id,
-                task_name: j.task_name,
-                start_time: ts(j.start_time),
-                end_time: ts(j.end_time),
-                items_total: j.items_total,
-                items_done: j.items_done.unwrap_or(0),
-                percent_complete: j.percent_complete.unwrap_or(0.0),
-                last_item: j.last_item,
-                status: j.status,
-                phase: j.phase,
-                success: j.success,
-                cancel_reason: j.cancel_reason,
-                created_at: ts(j.created_at),
-                updated_at: ts(j.updated_at),
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.into_iter().map(Job::from).collect()))
+}
+
+impl From<JobRow> for Job {
+    fn from(j: JobRow) -> Job {
+        Job {
+            id: j.id,
+            robot_id: j.robot_id,
+            task_name: j.task_name,
+            start_time: ts(j.start_time),
+            end_time: ts(j.end_time),
+            items_total: j.items_total,
+            items_done: j.items_done.unwrap_or(0),
+            percent_complete: j.percent_complete.unwrap_or(0.0),
+            last_item: j.last_item,
+            status: j.status,
+            phase: j.phase,
+            success: j.success,
+            cancel_reason: j.cancel_reason,
+            created_at: ts(j.created_at),
+            updated_at: ts(j.updated_at),
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Totals over every job of every robot (TonyPi's dashboard cards).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OverallJobStats {
+    pub total_robots_with_jobs: i64,
+    pub total_jobs: i64,
+    pub active_jobs: i64,
+    pub completed_jobs: i64,
+    /// Sum of `items_done` over all jobs.
+    pub total_items_done: i64,
+    /// Sum of `items_total` over all jobs.
+    pub total_items_target: i64,
+    /// Summed over the jobs that ended (end − start), to 2 decimals.
+    pub total_duration_seconds: f64,
+    /// Over the jobs that report a percentage, to 2 decimals; 0 without.
+    pub average_completion_percent: f64,
+}
+
+/// Totals over all jobs of all robots: one aggregate over `jobs`.
+#[utoipa::path(get, path = "/api/v1/robots-db/jobs/overall-stats", tag = "robots-db",
+    responses((status = 200, body = OverallJobStats)))]
+pub async fn overall_stats(State(s): State<HttpState>) -> Result<Json<OverallJobStats>, ApiError> {
+    let t = reads::jobs::totals(&s.pool, None).await?;
+    Ok(Json(OverallJobStats {
+        total_robots_with_jobs: t.robots_with_jobs,
+        total_jobs: t.total_jobs,
+        active_jobs: t.active_jobs,
+        completed_jobs: t.completed_jobs,
+        total_items_done: t.items_done,
+        total_items_target: t.items_target,
+        total_duration_seconds: round2(t.total_duration_seconds),
+        average_completion_percent: round2(t.average_completion_percent),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CumulativeQuery {
+    /// One robot's jobs; all robots' without.
+    pub robot_id: Option<String>,
+}
+
+/// Totals over all jobs, or one robot's, and that robot's active job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CumulativeJobStats {
+    pub robot_id: Option<String>,
+    pub cumulative: Cumulative,
+    /// The robot's active job (only with `robot_id`).
+    pub current_job: Option<Job>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cumulative {
+    pub total_jobs: i64,
+    pub completed_jobs: i64,
+    pub cancelled_jobs: i64,
+    pub failed_jobs: i64,
+    pub active_jobs: i64,
+    pub total_items_done: i64,
+    pub total_items_target: i64,
+    /// Summed over the jobs that ended (end − start), to 2 decimals.
+    pub total_duration_seconds: f64,
+    /// Averaged over the jobs that ended, to 2 decimals; 0 without.
+    pub average_duration_seconds: f64,
+}
+
+/// Totals across all historical jobs (not just the current one), optionally of one
+/// robot, with its active job: one aggregate over `jobs` (and one read of the active job).
+#[utoipa::path(get, path = "/api/v1/robots-db/jobs/cumulative-stats", tag = "robots-db",
+    params(CumulativeQuery),
+    responses((status = 200, body = CumulativeJobStats), (status = 400, body = Detail)))]
+pub async fn cumulative_stats(
+    State(s): State<HttpState>,
+    Query(q): Query<CumulativeQuery>,
+) -> Result<Json<CumulativeJobStats>, ApiError> {
+    if let Some(r) = &q.robot_id {
+        check_robot_id(r)?;
+    }
+    let t = reads::jobs::totals(&s.pool, q.robot_id.as_deref()).await?;
+    let current_job = match &q.robot_id {
+        Some(r) => reads::jobs::active(&s.pool, r).await?.map(Job::from),
+        None => None,
+    };
+    Ok(Json(CumulativeJobStats {
+        robot_id: q.robot_id,
+        cumulative: Cumulative {
+            total_jobs: t.total_jobs,
+            completed_jobs: t.completed_jobs,
+            cancelled_jobs: t.cancelled_jobs,
+            failed_jobs: t.failed_jobs,
+            active_jobs: t.active_jobs,
+            total_items_done: t.items_done,
+            total_items_target: t.items_target,
+            total_duration_seconds: round2(t.total_duration_seconds),
+            average_duration_seconds: round2(t.average_duration_seconds),
+        },
+        current_job,
+    }))
 }
 
 /// TonyPi's fleet statistics.
