@@ -45,7 +45,7 @@ pub struct HttpState {
     pub pool: PgPool,
     pub downlink: Downlink,
     pub admin_token: Option<SecretString>,
-    /// Fleet-wide thresholds, reported for robots without their own.
+    /// The built-in thresholds (`[alerts.thresholds]`), where no `alert_thresholds` row applies.
     pub thresholds: ThresholdsConfig,
     /// MQTT user and ACL checks (the go-auth endpoints).
     pub auth: Arc<crate::auth::Authenticator>,
@@ -82,7 +82,7 @@ fn routes() -> (
     utoipa::openapi::OpenApi,
 ) {
     use api::{ingest_errors, metrics};
-    use tonypi::{health, management, robot_data, robots_db};
+    use tonypi::{alerts, health, management, robot_data, robots_db};
     use utoipa::OpenApi;
     use utoipa_axum::{router::OpenApiRouter, routes};
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -107,6 +107,18 @@ fn routes() -> (
         .routes(routes!(robot_data::servo_data))
         .routes(routes!(robot_data::job_summary))
         .routes(routes!(robot_data::pass_through))
+        // Alerts: reads viewer; create, acknowledge, resolve operator; delete and
+        // thresholds admin (see tonypi/alerts.rs).
+        .routes(routes!(alerts::list, alerts::create))
+        .routes(routes!(alerts::stats))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::resolve))
+        .routes(routes!(alerts::acknowledge_all))
+        .routes(routes!(alerts::delete))
+        .routes(routes!(alerts::thresholds, alerts::upsert_threshold))
+        .routes(routes!(alerts::update_threshold, alerts::delete_threshold))
+        .routes(routes!(alerts::defaults))
+        .routes(routes!(alerts::init_defaults))
         // fleetsink's own.
         .routes(routes!(api::commands::device))
         .routes(routes!(api::commands::list))

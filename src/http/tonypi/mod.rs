@@ -5,11 +5,13 @@
 //!
 //! | file | TonyPi router | routes |
 //! |---|---|---|
+//! | `alerts.rs` | `alerts.py` | `/api/v1/alerts*`: alerts, counts, acknowledge, resolve, thresholds |
 //! | `robots_db.rs` | `robots_db.py` | `/api/v1/robots-db/*`: robots, job history, stats, logs |
 //! | `robot_data.rs` | `robot_data.py` | `/api/v1/robot-data/*`: sensors, status, latest, servos, job summary, the command pass-through |
 //! | `management.rs` | `management.py` | `/api/v1/management/*`: commands, emergency stop, resume |
 //! | `health.rs` | `health.py` | `/api/v1/health` |
 
+pub mod alerts;
 pub mod health;
 pub mod management;
 pub mod robot_data;
