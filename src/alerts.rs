@@ -1,6 +1,7 @@
-//! Threshold alerts, the pure part: which readings an alert watches, their levels, and
-//! how one alert (per robot and metric) moves as readings arrive. `db::writes::alerts`
-//! reads the state, runs [`Alert::observe`] over a batch's readings, and writes back.
+//! Threshold alerts, the pure part: which readings an alert watches, their levels, which
+//! thresholds apply ([`effective`]), how one alert (per robot and metric) moves as
+//! readings arrive, and its TonyPi title and message. `db::writes::alerts` reads the
+//! state, runs [`Alert::observe`] over a batch's readings, and writes back.
 //!
 //! Rules (README, "Fleet: alerts"):
 //! - a reading at or past the warning (critical) threshold opens a `warning`
@@ -29,6 +30,21 @@ pub enum Watched {
 }
 
 impl Watched {
+    /// Every watched metric, in declaration order.
+    pub const ALL: [Watched; 6] = [
+        Watched::Cpu,
+        Watched::Memory,
+        Watched::Temperature,
+        Watched::Battery,
+        Watched::ServoTemperature,
+        Watched::ServoVoltage,
+    ];
+
+    /// The metric of a TonyPi name (`metric_type`, `alert_type`).
+    pub fn of_name(name: &str) -> Option<Watched> {
+        Watched::ALL.into_iter().find(|w| w.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Watched::Cpu => "cpu",
@@ -113,32 +129,87 @@ pub struct Policy {
     pub hysteresis_percent: f64,
 }
 
+/// One `alert_thresholds` row's values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThresholdRow {
+    pub thresholds: Thresholds,
+    pub enabled: bool,
+}
+
+/// The thresholds that apply to a robot's metric: the most specific row decides (the
+/// robot's, else the fleet-wide one), else the built-in default; `None` when the deciding
+/// row is disabled (no alerts for that metric at its scope).
+pub fn effective(
+    robot: Option<ThresholdRow>,
+    fleet: Option<ThresholdRow>,
+    builtin: Thresholds,
+) -> Option<Thresholds> {
+    match robot.or(fleet) {
+        Some(row) => row.enabled.then_some(row.thresholds),
+        None => Some(builtin),
+    }
+}
+
+/// The built-in thresholds (`[alerts.thresholds]`), in [`Watched`]'s declaration order.
+pub fn builtin(t: &crate::config::ThresholdsConfig) -> [Thresholds; 6] {
+    let pair = |warning, critical| Thresholds { warning, critical };
+    [
+        pair(t.cpu_warning, t.cpu_critical),
+        pair(t.memory_warning, t.memory_critical),
+        pair(t.temperature_warning, t.temperature_critical),
+        pair(t.battery_low, t.battery_critical),
+        pair(t.servo_temperature_warning, t.servo_temperature_critical),
+        pair(t.servo_voltage_low, t.servo_voltage_critical),
+    ]
+}
+
+/// An alert's title, TonyPi's wording (`mqtt_client.py`).
+pub fn title(w: Watched, robot_id: &str) -> String {
+    let what = match w {
+        Watched::Cpu => "High CPU Usage",
+        Watched::Memory => "High Memory Usage",
+        Watched::Temperature => "High Temperature",
+        Watched::Battery => "Low Battery",
+        Watched::ServoTemperature => "Servo Overheating",
+        Watched::ServoVoltage => "Low Servo Voltage",
+    };
+    format!("{what} on {robot_id}")
+}
+
+/// An alert's message with the reading and the threshold it is past, TonyPi's wording.
+/// The migration that gave older alerts their messages builds the same text in SQL.
+pub fn message(w: Watched, value: f64, threshold: f64) -> String {
+    match w {
+        Watched::Cpu => format!("CPU usage is at {value:.1}% (threshold: {threshold}%)"),
+        Watched::Memory => format!("Memory usage is at {value:.1}% (threshold: {threshold}%)"),
+        Watched::Temperature => format!("Temperature is {value:.1}°C (threshold: {threshold}°C)"),
+        Watched::Battery => format!("Battery level is at {value:.1}% (threshold: {threshold}%)"),
+        Watched::ServoTemperature => {
+            format!("Servo temperature is {value:.1}°C (threshold: {threshold}°C)")
+        }
+        Watched::ServoVoltage => {
+            format!("Servo voltage is {value:.2}V (threshold: {threshold}V)")
+        }
+    }
+}
+
 /// Everything alert evaluation needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
     pub policy: Policy,
-    /// The fleet-wide thresholds, in [`Watched`]'s declaration order (`w as usize`).
+    /// The built-in thresholds, in [`Watched`]'s declaration order (`w as usize`).
     pub defaults: [Thresholds; 6],
 }
 
 impl AlertSettings {
     pub fn from_config(cfg: &crate::config::AlertsConfig) -> Self {
-        let t = &cfg.thresholds;
-        let pair = |warning, critical| Thresholds { warning, critical };
         Self {
             policy: Policy {
                 dedupe_window: Duration::from_std(cfg.dedupe_window)
                     .unwrap_or(Duration::minutes(5)),
                 hysteresis_percent: cfg.hysteresis_percent,
             },
-            defaults: [
-                pair(t.cpu_warning, t.cpu_critical),
-                pair(t.memory_warning, t.memory_critical),
-                pair(t.temperature_warning, t.temperature_critical),
-                pair(t.battery_low, t.battery_critical),
-                pair(t.servo_temperature_warning, t.servo_temperature_critical),
-                pair(t.servo_voltage_low, t.servo_voltage_critical),
-            ],
+            defaults: builtin(&cfg.thresholds),
         }
     }
 
@@ -374,6 +445,47 @@ mod tests {
             Some(Watched::Battery)
         );
         assert_eq!(Watched::ServoVoltage.worse(5.4, 5.1), 5.1);
+        assert_eq!(
+            Watched::of_name("servo_temp"),
+            Some(Watched::ServoTemperature)
+        );
+        assert_eq!(Watched::of_name("cpu_high"), None);
+    }
+
+    #[test]
+    fn the_most_specific_row_decides_and_disabled_means_none() {
+        let pair = |warning, critical| Thresholds { warning, critical };
+        let row = |w, c, enabled| ThresholdRow {
+            thresholds: pair(w, c),
+            enabled,
+        };
+        let builtin = pair(70.0, 90.0);
+        assert_eq!(effective(None, None, builtin), Some(builtin));
+        let fleet = Some(row(60.0, 80.0, true));
+        assert_eq!(effective(None, fleet, builtin), Some(pair(60.0, 80.0)));
+        let robot = Some(row(50.0, 85.0, true));
+        assert_eq!(effective(robot, fleet, builtin), Some(pair(50.0, 85.0)));
+        assert_eq!(
+            effective(Some(row(50.0, 85.0, false)), fleet, builtin),
+            None
+        );
+        assert_eq!(effective(None, Some(row(60.0, 80.0, false)), builtin), None);
+    }
+
+    #[test]
+    fn titles_and_messages_are_tonypis() {
+        assert_eq!(
+            title(Watched::Cpu, "tonypi_01"),
+            "High CPU Usage on tonypi_01"
+        );
+        assert_eq!(
+            message(Watched::Cpu, 85.04, 70.0),
+            "CPU usage is at 85.0% (threshold: 70%)"
+        );
+        assert_eq!(
+            message(Watched::ServoVoltage, 5.123, 5.5),
+            "Servo voltage is 5.12V (threshold: 5.5V)"
+        );
     }
 
     #[test]

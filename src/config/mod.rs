@@ -331,7 +331,8 @@ pub struct AlertsConfig {
     /// An alert resolves once the value is back past the warning threshold by this
     /// percentage of it (e.g. CPU below 66.5 % for a 70 % threshold at 5).
     pub hysteresis_percent: f64,
-    /// Fleet-wide thresholds; a robot's own (robots columns, when set) win.
+    /// The built-in thresholds: what applies where no `alert_thresholds` row (the robot's,
+    /// else the fleet-wide one) does.
     pub thresholds: ThresholdsConfig,
 }
 

@@ -46,7 +46,7 @@ pub struct HttpState {
     pub pool: PgPool,
     pub downlink: Downlink,
     pub admin_token: Option<SecretString>,
-    /// Fleet-wide thresholds, reported for robots without their own.
+    /// The built-in thresholds (`[alerts.thresholds]`), where no `alert_thresholds` row applies.
     pub thresholds: ThresholdsConfig,
     /// MQTT user and ACL checks (the go-auth endpoints).
     pub auth: Arc<crate::auth::Authenticator>,
@@ -89,7 +89,7 @@ fn routes() -> (
     utoipa::openapi::OpenApi,
 ) {
     use api::{ingest_errors, metrics};
-    use tonypi::{health, management, pi_perf, robot_data, robots_db, root, users};
+    use tonypi::{alerts, health, management, pi_perf, robot_data, robots_db, root, users};
     use utoipa::OpenApi;
     use utoipa_axum::{router::OpenApiRouter, routes};
     // Each route in the group of the least role that may call it (README, "Console
@@ -117,6 +117,10 @@ fn routes() -> (
         .routes(routes!(metrics::buckets))
         .routes(routes!(metrics::names))
         .routes(routes!(ingest_errors::ingest_errors))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::stats))
+        .routes(routes!(alerts::thresholds))
+        .routes(routes!(alerts::defaults))
         .route_layer(middleware::from_fn(auth::viewer));
     let operator = OpenApiRouter::new()
         .routes(routes!(management::send))
@@ -125,11 +129,19 @@ fn routes() -> (
         .routes(routes!(management::emergency_stop_all))
         .routes(routes!(robot_data::pass_through))
         .routes(routes!(api::commands::device))
+        .routes(routes!(alerts::create))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::resolve))
+        .routes(routes!(alerts::acknowledge_all))
         .route_layer(middleware::from_fn(auth::operator));
     let admin = OpenApiRouter::new()
         .routes(routes!(robots_db::create))
         .routes(routes!(robots_db::update, robots_db::delete))
         .routes(routes!(management::put_config))
+        .routes(routes!(alerts::delete))
+        .routes(routes!(alerts::upsert_threshold))
+        .routes(routes!(alerts::update_threshold, alerts::delete_threshold))
+        .routes(routes!(alerts::init_defaults))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .route_layer(middleware::from_fn(auth::admin));

@@ -14,7 +14,7 @@ fn ts(second: u32) -> String {
 /// (metric, level, count, resolved) of every alert of `robot`, oldest first.
 async fn alerts(pool: &PgPool, robot: &str) -> Vec<(String, String, i32, bool)> {
     sqlx::query_as(
-        "SELECT metric, level, count, resolved FROM alerts WHERE robot_id = $1 ORDER BY id",
+        "SELECT alert_type, severity, count, resolved FROM alerts WHERE robot_id = $1 ORDER BY id",
     )
     .bind(robot)
     .fetch_all(pool)
@@ -104,10 +104,13 @@ async fn a_robots_own_threshold_wins_over_the_fleet_default() {
     c.publish_acked("tonypi/status/tonypi_cool", status(55.0, 0))
         .await;
     assert!(alerts(&t.pool, "tonypi_cool").await.is_empty());
-    sqlx::query("UPDATE robots SET cpu_threshold_warning = 50 WHERE robot_id = 'tonypi_cool'")
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO alert_thresholds (robot_id, metric_type, warning_threshold, critical_threshold) \
+         VALUES ('tonypi_cool', 'cpu', 50, 90)",
+    )
+    .execute(&t.pool)
+    .await
+    .unwrap();
     c.publish_acked("tonypi/status/tonypi_cool", status(55.0, 1))
         .await;
     let (threshold,): (f64,) =

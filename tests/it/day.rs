@@ -143,7 +143,7 @@ async fn robots_day(mode: MqttMode) {
         || async {
             count(
                 &pool,
-                "SELECT count(*) FROM alerts WHERE metric = 'cpu' AND count = 10",
+                "SELECT count(*) FROM alerts WHERE alert_type = 'cpu' AND count = 10",
             )
             .await
                 == 2
@@ -248,8 +248,8 @@ async fn robots_day(mode: MqttMode) {
         );
         let alerts = rows(
             &pool,
-            "SELECT concat_ws(':', metric, level, count, resolved) FROM alerts \
-             WHERE robot_id = $1 ORDER BY metric",
+            "SELECT concat_ws(':', alert_type, severity, count, resolved) FROM alerts \
+             WHERE robot_id = $1 ORDER BY alert_type",
             robot,
         )
         .await;

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod alerts;
+mod alerts_api;
 mod commands;
 mod console;
 mod day;

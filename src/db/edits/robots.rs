@@ -1,13 +1,19 @@
 //! The robot registry as operators change it through TonyPi's `robots-db` routes:
 //! register, update the given fields, deactivate (a soft delete: the robot's data and
 //! key stay), and store the settings sent to a robot (`robot_config`). Robots the
-//! ingest path first hears of are added by `db::writes::robots`.
+//! ingest path first hears of are added by `db::writes::robots`. The threshold fields
+//! are the robot's own `alert_thresholds` rows (battery and temperature), written in the
+//! same transaction.
 
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+
+use crate::alerts::{self, Watched};
+use crate::config::ThresholdsConfig;
+use crate::db::edits::alerts::set_robot_threshold;
 
 /// A robot to register; fields left `None` stay unset (a threshold unset follows the
-/// fleet default, the name defaults to the robot id).
+/// fleet-wide row or the built-in default, the name defaults to the robot id).
 #[derive(Debug, Default)]
 pub struct NewRobot<'a> {
     pub robot_id: &'a str,
@@ -20,26 +26,60 @@ pub struct NewRobot<'a> {
     pub temp_threshold_critical: Option<f64>,
 }
 
-/// Registers a robot as `offline`; `false` when one with that id exists already.
-pub async fn create(pool: &PgPool, r: &NewRobot<'_>) -> Result<bool, sqlx::Error> {
+/// Registers a robot as `offline` with its thresholds; `false` when one with that id
+/// exists already.
+pub async fn create(
+    pool: &PgPool,
+    builtin: &ThresholdsConfig,
+    r: &NewRobot<'_>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO robots (robot_id, name, description, location, battery_threshold_low, \
-             battery_threshold_critical, temp_threshold_warning, temp_threshold_critical, status) \
-         VALUES ($1, COALESCE($2, $1), $3, $4, $5, $6, $7, $8, 'offline') \
+        "INSERT INTO robots (robot_id, name, description, location, status) \
+         VALUES ($1, COALESCE($2, $1), $3, $4, 'offline') \
          ON CONFLICT (robot_id) DO NOTHING",
     )
     .bind(r.robot_id)
     .bind(r.name)
     .bind(r.description)
     .bind(r.location)
-    .bind(r.battery_threshold_low)
-    .bind(r.battery_threshold_critical)
-    .bind(r.temp_threshold_warning)
-    .bind(r.temp_threshold_critical)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected();
-    Ok(inserted > 0)
+    .rows_affected()
+        > 0;
+    if inserted {
+        let given = [
+            (
+                Watched::Battery,
+                r.battery_threshold_low,
+                r.battery_threshold_critical,
+            ),
+            (
+                Watched::Temperature,
+                r.temp_threshold_warning,
+                r.temp_threshold_critical,
+            ),
+        ];
+        set_thresholds(&mut tx, r.robot_id, builtin, given).await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Writes the robot's own rows for the (metric, warning, critical) given.
+async fn set_thresholds(
+    conn: &mut PgConnection,
+    robot_id: &str,
+    builtin: &ThresholdsConfig,
+    given: [(Watched, Option<f64>, Option<f64>); 2],
+) -> Result<(), sqlx::Error> {
+    let builtin = alerts::builtin(builtin);
+    for (w, warning, critical) in given {
+        if warning.is_some() || critical.is_some() {
+            set_robot_threshold(conn, robot_id, w, warning, critical, builtin[w as usize]).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The fields to change; `None` keeps the stored value.
@@ -58,20 +98,19 @@ pub struct RobotChanges<'a> {
     pub is_active: Option<bool>,
 }
 
-/// Changes the given fields of robot `robot_id`; `false` when there is no such robot.
+/// Changes the given fields of robot `robot_id` (thresholds in its own
+/// `alert_thresholds` rows); `false` when there is no such robot.
 pub async fn update(
     pool: &PgPool,
+    builtin: &ThresholdsConfig,
     robot_id: &str,
     u: &RobotChanges<'_>,
 ) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let changed = sqlx::query(
         "UPDATE robots SET name = COALESCE($2, name), description = COALESCE($3, description), \
              location = COALESCE($4, location), status = COALESCE($5, status), \
-             battery_threshold_low = COALESCE($6, battery_threshold_low), \
-             battery_threshold_critical = COALESCE($7, battery_threshold_critical), \
-             temp_threshold_warning = COALESCE($8, temp_threshold_warning), \
-             temp_threshold_critical = COALESCE($9, temp_threshold_critical), \
-             settings = COALESCE($10, settings), is_active = COALESCE($11, is_active), \
+             settings = COALESCE($6, settings), is_active = COALESCE($7, is_active), \
              updated_at = now() \
          WHERE robot_id = $1",
     )
@@ -80,16 +119,29 @@ pub async fn update(
     .bind(u.description)
     .bind(u.location)
     .bind(u.status)
-    .bind(u.battery_threshold_low)
-    .bind(u.battery_threshold_critical)
-    .bind(u.temp_threshold_warning)
-    .bind(u.temp_threshold_critical)
     .bind(&u.settings)
     .bind(u.is_active)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected();
-    Ok(changed > 0)
+    .rows_affected()
+        > 0;
+    if changed {
+        let given = [
+            (
+                Watched::Battery,
+                u.battery_threshold_low,
+                u.battery_threshold_critical,
+            ),
+            (
+                Watched::Temperature,
+                u.temp_threshold_warning,
+                u.temp_threshold_critical,
+            ),
+        ];
+        set_thresholds(&mut tx, robot_id, builtin, given).await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
 }
 
 /// Soft-deletes robot `robot_id` (`is_active = false`); `false` when there is no such

@@ -3,6 +3,7 @@
 //! the request and shape the answer, so every query the API runs can be found (and its
 //! plan checked) here. Nothing here writes.
 
+pub mod alerts;
 pub mod auth;
 pub mod commands;
 pub mod console_users;

@@ -1,7 +1,7 @@
-//! `robots` as the API reads them: the registry (TonyPi's `robots-db` shape, with
-//! thresholds resolved against the fleet defaults), a robot's key, the robots a
-//! command may go to, those heard from recently, the fleet counts, and the settings
-//! sent to a robot (`robot_config`).
+//! `robots` as the API reads them: the registry (TonyPi's `robots-db` shape, with the
+//! battery and temperature thresholds that decide for the robot, from
+//! `alert_thresholds`), a robot's key, the robots a command may go to, those heard from
+//! recently, the fleet counts, and the settings sent to a robot (`robot_config`).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -9,17 +9,16 @@ use sqlx::PgPool;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
+use crate::alerts::{self, Watched};
 use crate::config::ThresholdsConfig;
+use crate::db::reads::alerts::ThresholdScopes;
 
-/// The robots columns, with thresholds resolved against `$1..$4` (the fleet defaults).
+/// The robots columns ([`RobotRow`]'s, thresholds apart).
 const ROBOT_COLUMNS: &str = "id, robot_id, name, description, location, status, \
-    COALESCE(battery_threshold_low, $1) AS battery_threshold_low, \
-    COALESCE(battery_threshold_critical, $2) AS battery_threshold_critical, \
-    COALESCE(temp_threshold_warning, $3) AS temp_threshold_warning, \
-    COALESCE(temp_threshold_critical, $4) AS temp_threshold_critical, \
     settings, first_seen, last_seen, created_at, updated_at, is_active";
 
-/// A registered robot; a threshold it has none of is the fleet default.
+/// A registered robot; its thresholds are its own `alert_thresholds` rows, else the
+/// fleet-wide rows, else the built-in defaults (enabled or not).
 #[derive(Debug)]
 pub struct RobotRow {
     pub id: i32,
@@ -41,7 +40,8 @@ pub struct RobotRow {
 }
 
 /// Read by column position ([`ROBOT_COLUMNS`]' order): a long robot list spends its
-/// time per row, so no name lookups.
+/// time per row, so no name lookups. The thresholds are filled in afterwards
+/// (`with_thresholds`).
 impl FromRow<'_, PgRow> for RobotRow {
     fn from_row(r: &PgRow) -> Result<Self, sqlx::Error> {
         Ok(RobotRow {
@@ -51,60 +51,68 @@ impl FromRow<'_, PgRow> for RobotRow {
             description: r.try_get(3)?,
             location: r.try_get(4)?,
             status: r.try_get(5)?,
-            battery_threshold_low: r.try_get(6)?,
-            battery_threshold_critical: r.try_get(7)?,
-            temp_threshold_warning: r.try_get(8)?,
-            temp_threshold_critical: r.try_get(9)?,
-            settings: r.try_get(10)?,
-            first_seen: r.try_get(11)?,
-            last_seen: r.try_get(12)?,
-            created_at: r.try_get(13)?,
-            updated_at: r.try_get(14)?,
-            is_active: r.try_get(15)?,
+            battery_threshold_low: 0.0,
+            battery_threshold_critical: 0.0,
+            temp_threshold_warning: 0.0,
+            temp_threshold_critical: 0.0,
+            settings: r.try_get(6)?,
+            first_seen: r.try_get(7)?,
+            last_seen: r.try_get(8)?,
+            created_at: r.try_get(9)?,
+            updated_at: r.try_get(10)?,
+            is_active: r.try_get(11)?,
         })
     }
 }
 
-fn defaults(t: &ThresholdsConfig) -> [f64; 4] {
-    [
-        t.battery_low,
-        t.battery_critical,
-        t.temperature_warning,
-        t.temperature_critical,
-    ]
+/// Fills in the robots' thresholds (one query for all of them).
+async fn with_thresholds(
+    pool: &PgPool,
+    builtin: &ThresholdsConfig,
+    mut rows: Vec<RobotRow>,
+) -> Result<Vec<RobotRow>, sqlx::Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.robot_id.as_str()).collect();
+    let scopes = ThresholdScopes::read(pool, &ids).await?;
+    let builtin = alerts::builtin(builtin);
+    for r in &mut rows {
+        let of = |w: Watched| scopes.deciding(&r.robot_id, w, builtin[w as usize]);
+        let (battery, temperature) = (of(Watched::Battery), of(Watched::Temperature));
+        r.battery_threshold_low = battery.warning;
+        r.battery_threshold_critical = battery.critical;
+        r.temp_threshold_warning = temperature.warning;
+        r.temp_threshold_critical = temperature.critical;
+    }
+    Ok(rows)
 }
 
 /// The active robots, by robot id.
-pub async fn active(pool: &PgPool, fleet: &ThresholdsConfig) -> Result<Vec<RobotRow>, sqlx::Error> {
-    let [a, b, c, d] = defaults(fleet);
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub async fn active(
+    pool: &PgPool,
+    builtin: &ThresholdsConfig,
+) -> Result<Vec<RobotRow>, sqlx::Error> {
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ROBOT_COLUMNS} FROM robots WHERE is_active ORDER BY robot_id"
     )))
-    .bind(a)
-    .bind(b)
-    .bind(c)
-    .bind(d)
     .fetch_all(pool)
-    .await
+    .await?;
+    with_thresholds(pool, builtin, rows).await
 }
 
 /// One robot, active or not.
 pub async fn get(
     pool: &PgPool,
-    fleet: &ThresholdsConfig,
+    builtin: &ThresholdsConfig,
     robot_id: &str,
 ) -> Result<Option<RobotRow>, sqlx::Error> {
-    let [a, b, c, d] = defaults(fleet);
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ROBOT_COLUMNS} FROM robots WHERE robot_id = $5"
+    let row: Option<RobotRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROBOT_COLUMNS} FROM robots WHERE robot_id = $1"
     )))
-    .bind(a)
-    .bind(b)
-    .bind(c)
-    .bind(d)
     .bind(robot_id)
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(with_thresholds(pool, builtin, row.into_iter().collect())
+        .await?
+        .pop())
 }
 
 /// The robot's key (`robots.id`, what `metrics` and `metric_latest` store), active or

@@ -1,15 +1,20 @@
 //! `alerts`: threshold alerts evaluated on a batch's readings (rules in `crate::alerts`),
-//! in set operations: one read of the robots' thresholds, one read (locking) of the
-//! newest alert per robot and metric, then one insert and one update for the alerts the
-//! batch opened or changed, and a log row (category `alert`) per open, escalation and
-//! resolution.
+//! in set operations: one read of the thresholds that concern the batch's robots
+//! (`alert_thresholds`, through its unique index, so an edit counts from the next
+//! batch on), one read (locking) of the newest threshold alert per robot and metric,
+//! then one insert and one update for the alerts the batch opened or changed, and a log
+//! row (category `alert`) per open, escalation and resolution.
+//!
+//! fleetsink's own alerts are the rows with `source = 'fleetsink'`; manual alerts of the
+//! same robot and type are neither read nor changed here.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::alerts::{Alert, AlertSettings, Event, EventAt, Level, Thresholds, Watched};
+use crate::alerts::{self, Alert, AlertSettings, Event, EventAt, Level, Watched};
+use crate::db::reads::alerts::{SOURCE, ThresholdScopes};
 use crate::model::{Decoded, LogRow, message_fingerprint};
 
 /// One reading: value and time.
@@ -48,8 +53,8 @@ impl<'a> Readings<'a> {
 struct StoredAlert {
     id: i64,
     robot_id: String,
-    metric: String,
-    level: String,
+    alert_type: String,
+    severity: String,
     value: f64,
     threshold: f64,
     first_triggered: DateTime<Utc>,
@@ -59,50 +64,6 @@ struct StoredAlert {
     resolved_at: Option<DateTime<Utc>>,
     resolution_logged: bool,
     last_reading_at: DateTime<Utc>,
-}
-
-/// A robot's own thresholds (NULL: the fleet default).
-#[derive(sqlx::FromRow)]
-struct RobotThresholds {
-    robot_id: String,
-    cpu_threshold_warning: Option<f64>,
-    cpu_threshold_critical: Option<f64>,
-    memory_threshold_warning: Option<f64>,
-    memory_threshold_critical: Option<f64>,
-    temp_threshold_warning: Option<f64>,
-    temp_threshold_critical: Option<f64>,
-    battery_threshold_low: Option<f64>,
-    battery_threshold_critical: Option<f64>,
-    servo_temp_threshold_warning: Option<f64>,
-    servo_temp_threshold_critical: Option<f64>,
-    servo_voltage_threshold_low: Option<f64>,
-    servo_voltage_threshold_critical: Option<f64>,
-}
-
-impl RobotThresholds {
-    fn of(&self, w: Watched, defaults: Thresholds) -> Thresholds {
-        let (warning, critical) = match w {
-            Watched::Cpu => (self.cpu_threshold_warning, self.cpu_threshold_critical),
-            Watched::Memory => (
-                self.memory_threshold_warning,
-                self.memory_threshold_critical,
-            ),
-            Watched::Temperature => (self.temp_threshold_warning, self.temp_threshold_critical),
-            Watched::Battery => (self.battery_threshold_low, self.battery_threshold_critical),
-            Watched::ServoTemperature => (
-                self.servo_temp_threshold_warning,
-                self.servo_temp_threshold_critical,
-            ),
-            Watched::ServoVoltage => (
-                self.servo_voltage_threshold_low,
-                self.servo_voltage_threshold_critical,
-            ),
-        };
-        Thresholds {
-            warning: warning.unwrap_or(defaults.warning),
-            critical: critical.unwrap_or(defaults.critical),
-        }
-    }
 }
 
 /// Evaluates the batch's readings; pushes the alert log rows onto `logs`. Returns the
@@ -119,52 +80,38 @@ pub(super) async fn evaluate(
         r.dedup();
         r
     };
-    let thresholds: HashMap<String, RobotThresholds> = sqlx::query_as::<_, RobotThresholds>(
-        "SELECT robot_id, cpu_threshold_warning, cpu_threshold_critical, \
-                memory_threshold_warning, memory_threshold_critical, \
-                temp_threshold_warning, temp_threshold_critical, \
-                battery_threshold_low, battery_threshold_critical, \
-                servo_temp_threshold_warning, servo_temp_threshold_critical, \
-                servo_voltage_threshold_low, servo_voltage_threshold_critical \
-         FROM robots WHERE robot_id = ANY($1)",
-    )
-    .bind(&robots)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|t| (t.robot_id.clone(), t))
-    .collect();
-
+    let scopes = ThresholdScopes::read(&mut *conn, &robots).await?;
     let key_robots: Vec<&str> = readings.by_key.keys().map(|(r, _)| *r).collect();
     let key_metrics: Vec<&str> = readings.by_key.keys().map(|(_, w)| w.name()).collect();
     // The newest alert of each robot and metric, locked: instances sharing a broker's
     // traffic evaluate one robot's alerts one after the other.
     let stored: Vec<StoredAlert> = sqlx::query_as(
-        "SELECT id, robot_id, metric, level, value, threshold, first_triggered, last_triggered, \
-                count, resolved, resolved_at, resolution_logged, last_reading_at \
+        "SELECT id, robot_id, alert_type, severity, value, threshold, first_triggered, \
+                last_triggered, count, resolved, resolved_at, resolution_logged, last_reading_at \
          FROM alerts WHERE id IN ( \
              SELECT max(a.id) FROM alerts a \
-             JOIN UNNEST($1::text[], $2::text[]) AS k(robot_id, metric) USING (robot_id, metric) \
-             GROUP BY a.robot_id, a.metric) \
+             JOIN UNNEST($1::text[], $2::text[]) AS k(robot_id, alert_type) \
+               USING (robot_id, alert_type) \
+             WHERE a.source = $3 \
+             GROUP BY a.robot_id, a.alert_type) \
          ORDER BY id FOR UPDATE",
     )
     .bind(&key_robots)
     .bind(&key_metrics)
+    .bind(SOURCE)
     .fetch_all(&mut *conn)
     .await?;
     let mut stored: HashMap<(String, String), StoredAlert> = stored
         .into_iter()
-        .map(|a| ((a.robot_id.clone(), a.metric.clone()), a))
+        .map(|a| ((a.robot_id.clone(), a.alert_type.clone()), a))
         .collect();
 
     let mut inserts: Vec<(&str, Watched, Alert)> = Vec::new();
     let mut updates: Vec<(&str, Watched, Alert)> = Vec::new();
     for ((robot, w), values) in &readings.by_key {
-        let t = thresholds
-            .get(*robot)
-            .map_or(settings.default_for(*w), |r| {
-                r.of(*w, settings.default_for(*w))
-            });
+        let Some(t) = scopes.effective(robot, *w, settings.default_for(*w)) else {
+            continue; // disabled at the deciding scope: no alerts for this metric
+        };
         let before = stored
             .remove(&(robot.to_string(), w.name().to_string()))
             .and_then(to_alert);
@@ -200,7 +147,7 @@ pub(super) async fn evaluate(
 fn to_alert(a: StoredAlert) -> Option<Alert> {
     Some(Alert {
         id: Some(a.id),
-        level: Level::from_name(&a.level)?,
+        level: Level::from_name(&a.severity)?,
         value: a.value,
         threshold: a.threshold,
         first_triggered: a.first_triggered,
@@ -236,7 +183,7 @@ fn alert_log(robot: &str, w: Watched, e: &EventAt) -> LogRow {
         ts: e.ts,
         level: level.into(),
         category: "alert".into(),
-        source: Some("fleetsink".into()),
+        source: Some(SOURCE.into()),
         message,
         details: Some(serde_json::json!({
             "metric": w.name(), "level": e.level.name(), "event": what,
@@ -253,36 +200,42 @@ fn alert_log(robot: &str, w: Watched, e: &EventAt) -> LogRow {
     }
 }
 
-type Columns<'a> = (
-    Vec<&'a str>,
-    Vec<&'static str>,
-    Vec<&'static str>,
-    Vec<f64>,
-    Vec<f64>,
-    Vec<DateTime<Utc>>,
-    Vec<DateTime<Utc>>,
-    Vec<i32>,
-    Vec<bool>,
-    Vec<Option<DateTime<Utc>>>,
-    Vec<bool>,
-    Vec<DateTime<Utc>>,
-);
+/// The alerts to write, column by column (for `UNNEST`).
+#[derive(Default)]
+struct Columns<'a> {
+    robot: Vec<&'a str>,
+    alert_type: Vec<&'static str>,
+    severity: Vec<&'static str>,
+    value: Vec<f64>,
+    threshold: Vec<f64>,
+    first_triggered: Vec<DateTime<Utc>>,
+    last_triggered: Vec<DateTime<Utc>>,
+    count: Vec<i32>,
+    resolved: Vec<bool>,
+    resolved_at: Vec<Option<DateTime<Utc>>>,
+    resolution_logged: Vec<bool>,
+    last_reading_at: Vec<DateTime<Utc>>,
+    title: Vec<String>,
+    message: Vec<String>,
+}
 
 fn columns<'a>(rows: &[(&'a str, Watched, Alert)]) -> Columns<'a> {
-    let mut c: Columns = Default::default();
+    let mut c = Columns::default();
     for (robot, w, a) in rows {
-        c.0.push(robot);
-        c.1.push(w.name());
-        c.2.push(a.level.name());
-        c.3.push(a.value);
-        c.4.push(a.threshold);
-        c.5.push(a.first_triggered);
-        c.6.push(a.last_triggered);
-        c.7.push(a.count);
-        c.8.push(a.resolved);
-        c.9.push(a.resolved_at);
-        c.10.push(a.resolution_logged);
-        c.11.push(a.last_reading_at);
+        c.robot.push(robot);
+        c.alert_type.push(w.name());
+        c.severity.push(a.level.name());
+        c.value.push(a.value);
+        c.threshold.push(a.threshold);
+        c.first_triggered.push(a.first_triggered);
+        c.last_triggered.push(a.last_triggered);
+        c.count.push(a.count);
+        c.resolved.push(a.resolved);
+        c.resolved_at.push(a.resolved_at);
+        c.resolution_logged.push(a.resolution_logged);
+        c.last_reading_at.push(a.last_reading_at);
+        c.title.push(alerts::title(*w, robot));
+        c.message.push(alerts::message(*w, a.value, a.threshold));
     }
     c
 }
@@ -293,27 +246,32 @@ async fn insert(
 ) -> Result<u64, sqlx::Error> {
     let c = columns(rows);
     // An open alert another instance inserted a moment ago wins (the unique index
-    // allows one open alert per robot and metric).
+    // allows one open threshold alert per robot and metric).
     Ok(sqlx::query(
-        "INSERT INTO alerts (robot_id, metric, level, value, threshold, first_triggered, \
-             last_triggered, count, resolved, resolved_at, resolution_logged, last_reading_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], \
-             $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::bool[], $10::timestamptz[], \
-             $11::bool[], $12::timestamptz[]) \
-         ON CONFLICT (robot_id, metric) WHERE NOT resolved DO NOTHING",
+        "INSERT INTO alerts (robot_id, alert_type, severity, value, threshold, first_triggered, \
+             last_triggered, count, resolved, resolved_at, resolution_logged, last_reading_at, \
+             title, message, source) \
+         SELECT *, $13 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], \
+             $5::float8[], $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::bool[], \
+             $10::timestamptz[], $11::bool[], $12::timestamptz[], $14::text[], $15::text[]) \
+         ON CONFLICT (robot_id, alert_type) WHERE NOT resolved AND source = 'fleetsink' \
+         DO NOTHING",
     )
-    .bind(&c.0)
-    .bind(&c.1)
-    .bind(&c.2)
-    .bind(&c.3)
-    .bind(&c.4)
-    .bind(&c.5)
-    .bind(&c.6)
-    .bind(&c.7)
-    .bind(&c.8)
-    .bind(&c.9)
-    .bind(&c.10)
-    .bind(&c.11)
+    .bind(&c.robot)
+    .bind(&c.alert_type)
+    .bind(&c.severity)
+    .bind(&c.value)
+    .bind(&c.threshold)
+    .bind(&c.first_triggered)
+    .bind(&c.last_triggered)
+    .bind(&c.count)
+    .bind(&c.resolved)
+    .bind(&c.resolved_at)
+    .bind(&c.resolution_logged)
+    .bind(&c.last_reading_at)
+    .bind(SOURCE)
+    .bind(&c.title)
+    .bind(&c.message)
     .execute(&mut *conn)
     .await?
     .rows_affected())
@@ -326,26 +284,28 @@ async fn update(
     let ids: Vec<i64> = rows.iter().filter_map(|(_, _, a)| a.id).collect();
     let c = columns(rows);
     Ok(sqlx::query(
-        "UPDATE alerts a SET level = u.level, value = u.value, threshold = u.threshold, \
+        "UPDATE alerts a SET severity = u.severity, value = u.value, threshold = u.threshold, \
              last_triggered = u.last_triggered, count = u.count, resolved = u.resolved, \
              resolved_at = u.resolved_at, resolution_logged = u.resolution_logged, \
-             last_reading_at = u.last_reading_at, updated_at = now() \
+             last_reading_at = u.last_reading_at, message = u.message, updated_at = now() \
          FROM UNNEST($1::int8[], $2::text[], $3::float8[], $4::float8[], $5::timestamptz[], \
-             $6::int4[], $7::bool[], $8::timestamptz[], $9::bool[], $10::timestamptz[]) \
-           AS u(id, level, value, threshold, last_triggered, count, resolved, resolved_at, \
-                resolution_logged, last_reading_at) \
+             $6::int4[], $7::bool[], $8::timestamptz[], $9::bool[], $10::timestamptz[], \
+             $11::text[]) \
+           AS u(id, severity, value, threshold, last_triggered, count, resolved, resolved_at, \
+                resolution_logged, last_reading_at, message) \
          WHERE a.id = u.id",
     )
     .bind(&ids)
-    .bind(&c.2)
-    .bind(&c.3)
-    .bind(&c.4)
-    .bind(&c.6)
-    .bind(&c.7)
-    .bind(&c.8)
-    .bind(&c.9)
-    .bind(&c.10)
-    .bind(&c.11)
+    .bind(&c.severity)
+    .bind(&c.value)
+    .bind(&c.threshold)
+    .bind(&c.last_triggered)
+    .bind(&c.count)
+    .bind(&c.resolved)
+    .bind(&c.resolved_at)
+    .bind(&c.resolution_logged)
+    .bind(&c.last_reading_at)
+    .bind(&c.message)
     .execute(&mut *conn)
     .await?
     .rows_affected())

@@ -5,6 +5,7 @@
 //!
 //! | file | TonyPi router | routes |
 //! |---|---|---|
+//! | `alerts.rs` | `alerts.py` | `/api/v1/alerts*`: alerts, counts, acknowledge, resolve, thresholds |
 //! | `robots_db.rs` | `robots_db.py` | `/api/v1/robots-db/*`: robots, job history, job totals, stats, logs |
 //! | `robot_data.rs` | `robot_data.py` | `/api/v1/robot-data/*`: sensors, status, latest, servos, job summary, the command pass-through |
 //! | `management.rs` | `management.py` | `/api/v1/management/*`: commands, emergency stop, resume, robot config, system status |
@@ -12,6 +13,7 @@
 //! | `health.rs` | `health.py` | `/api/v1/health` |
 //! | `root.rs` | `main.py` | the `/` and `/api` banners |
 
+pub mod alerts;
 pub mod health;
 pub mod management;
 pub mod pi_perf;

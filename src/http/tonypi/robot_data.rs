@@ -281,8 +281,8 @@ pub struct ServoData {
     pub message: Option<&'static str>,
 }
 
-/// A servo's alert level from its temperature and the servo temperature thresholds
-/// (`[alerts.thresholds]`, the ones servo alerts use).
+/// A servo's alert level from its temperature and the robot's servo temperature
+/// thresholds (the ones servo alerts use: `alert_thresholds`, else `[alerts.thresholds]`).
 fn servo_alert_level(temperature: Option<f64>, warning: f64, critical: f64) -> &'static str {
     match temperature {
         Some(t) if t >= critical => "critical",
@@ -344,16 +344,18 @@ pub async fn servo_data(
     Query(q): Query<ServosQuery>,
 ) -> Result<Json<ServoData>, ApiError> {
     let since = Utc::now() - time_range(q.time_range.as_deref().unwrap_or("5m"))?;
-    let t = &s.thresholds;
     let servos = match known_robot(&s, &robot_id).await? {
         Some(robot) => {
             let values = metrics::latest(&s.pool, robot, Some(since)).await?;
-            servos(
-                &robot_id,
-                &values,
-                t.servo_temperature_warning,
-                t.servo_temperature_critical,
-            )
+            let t = crate::db::reads::alerts::ThresholdScopes::read(&s.pool, &[&robot_id])
+                .await?
+                .deciding(
+                    &robot_id,
+                    crate::alerts::Watched::ServoTemperature,
+                    crate::alerts::builtin(&s.thresholds)
+                        [crate::alerts::Watched::ServoTemperature as usize],
+                );
+            servos(&robot_id, &values, t.warning, t.critical)
         }
         None => Map::new(),
     };

@@ -3,8 +3,10 @@
 //! field names, so the TonyPi web UI can point at fleetsink: robots (list, get, create,
 //! update, soft delete), job history, job totals, fleet statistics and logs.
 //!
-//! Thresholds are reported as the robot's own value or, when it has none, the
-//! fleet-wide default (`[alerts.thresholds]`). Timestamps are RFC 3339 with offset.
+//! The threshold fields are the robot's battery and temperature rows of
+//! `alert_thresholds` (the store the alerts routes edit too): reported as the robot's
+//! own row, else the fleet-wide row, else the built-in default (`[alerts.thresholds]`);
+//! writing one writes the robot's own row. Timestamps are RFC 3339 with offset.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -125,7 +127,7 @@ pub struct RobotCreate {
 /// default); logs `Robot created` (category `api`).
 #[utoipa::path(post, path = "/api/v1/robots-db/robots", tag = "robots-db",
     request_body = RobotCreate,
-    responses((status = 200, body = Robot), (status = 400, description = "the robot exists, or a bad robot id", body = Detail)))]
+    responses((status = 200, body = Robot), (status = 400, description = "the robot exists, a bad robot id, or a warning threshold past its critical one", body = Detail)))]
 pub async fn create(
     State(s): State<HttpState>,
     Json(r): Json<RobotCreate>,
@@ -141,7 +143,10 @@ pub async fn create(
         temp_threshold_warning: r.temp_threshold_warning,
         temp_threshold_critical: r.temp_threshold_critical,
     };
-    if !edits::robots::create(&s.pool, &new).await? {
+    if !edits::robots::create(&s.pool, &s.thresholds, &new)
+        .await
+        .map_err(super::alerts::threshold_error)?
+    {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "Robot already exists",
@@ -175,7 +180,9 @@ pub struct RobotUpdate {
 /// Changes the fields given; logs `Robot updated` (category `api`).
 #[utoipa::path(put, path = "/api/v1/robots-db/robots/{robot_id}", tag = "robots-db",
     params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")), request_body = RobotUpdate,
-    responses((status = 200, body = Robot), (status = 404, body = Detail)))]
+    responses((status = 200, body = Robot),
+        (status = 400, description = "a warning threshold past its critical one", body = Detail),
+        (status = 404, body = Detail)))]
 pub async fn update(
     State(s): State<HttpState>,
     Path(robot_id): Path<String>,
@@ -193,7 +200,10 @@ pub async fn update(
         settings: u.settings.clone().map(Value::Object),
         is_active: u.is_active,
     };
-    if !edits::robots::update(&s.pool, &robot_id, &changes).await? {
+    if !edits::robots::update(&s.pool, &s.thresholds, &robot_id, &changes)
+        .await
+        .map_err(super::alerts::threshold_error)?
+    {
         return Err(not_found());
     }
     let details = json!({
