@@ -191,6 +191,7 @@ impl App {
                 auth_allow: Arc::new(cfg.http.auth_allow.clone()),
                 command_topics: Arc::new(cfg.commands.topics()),
                 confirm_within: cfg.commands.confirm_within,
+                log_export: http::LogExport::new(cfg.http.logs_export_max_rows),
             },
             &cfg.http.cors_origins,
             cfg.http.max_body_bytes,

@@ -31,6 +31,7 @@ use sqlx::PgPool;
 
 pub use error::{ApiError, Detail};
 use token::BearerAuth;
+pub use tonypi::logs::LogExport;
 
 use crate::config::ThresholdsConfig;
 use crate::db::reads;
@@ -55,6 +56,8 @@ pub struct HttpState {
     pub command_topics: Arc<crate::config::CommandTopics>,
     /// How long a robot has to confirm an emergency stop.
     pub confirm_within: std::time::Duration,
+    /// The log exports' row cap and one-at-a-time permit.
+    pub log_export: LogExport,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
@@ -82,7 +85,7 @@ fn routes() -> (
     utoipa::openapi::OpenApi,
 ) {
     use api::{ingest_errors, metrics};
-    use tonypi::{health, management, robot_data, robots_db};
+    use tonypi::{health, logs, management, robot_data, robots_db};
     use utoipa::OpenApi;
     use utoipa_axum::{router::OpenApiRouter, routes};
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -107,6 +110,15 @@ fn routes() -> (
         .routes(routes!(robot_data::servo_data))
         .routes(routes!(robot_data::job_summary))
         .routes(routes!(robot_data::pass_through))
+        .routes(routes!(logs::list, logs::create))
+        .routes(routes!(logs::categories))
+        .routes(routes!(logs::levels))
+        .routes(routes!(logs::stats))
+        .routes(routes!(logs::commands))
+        .routes(routes!(logs::errors))
+        .routes(routes!(logs::clear))
+        .routes(routes!(logs::export_json))
+        .routes(routes!(logs::export_csv))
         // fleetsink's own.
         .routes(routes!(api::commands::device))
         .routes(routes!(api::commands::list))
@@ -210,14 +222,28 @@ pub(crate) async fn robot_key(s: &HttpState, robot_id: &str) -> Result<i32, ApiE
 
 /// A `limit` parameter: `default` when absent, else 1-1000 (400 otherwise).
 pub(crate) fn limit(given: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    limit_within(given, default, 1000)
+}
+
+/// A `limit` parameter: `default` when absent, else 1-`max` (400 otherwise).
+pub(crate) fn limit_within(given: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = given.unwrap_or(default);
-    if (1..=1000).contains(&limit) {
+    if (1..=max).contains(&limit) {
         Ok(limit)
     } else {
         Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "limit must be between 1 and 1000",
+            format!("limit must be between 1 and {max}"),
         ))
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
 }
 

@@ -16,6 +16,7 @@ mod external;
 mod fleet;
 mod goauth;
 mod lifecycle;
+mod logs_api;
 mod metrics;
 mod openapi;
 mod packaging;

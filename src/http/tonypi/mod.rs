@@ -9,8 +9,10 @@
 //! | `robot_data.rs` | `robot_data.py` | `/api/v1/robot-data/*`: sensors, status, latest, servos, job summary, the command pass-through |
 //! | `management.rs` | `management.py` | `/api/v1/management/*`: commands, emergency stop, resume |
 //! | `health.rs` | `health.py` | `/api/v1/health` |
+//! | `logs.rs` | `logs.py` | `/api/v1/logs*`: list, create, categories, levels, stats, commands, errors, clear, export |
 
 pub mod health;
+pub mod logs;
 pub mod management;
 pub mod robot_data;
 pub mod robots_db;
