@@ -382,6 +382,7 @@ async fn serve_http(
             confirm_within: cfg.commands.confirm_within,
             console,
             started: std::time::Instant::now(),
+            log_export: http::LogExport::new(cfg.http.logs_export_max_rows),
         },
         &cfg.http.cors_origins,
         cfg.http.max_body_bytes,

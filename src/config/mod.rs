@@ -483,6 +483,9 @@ pub struct HttpConfig {
     /// Networks that may call the mosquitto-go-auth endpoints (`/mqtt/user`,
     /// `/mqtt/superuser`, `/mqtt/acl`); others get 403.
     pub auth_allow: Vec<ipnet::IpNet>,
+    /// Most rows a log export (`/api/v1/logs/export/*`) writes; a longer one ends with
+    /// a marker saying it was cut.
+    pub logs_export_max_rows: u64,
 }
 
 impl Default for HttpConfig {
@@ -503,6 +506,7 @@ impl Default for HttpConfig {
                     128,
                 )),
             ],
+            logs_export_max_rows: 1_000_000,
         }
     }
 }

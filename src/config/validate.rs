@@ -26,6 +26,9 @@ impl Config {
                 self.sink.workers + 2
             ));
         }
+        if self.http.logs_export_max_rows == 0 {
+            problems.push("http.logs_export_max_rows must be at least 1".to_string());
+        }
         if self.ingest.queue_capacity < self.batch.max_messages {
             problems.push(format!(
                 "ingest.queue_capacity ({}) must be at least batch.max_messages ({}), or batches can never fill",

@@ -32,6 +32,7 @@ use sqlx::PgPool;
 
 use auth::BearerAuth;
 pub use error::{ApiError, Detail};
+pub use tonypi::logs::LogExport;
 
 use crate::config::ThresholdsConfig;
 use crate::db::reads;
@@ -60,6 +61,8 @@ pub struct HttpState {
     pub console: auth::ConsoleState,
     /// When the daemon started serving (the system status's uptime).
     pub started: std::time::Instant,
+    /// The log exports' row cap and one-at-a-time permit.
+    pub log_export: LogExport,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
@@ -89,7 +92,7 @@ fn routes() -> (
     utoipa::openapi::OpenApi,
 ) {
     use api::{ingest_errors, metrics};
-    use tonypi::{alerts, health, management, pi_perf, robot_data, robots_db, root, users};
+    use tonypi::{alerts, health, logs, management, pi_perf, robot_data, robots_db, root, users};
     use utoipa::OpenApi;
     use utoipa_axum::{router::OpenApiRouter, routes};
     // Each route in the group of the least role that may call it (README, "Console
@@ -121,6 +124,14 @@ fn routes() -> (
         .routes(routes!(alerts::stats))
         .routes(routes!(alerts::thresholds))
         .routes(routes!(alerts::defaults))
+        .routes(routes!(logs::list))
+        .routes(routes!(logs::categories))
+        .routes(routes!(logs::levels))
+        .routes(routes!(logs::stats))
+        .routes(routes!(logs::commands))
+        .routes(routes!(logs::errors))
+        .routes(routes!(logs::export_json))
+        .routes(routes!(logs::export_csv))
         .route_layer(middleware::from_fn(auth::viewer));
     let operator = OpenApiRouter::new()
         .routes(routes!(management::send))
@@ -133,6 +144,7 @@ fn routes() -> (
         .routes(routes!(alerts::acknowledge))
         .routes(routes!(alerts::resolve))
         .routes(routes!(alerts::acknowledge_all))
+        .routes(routes!(logs::create))
         .route_layer(middleware::from_fn(auth::operator));
     let admin = OpenApiRouter::new()
         .routes(routes!(robots_db::create))
@@ -142,6 +154,7 @@ fn routes() -> (
         .routes(routes!(alerts::upsert_threshold))
         .routes(routes!(alerts::update_threshold, alerts::delete_threshold))
         .routes(routes!(alerts::init_defaults))
+        .routes(routes!(logs::clear))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .route_layer(middleware::from_fn(auth::admin));
@@ -255,14 +268,28 @@ pub(crate) async fn robot_key(s: &HttpState, robot_id: &str) -> Result<i32, ApiE
 
 /// A `limit` parameter: `default` when absent, else 1-1000 (400 otherwise).
 pub(crate) fn limit(given: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    limit_within(given, default, 1000)
+}
+
+/// A `limit` parameter: `default` when absent, else 1-`max` (400 otherwise).
+pub(crate) fn limit_within(given: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = given.unwrap_or(default);
-    if (1..=1000).contains(&limit) {
+    if (1..=max).contains(&limit) {
         Ok(limit)
     } else {
         Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "limit must be between 1 and 1000",
+            format!("limit must be between 1 and {max}"),
         ))
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
 }
 

@@ -18,6 +18,7 @@ mod external;
 mod fleet;
 mod goauth;
 mod lifecycle;
+mod logs_api;
 mod metrics;
 mod openapi;
 mod overview;

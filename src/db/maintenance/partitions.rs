@@ -77,15 +77,7 @@ async fn maintain_locked(
         ..Report::default()
     };
     for t in TABLES {
-        let existing: Vec<String> = sqlx::query_scalar(
-            "SELECT c.relname::text FROM pg_inherits i \
-             JOIN pg_class c ON c.oid = i.inhrelid \
-             JOIN pg_class p ON p.oid = i.inhparent \
-             WHERE p.relname = $1",
-        )
-        .bind(t.table)
-        .fetch_all(&mut *conn)
-        .await?;
+        let existing = partition_names(conn, t.table).await?;
         for offset in -1..=i64::from(cfg.premake_days) {
             let day = today + Duration::days(offset);
             let name = partition_name(t.table, day);
@@ -165,4 +157,59 @@ pub async fn list(pool: &PgPool) -> Result<Vec<PartitionInfo>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await
+}
+
+/// The names of `table`'s partitions (its day partitions and its default partition).
+async fn partition_names(conn: &mut PgConnection, table: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE p.relname = $1",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Empties `table`'s day partitions of the days before `before` (TRUNCATE: at once,
+/// leaving no dead rows) and returns how many rows they held. Runs in the caller's
+/// transaction (`conn` must be in one), which it makes hold the maintenance lock, so
+/// no maintenance round drops one of these partitions meanwhile; each partition is
+/// locked before it is counted, so no row arrives between the count and the TRUNCATE.
+/// The partitions stay (empty) until retention drops them.
+pub async fn truncate_days_before(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    before: NaiveDate,
+) -> Result<u64, sqlx::Error> {
+    if !TABLES.iter().any(|t| t.table == table) {
+        return Ok(0);
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MAINTENANCE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let mut rows = 0;
+    for name in partition_names(conn, table).await? {
+        if parse_partition_day(table, &name).is_none_or(|day| day >= before) {
+            continue;
+        }
+        // The name is `table` (one of TABLES) and a day, checked by the parser.
+        sqlx::query(AssertSqlSafe(format!(
+            "LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE"
+        )))
+        .execute(&mut *conn)
+        .await?;
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {name}")))
+            .fetch_one(&mut *conn)
+            .await?;
+        if n > 0 {
+            sqlx::query(AssertSqlSafe(format!("TRUNCATE {name}")))
+                .execute(&mut *conn)
+                .await?;
+            rows += n as u64;
+        }
+    }
+    Ok(rows)
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::reads::metrics;
-use crate::http::{ApiError, Detail, HttpState, check_robot_id, json_sized, robot_key};
+use crate::http::{ApiError, Detail, HttpState, check_robot_id, csv_field, json_sized, robot_key};
 
 /// The most points (buckets × metric names) one answer holds.
 pub const MAX_POINTS: i64 = 10_000;
@@ -296,13 +296,4 @@ pub async fn names(
             })
             .collect(),
     ))
-}
-
-/// A CSV field, quoted when it holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }

@@ -11,10 +11,12 @@
 //! | `management.rs` | `management.py` | `/api/v1/management/*`: commands, emergency stop, resume, robot config, system status |
 //! | `pi_perf.rs` | `pi_perf.py` | `/api/v1/pi/perf/{robot_id}`: a robot's `system_info` over time |
 //! | `health.rs` | `health.py` | `/api/v1/health` |
+//! | `logs.rs` | `logs.py` | `/api/v1/logs*`: list, create, categories, levels, stats, commands, errors, clear, export |
 //! | `root.rs` | `main.py` | the `/` and `/api` banners |
 
 pub mod alerts;
 pub mod health;
+pub mod logs;
 pub mod management;
 pub mod pi_perf;
 pub mod robot_data;
