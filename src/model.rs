@@ -142,7 +142,8 @@ impl JobAction {
     }
 }
 
-/// One job event (SPEC §4.3); applied per robot in receive order by the sink.
+/// One job event (README, "Topics": the job state machine); applied per robot in
+/// receive order by the sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobEvent {
     pub action: JobAction,
@@ -224,7 +225,7 @@ impl Decoded {
     }
 }
 
-/// `[A-Za-z0-9_.:-]{1,128}` (SPEC §3.2).
+/// `[A-Za-z0-9_.:-]{1,128}` (README, "Topics").
 pub fn valid_robot_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128

@@ -1,4 +1,6 @@
-//! Prometheus metrics (SPEC §7): every name is defined here, once.
+//! fleetsink's own Prometheus metrics (README, "Operations"): every name is defined
+//! here, once. "Telemetry" is fleetsink's word for these; "metrics" are the robots'
+//! readings (`metrics` table, `db::writes::metrics`, `http::api::metrics`).
 //!
 //! Names start with `fleetsink_`, carry their unit, counters end in `_total`, and labels
 //! are low-cardinality (route filter, table, reason; never a robot id).

@@ -28,7 +28,7 @@ pub enum RouteError {
     RobotIdLevel(usize),
 }
 
-/// What a route's messages mean (SPEC §3).
+/// What a route's messages mean (README, "Topics").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteKind {
@@ -103,7 +103,7 @@ impl RouteConfig {
     }
 }
 
-/// The TonyPi routes (SPEC §3.1) and the generic device routes (SPEC §3.3).
+/// The TonyPi routes and the generic device routes (README, "Topics").
 pub fn routes_default() -> Vec<RouteConfig> {
     use RouteKind::*;
     let route = RouteConfig::new;

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::spawn_app;
 use fleetsink::config::MqttMode;
 
-/// The admin port's routes as SPEC §5 and the TonyPi routers name them.
+/// The admin port's routes as the README and the TonyPi routers name them.
 const CONTRACT: &[(&str, &str)] = &[
     ("get", "/api/v1/robots-db/robots"),
     ("post", "/api/v1/robots-db/robots"),

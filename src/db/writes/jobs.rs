@@ -1,4 +1,4 @@
-//! `jobs`: the job state machine (SPEC §4.3), one statement or two per event, applied
+//! `jobs`: the job state machine (README, "Topics"), one statement or two per event, applied
 //! in receive order; and scanned items recorded as the active job's `last_item`.
 //!
 //! A job event applies only to the job it belongs to (its `start_time`, or the active

@@ -1,4 +1,4 @@
-//! `job` routes (`tonypi/job/{rid}`, `devices/{id}/jobs`): one job event (SPEC §4.3).
+//! `job` routes (`tonypi/job/{rid}`, `devices/{id}/jobs`): one job event (the state machine is `db::writes::jobs`).
 //!
 //! Status words from every robot version map onto five actions; percent is taken as
 //! sent (`progress_percent` or `percent`), else from items done of total, else from
