@@ -58,10 +58,13 @@ CREATE UNIQUE INDEX alerts_one_open ON alerts (robot_id, alert_type)
 -- The evaluator's "newest threshold alert of this robot and metric".
 CREATE INDEX alerts_threshold_newest ON alerts (robot_id, alert_type, id DESC)
     WHERE source = 'fleetsink';
--- The Alerts page: the newest in a time range, and the open ones among them
--- (BENCHMARKS.md, "Alerts page").
-CREATE INDEX alerts_created ON alerts (created_at DESC, id DESC);
+-- The Alerts page (BENCHMARKS.md, "Alerts page"): the newest in a time range (the
+-- counts read the included columns without visiting the table), the open ones among
+-- them, and one robot's.
+CREATE INDEX alerts_created ON alerts (created_at DESC, id DESC)
+    INCLUDE (severity, acknowledged, resolved);
 CREATE INDEX alerts_unresolved_created ON alerts (created_at DESC, id DESC) WHERE NOT resolved;
+CREATE INDEX alerts_robot_created ON alerts (robot_id, created_at DESC, id DESC);
 
 -- Thresholds, fleet-wide (robot_id NULL) or per robot. The most specific row decides:
 -- the robot's, else the fleet-wide one, else [alerts.thresholds]; a disabled deciding

@@ -78,21 +78,6 @@ routes=(
   "logs|/api/v1/robots-db/logs?limit=100&robot_id=fleet_r00042"
 )
 
-# Prints "name requests p50 p99 max (ms)" for each route.
-time_routes() {
-  for r in "${routes[@]}"; do
-    name="${r%%|*}"; path="${r#*|}"
-    code="$(curl -s -o /dev/null -w '%{http_code}' "$API$path")"
-    [ "$code" = 200 ] || { echo "$name answered $code" >&2; exit 1; }
-    urls=()
-    for _ in $(seq 1 "$REQUESTS"); do urls+=(-o /dev/null "$API$path"); done
-    curl -s -w '%{time_total}\n' "${urls[@]}" | sort -n | awk -v name="$name" '
-      { t[NR] = $1 * 1000 }
-      END { p50 = t[int(NR * 0.50 + 0.5)]; p99 = t[int(NR * 0.99 + 0.5)];
-            printf "%-20s %5d requests  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", name, NR, p50, p99, t[NR] }'
-  done
-}
-
 load() {
   "$BIN" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --robots 100 \
     --rate "$RATE" --duration "$LOAD_SECS" --wait-timeout 120

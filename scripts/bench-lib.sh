@@ -2,7 +2,7 @@
 # HTTP_PORT set. bench_setup creates a fresh database (DB, DB_NAME), a work directory
 # (WORK), the daemon's environment for MODE (after-commit | on-receipt: the embedded
 # broker; external: a Mosquitto of its own, started here) and a trap that stops
-# everything in `pids` and removes WORK.
+# everything in `pids` and removes WORK. time_routes times a list of routes.
 bench_setup() {
   local mode="$1" prefix="$2"
   : "${BENCH_PG:?set BENCH_PG to a PostgreSQL server URL}"
@@ -49,4 +49,20 @@ bench_wait_ready() {
   done
   echo "the daemon on port $1 did not become ready" >&2
   exit 1
+}
+
+# Prints "name requests p50 p99 max (ms)" for each route of `routes` ("name|path"),
+# REQUESTS sequential requests each to API over one keep-alive connection.
+time_routes() {
+  for r in "${routes[@]}"; do
+    name="${r%%|*}"; path="${r#*|}"
+    code="$(curl -s -o /dev/null -w '%{http_code}' "$API$path")"
+    [ "$code" = 200 ] || { echo "$name answered $code" >&2; exit 1; }
+    urls=()
+    for _ in $(seq 1 "$REQUESTS"); do urls+=(-o /dev/null "$API$path"); done
+    curl -s -w '%{time_total}\n' "${urls[@]}" | sort -n | awk -v name="$name" '
+      { t[NR] = $1 * 1000 }
+      END { p50 = t[int(NR * 0.50 + 0.5)]; p99 = t[int(NR * 0.99 + 0.5)];
+            printf "%-20s %5d requests  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms\n", name, NR, p50, p99, t[NR] }'
+  done
 }

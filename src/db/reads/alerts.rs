@@ -57,7 +57,8 @@ pub struct AlertFilter<'a> {
 
 /// Alerts created since `f.since` that match the filter, newest first. Only the filters
 /// given are in the statement, so each combination gets its own plan (the time range
-/// through `alerts_created`, the open ones through `alerts_unresolved_created`).
+/// through `alerts_created`, the open ones through `alerts_unresolved_created`, one
+/// robot's through `alerts_robot_created`).
 pub async fn list(
     pool: &PgPool,
     f: &AlertFilter<'_>,
@@ -95,16 +96,6 @@ pub async fn list(
     q.build_query_as().fetch_all(pool).await
 }
 
-/// One alert.
-pub async fn get(pool: &PgPool, id: i64) -> Result<Option<AlertRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-}
-
 /// TonyPi's alert counts.
 #[derive(Debug, sqlx::FromRow)]
 pub struct AlertCounts {
@@ -117,25 +108,26 @@ pub struct AlertCounts {
 }
 
 /// The counts of the alerts created since `since` (of one robot, when given), in one
-/// aggregate.
+/// aggregate (an index-only scan of `alerts_created`, or `alerts_robot_created`).
 pub async fn counts(
     pool: &PgPool,
     since: DateTime<Utc>,
     robot_id: Option<&str>,
 ) -> Result<AlertCounts, sqlx::Error> {
-    sqlx::query_as(
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT count(*) AS total, \
                 count(*) FILTER (WHERE severity = 'critical') AS critical, \
                 count(*) FILTER (WHERE severity = 'warning') AS warning, \
                 count(*) FILTER (WHERE severity = 'info') AS info, \
                 count(*) FILTER (WHERE NOT acknowledged) AS unacknowledged, \
                 count(*) FILTER (WHERE NOT resolved) AS unresolved \
-         FROM alerts WHERE created_at >= $1 AND ($2::text IS NULL OR robot_id = $2)",
-    )
-    .bind(since)
-    .bind(robot_id)
-    .fetch_one(pool)
-    .await
+         FROM alerts WHERE created_at >= ",
+    );
+    q.push_bind(since);
+    if let Some(r) = robot_id {
+        q.push(" AND robot_id = ").push_bind(r);
+    }
+    q.build_query_as().fetch_one(pool).await
 }
 
 /// One `alert_thresholds` row, TonyPi's `ThresholdResponse` fields.
