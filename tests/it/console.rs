@@ -246,6 +246,26 @@ async fn operators_command_admins_manage_and_changes_apply_at_once() {
     )
     .await;
     assert_eq!(code, 200, "{body}");
+    // ...acknowledges alerts, recorded under their own name (the UI sends `user`)...
+    let (code, alert) = call(
+        &t,
+        Method::POST,
+        "/api/v1/alerts",
+        Some(json!({"alert_type": "manual", "severity": "warning", "title": "Door open", "message": "bay 2"})),
+        Some(&otto),
+    )
+    .await;
+    assert_eq!(code, 200, "{alert}");
+    let path = format!(
+        "/api/v1/alerts/{}/acknowledge?acknowledged_by=user",
+        alert["id"]
+    );
+    let (code, ack) = call(&t, Method::POST, &path, None, Some(&otto)).await;
+    assert_eq!(
+        (code, ack["acknowledged_by"].as_str()),
+        (200, Some("otto")),
+        "{ack}"
+    );
     // ...but does not manage users or robots.
     let (code, body) = call(&t, Method::GET, "/api/v1/users", None, Some(&otto)).await;
     assert_eq!(code, 403);

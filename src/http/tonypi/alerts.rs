@@ -8,7 +8,7 @@
 //! operator's; deleting alerts and changing thresholds the admin's.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use crate::alerts::{Thresholds, Watched, builtin};
 use crate::db::edits::alerts::{NewAlert, ThresholdChanges, is_order_violation};
 use crate::db::reads::alerts::{AlertFilter, AlertRow, SOURCE, ThresholdRecord};
 use crate::db::{edits, reads};
+use crate::http::auth::Caller;
 use crate::http::{ApiError, Detail, HttpState, check_robot_id};
 
 /// The most alerts one list answers (TonyPi's `le=500`).
@@ -307,7 +308,8 @@ pub async fn create(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AcknowledgeQuery {
-    /// Who acknowledges (1-128 characters); default `system`.
+    /// Who acknowledges (1-128 characters); default `system`. A signed-in console
+    /// user is recorded by their username instead.
     pub acknowledged_by: Option<String>,
 }
 
@@ -324,12 +326,14 @@ pub struct Message {
     pub message: String,
 }
 
-fn acknowledged_by(q: &AcknowledgeQuery) -> Result<&str, ApiError> {
-    text(
-        "acknowledged_by",
-        q.acknowledged_by.as_deref().unwrap_or("system"),
-        128,
-    )
+/// Who acknowledges: a signed-in console user is recorded by their username, whatever
+/// the query says (TonyPi's UI always sends the placeholder `user`); otherwise (the
+/// admin token, an open API) the query's name, default `system`.
+fn acknowledged_by(caller: &Caller, given: Option<&str>) -> Result<String, ApiError> {
+    match caller {
+        Caller::User { username, .. } => Ok(username.clone()),
+        _ => text("acknowledged_by", given.unwrap_or("system"), 128).map(str::to_string),
+    }
 }
 
 /// Acknowledges an alert (again, if it was: the new name and time replace the old).
@@ -341,16 +345,17 @@ fn acknowledged_by(q: &AcknowledgeQuery) -> Result<&str, ApiError> {
         (status = 404, body = Detail)))]
 pub async fn acknowledge(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<i64>,
     Query(q): Query<AcknowledgeQuery>,
 ) -> Result<Json<Acknowledged>, ApiError> {
-    let by = acknowledged_by(&q)?;
-    if !edits::alerts::acknowledge(&s.pool, id, by).await? {
+    let by = acknowledged_by(&caller, q.acknowledged_by.as_deref())?;
+    if !edits::alerts::acknowledge(&s.pool, id, &by).await? {
         return Err(alert_not_found(id));
     }
     Ok(Json(Acknowledged {
         message: format!("Alert {id} acknowledged"),
-        acknowledged_by: by.to_string(),
+        acknowledged_by: by,
     }))
 }
 
@@ -378,7 +383,8 @@ pub async fn resolve(
 pub struct AcknowledgeAllQuery {
     /// Only this robot's alerts.
     pub robot_id: Option<String>,
-    /// Who acknowledges (1-128 characters); default `system`.
+    /// Who acknowledges (1-128 characters); default `system`. A signed-in console
+    /// user is recorded by their username instead.
     pub acknowledged_by: Option<String>,
 }
 
@@ -390,15 +396,13 @@ pub struct AcknowledgeAllQuery {
         (status = 401, body = Detail), (status = 403, body = Detail)))]
 pub async fn acknowledge_all(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<AcknowledgeAllQuery>,
 ) -> Result<Json<Message>, ApiError> {
     if let Some(r) = &q.robot_id {
         check_robot_id(r)?;
     }
-    let by = acknowledged_by(&AcknowledgeQuery {
-        acknowledged_by: q.acknowledged_by,
-    })?
-    .to_string();
+    let by = acknowledged_by(&caller, q.acknowledged_by.as_deref())?;
     let n = edits::alerts::acknowledge_all(&s.pool, q.robot_id.as_deref(), &by).await?;
     Ok(Json(Message {
         message: format!("Acknowledged {n} alerts"),
