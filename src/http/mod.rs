@@ -102,6 +102,7 @@ fn routes() -> (
         .routes(routes!(robots_db::list))
         .routes(routes!(robots_db::get))
         .routes(routes!(management::system_status))
+        .routes(routes!(management::robots))
         .routes(routes!(management::get_config))
         .routes(routes!(robots_db::job_history))
         .routes(routes!(robots_db::stats))

@@ -2,7 +2,8 @@
 //! pagination on `(ts, id)`, so a page costs the same however deep it is), and the
 //! TonyPi `logs` router's filtered list (within a time window, with a message
 //! search), export stream and counts. The window is always bound, so only the day
-//! partitions it covers are read; the search uses the trigram index on `message`.
+//! partitions it covers are read; a rare search word is found through the trigram index
+//! on `message` (migration `20261207000003`, BENCHMARKS.md "Logs page").
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;

@@ -493,3 +493,46 @@ mod tests {
         assert!(!holds_nul(&json!({"a": "\\u0000"})));
     }
 }
+
+/// A robot as TonyPi's `GET /management/robots` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManagedRobot {
+    pub robot_id: String,
+    /// The registered name, else the robot id.
+    pub name: String,
+    pub status: String,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    /// The latest `battery.percentage` of the last day, if any.
+    pub battery_level: Option<f64>,
+    /// TonyPi lists fixed capabilities; fleetsink does not know a robot's, so none.
+    pub capabilities: Vec<String>,
+}
+
+/// The active robots (TonyPi answers a fixed sample; fleetsink the registry).
+#[utoipa::path(get, path = "/api/v1/management/robots", tag = "commands",
+    responses((status = 200, body = Vec<ManagedRobot>),
+        (status = 401, body = Detail), (status = 403, body = Detail)))]
+pub async fn robots(State(s): State<HttpState>) -> Result<Json<Vec<ManagedRobot>>, ApiError> {
+    let rows = reads::robots::active(&s.pool, &s.thresholds).await?;
+    let keys: Vec<i32> = rows.iter().map(|r| r.id).collect();
+    let since = chrono::Utc::now() - chrono::Duration::days(1);
+    let battery: std::collections::HashMap<i32, f64> =
+        reads::robot_data::battery_and_location(&s.pool, &keys, since)
+            .await?
+            .into_iter()
+            .filter(|v| v.name == "battery.percentage")
+            .map(|v| (v.robot, v.value))
+            .collect();
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| ManagedRobot {
+                battery_level: battery.get(&r.id).copied(),
+                name: r.name.unwrap_or_else(|| r.robot_id.clone()),
+                robot_id: r.robot_id,
+                status: r.status,
+                last_seen: r.last_seen,
+                capabilities: Vec::new(),
+            })
+            .collect(),
+    ))
+}
