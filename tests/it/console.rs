@@ -246,6 +246,19 @@ async fn operators_command_admins_manage_and_changes_apply_at_once() {
     )
     .await;
     assert_eq!(code, 200, "{body}");
+    // ...reads the fleet (TonyPi's management robot list, from the registry)...
+    let (code, robots) = call(
+        &t,
+        Method::GET,
+        "/api/v1/management/robots",
+        None,
+        Some(&otto),
+    )
+    .await;
+    assert_eq!(code, 200, "{robots}");
+    assert_eq!(robots[0]["robot_id"], "tonypi_c1");
+    assert_eq!(robots[0]["name"], "tonypi_c1");
+    assert_eq!(robots[0]["status"], "online");
     // ...acknowledges alerts, recorded under their own name (the UI sends `user`)...
     let (code, alert) = call(
         &t,
