@@ -7,6 +7,8 @@
 //! cargo bench --bench console
 //! ```
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use chrono::Utc;
