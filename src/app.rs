@@ -41,9 +41,6 @@ use crate::pipeline::source::{Downlink, ExternalSource, Intake, PublishError};
 use crate::pipeline::{Envelope, batch};
 use crate::telemetry;
 
-/// How often the monitor probes PostgreSQL and refreshes gauges.
-const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
-
 /// A running fleetsink.
 pub struct App {
     http_addr: SocketAddr,
@@ -438,34 +435,11 @@ fn spawn_background(
 ) {
     let (tasks, stop) = (&background.tasks, &background.stop);
     crate::background::spawn(tasks, pool, cfg, stop);
-    tasks.spawn(monitor(
+    tasks.spawn(crate::background::monitor(
         pool.clone(),
         health.clone(),
         prometheus,
         intake,
         stop.clone(),
     ));
-}
-
-/// Probes PostgreSQL and refreshes gauges until cancelled.
-async fn monitor(
-    pool: PgPool,
-    health: Arc<Health>,
-    prometheus: PrometheusHandle,
-    intake: mpsc::Sender<Envelope>,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(MONITOR_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let probe =
-            tokio::time::timeout(MONITOR_INTERVAL, sqlx::query("SELECT 1").execute(&pool)).await;
-        health.set_database_reachable(matches!(probe, Ok(Ok(_))));
-        telemetry::queue_depth(intake.max_capacity() - intake.capacity());
-        telemetry::awaiting_ack(health.awaiting_ack() as usize);
-        telemetry::upkeep(&prometheus, health.last_message_age());
-    }
 }

@@ -1,6 +1,6 @@
 //! The periodic work, in one place: partition maintenance, the offline sweep (with
-//! command expiry and the robots gauge on the same tick), and the emergency-stop
-//! confirmation watch. The app starts them all with [`spawn`] and stops them with the
+//! command expiry and the robots gauge on the same tick), the emergency-stop
+//! confirmation watch, and the monitor (database probe for readiness, gauges). The app starts them all with [`spawn`] and stops them with the
 //! other background tasks, after the pipeline has drained (`App::stopped`).
 //!
 //! Timers, cancellation and what a failure does live here; the SQL each round runs is
@@ -10,16 +10,21 @@
 //! of rows still `sent`; see each `db::maintenance` file), so no instance is special.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RetentionConfig};
 use crate::db::maintenance::{commands, offline, partitions};
+use crate::health::Health;
+use crate::pipeline::Envelope;
 use crate::telemetry;
 
 /// Starts every periodic loop on `tracker`; each returns once `cancel` fires. The
@@ -141,6 +146,32 @@ async fn unless_cancelled(cancel: &CancellationToken, wait: impl Future) -> bool
     tokio::select! {
         _ = cancel.cancelled() => false,
         _ = wait => true,
+    }
+}
+
+/// How often the monitor probes PostgreSQL and refreshes gauges.
+const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Probes PostgreSQL (readiness) and refreshes the gauges (intake queue depth, acks
+/// awaited, last message age) every [`MONITOR_INTERVAL`] until cancelled.
+pub async fn monitor(
+    pool: PgPool,
+    health: Arc<Health>,
+    prometheus: PrometheusHandle,
+    intake: mpsc::Sender<Envelope>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(MONITOR_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let probe = tokio::time::timeout(MONITOR_INTERVAL, crate::db::ping(&pool)).await;
+        health.set_database_reachable(matches!(probe, Ok(Ok(_))));
+        telemetry::queue_depth(intake.max_capacity() - intake.capacity());
+        telemetry::awaiting_ack(health.awaiting_ack() as usize);
+        telemetry::upkeep(&prometheus, health.last_message_age());
     }
 }
 
