@@ -1,10 +1,9 @@
 //! Brute-force throttling of MQTT CONNECTs, per client address.
 //!
-//! Failed CONNECTs from one address are counted within a window; past a few free
-//! failures, each answer to that address is delayed, growing to a cap. A success
-//! clears the address. The table is bounded: when full it is cleared (an attacker
-//! spraying addresses gains a reset, never memory). The delay slows guessing without
-//! refusing anyone: a robot with the right password still gets in.
+//! Failed CONNECTs from one address are counted within a window ([`FailureWindows`]);
+//! past a few free failures, each answer to that address is delayed, growing to a cap.
+//! A success clears the address. The delay slows guessing without refusing anyone: a
+//! robot with the right password still gets in.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,46 +18,101 @@ const FREE_FAILURES: u32 = 3;
 const STEP: Duration = Duration::from_millis(500);
 /// The longest delay of an answer to an address that keeps failing.
 const MAX_DELAY: Duration = Duration::from_secs(5);
-/// Addresses tracked at most (the table is cleared when full).
+/// Addresses tracked at most.
 const MAX_TRACKED: usize = 10_000;
 
-/// Failed CONNECTs by address: (failures, since when).
-#[derive(Debug, Default)]
+/// Failures per client address within a window that starts at an address's first
+/// failure; the mechanism of both the CONNECT throttle below and the console sign-in
+/// throttle (`auth::console::LoginThrottle`), which differ only in what they do with the
+/// count. A success clears the address. Memory is bounded: at most `MAX_TRACKED`
+/// addresses; when full, expired windows are dropped and, if none has expired, the
+/// oldest goes (an attacker spraying addresses never resets the others' counts).
+#[derive(Debug)]
+pub struct FailureWindows {
+    window: Duration,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailureWindows {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `ip`'s failures in its current window and when that window ends (`None`: none).
+    pub fn current(&self, ip: IpAddr, now: Instant) -> Option<(u32, Instant)> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip)
+            .map(|(start, n)| (*n, *start + self.window))
+            .filter(|(_, end)| now < *end)
+    }
+
+    /// Counts a failure from `ip`.
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
+            map.retain(|_, (start, _)| now < *start + self.window);
+            if map.len() >= MAX_TRACKED
+                && let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(a, _)| *a)
+            {
+                map.remove(&oldest);
+            }
+        }
+        let entry = map.entry(ip).or_insert((now, 0));
+        if now >= entry.0 + self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// A success clears `ip`.
+    pub fn succeeded(&self, ip: IpAddr) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ip);
+    }
+
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
+
+/// Failed CONNECTs by address: past `FREE_FAILURES`, answers are delayed.
+#[derive(Debug)]
 pub struct ConnectThrottle {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: FailureWindows,
+}
+
+impl Default for ConnectThrottle {
+    fn default() -> Self {
+        Self {
+            failures: FailureWindows::new(FAILURE_WINDOW),
+        }
+    }
 }
 
 impl ConnectThrottle {
     /// How long to wait before answering `ip` (after repeated failures).
     pub fn delay_for(&self, ip: IpAddr) -> Duration {
-        let Ok(f) = self.failures.lock() else {
-            return Duration::ZERO;
-        };
-        match f.get(&ip) {
-            Some((n, since)) if since.elapsed() < FAILURE_WINDOW && *n > FREE_FAILURES => {
-                (STEP * (*n - FREE_FAILURES)).min(MAX_DELAY)
-            }
+        match self.failures.current(ip, Instant::now()) {
+            Some((n, _)) if n > FREE_FAILURES => (STEP * (n - FREE_FAILURES)).min(MAX_DELAY),
             _ => Duration::ZERO,
         }
     }
 
     pub fn failed(&self, ip: IpAddr) {
-        if let Ok(mut f) = self.failures.lock() {
-            if f.len() >= MAX_TRACKED {
-                f.clear();
-            }
-            let e = f.entry(ip).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= FAILURE_WINDOW {
-                *e = (0, Instant::now());
-            }
-            e.0 = e.0.saturating_add(1);
-        }
+        self.failures.failed(ip, Instant::now());
     }
 
     pub fn succeeded(&self, ip: IpAddr) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(&ip);
-        }
+        self.failures.succeeded(ip);
     }
 }
 
@@ -83,5 +137,19 @@ mod tests {
         assert_eq!(throttle.delay_for([192, 0, 2, 8].into()), Duration::ZERO);
         throttle.succeeded(ip);
         assert_eq!(throttle.delay_for(ip), Duration::ZERO);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_windows_expire() {
+        let w = FailureWindows::new(FAILURE_WINDOW);
+        let now = Instant::now();
+        for i in 0..(MAX_TRACKED as u32 + 50) {
+            w.failed(IpAddr::from(i.to_be_bytes()), now);
+        }
+        assert!(w.tracked() <= MAX_TRACKED);
+        let ip: IpAddr = [192, 0, 2, 9].into();
+        w.failed(ip, now);
+        assert_eq!(w.current(ip, now), Some((1, now + FAILURE_WINDOW)));
+        assert_eq!(w.current(ip, now + FAILURE_WINDOW), None);
     }
 }
