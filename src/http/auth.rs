@@ -21,6 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
 
 use super::{ApiError, HttpState};
 use crate::auth::console::{self, Role};
@@ -109,7 +110,11 @@ fn identify(s: &HttpState, headers: &axum::http::HeaderMap) -> Result<Caller, &'
     }
     let credential = credential.trim();
     if let Some(token) = &s.admin_token
-        && constant_time_eq(credential.as_bytes(), token.expose_secret().as_bytes())
+        && bool::from(
+            credential
+                .as_bytes()
+                .ct_eq(token.expose_secret().as_bytes()),
+        )
     {
         return Ok(Caller::AdminToken);
     }
@@ -179,22 +184,15 @@ pub struct ConsoleState {
     pub throttle: Arc<console::LoginThrottle>,
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use subtle::ConstantTimeEq;
 
     #[test]
     fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
+        let eq = |a: &[u8], b: &[u8]| bool::from(a.ct_eq(b));
+        assert!(eq(b"secret", b"secret"));
+        assert!(!eq(b"secret", b"secreT"));
+        assert!(!eq(b"secret", b"secret2"));
     }
 }
