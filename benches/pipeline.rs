@@ -12,7 +12,7 @@ use std::hint::black_box;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fleetsink::config::Config;
-use fleetsink::db::writes::{self, Dictionary, Entry, Learned, MetricsWrite, WriteOptions};
+use fleetsink::db::writes::{self, Caches, Entry, Learned, MetricsWrite, WriteOptions};
 use fleetsink::model::Decoded;
 use fleetsink::pipeline::batch::{Item, decode_envelope};
 use fleetsink::pipeline::decode::{self, DecodeSettings};
@@ -147,16 +147,17 @@ fn bench_insert(c: &mut Criterion) {
             received_at: received_at(),
         })
         .collect();
-    // Warm the metric dictionary as a running daemon has it: commit the batch once,
-    // keep what it learned, then delete the batch's rows again.
-    let dictionary = Dictionary::default();
+    // Warm the caches as a running daemon has them (metric dictionary, robots rows):
+    // commit the batch once, keep what it learned, then delete the batch's rows again
+    // but for the robots, which a running daemon has registered.
+    let caches = Caches::new(std::time::Duration::from_secs(5));
     let alerts = fleetsink::alerts::AlertSettings::default();
     rt.block_on(async {
         let mut learned = Learned::default();
         let opts = WriteOptions {
             error_payload_cap: 4096,
             metrics: MetricsWrite::SkipExisting,
-            dictionary: &dictionary,
+            caches: &caches,
             alerts: &alerts,
         };
         let mut tx = pool.begin().await.unwrap();
@@ -164,13 +165,12 @@ fn bench_insert(c: &mut Criterion) {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        dictionary.learn(learned);
+        caches.learn(learned);
         let robots: Vec<&str> = batch.iter().map(|d| d.robot_id.as_str()).collect();
         for sql in [
             "DELETE FROM metrics WHERE robot IN (SELECT id FROM robots WHERE robot_id = ANY($1))",
             "DELETE FROM logs WHERE robot_id = ANY($1)",
             "DELETE FROM jobs WHERE robot_id = ANY($1)",
-            "DELETE FROM robots WHERE robot_id = ANY($1)",
         ] {
             sqlx::query(sql).bind(&robots).execute(&pool).await.unwrap();
         }
@@ -188,7 +188,7 @@ fn bench_insert(c: &mut Criterion) {
                 let opts = WriteOptions {
                     error_payload_cap: 4096,
                     metrics: mode,
-                    dictionary: &dictionary,
+                    caches: &caches,
                     alerts: &alerts,
                 };
                 let mut learned = Learned::default();

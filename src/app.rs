@@ -29,7 +29,7 @@ use crate::auth::{AuthStore, Authenticator};
 use crate::broker::EmbeddedBroker;
 use crate::config::{Config, MqttMode};
 use crate::db;
-use crate::db::writes::Dictionary;
+use crate::db::writes::Caches;
 use crate::health::Health;
 use crate::http::{self, HttpState};
 use crate::mqtt::Qos;
@@ -333,7 +333,7 @@ fn start_pipeline(
     let sink_cx = SinkContext {
         pool: pool.clone(),
         settings: SinkSettings::from_config(cfg),
-        dictionary: Arc::new(Dictionary::default()),
+        caches: Arc::new(Caches::new(cfg.robots.last_seen_interval())),
         health: health.clone(),
     };
     let (acker, acks) = acks.start(health.clone());

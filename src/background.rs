@@ -1,6 +1,6 @@
 //! The periodic work, in one place: partition maintenance, the offline sweep (with
 //! command expiry and the robots gauge on the same tick), the emergency-stop
-//! confirmation watch, and the monitor (database probe for readiness, gauges). The app starts them all with [`spawn`] and stops them with the
+//! confirmation watch, statistics for tables that grew from nothing, and the monitor (database probe for readiness, gauges). The app starts them all with [`spawn`] and stops them with the
 //! other background tasks, after the pipeline has drained (`App::stopped`).
 //!
 //! Timers, cancellation and what a failure does live here; the SQL each round runs is
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RetentionConfig};
-use crate::db::maintenance::{commands, offline, partitions};
+use crate::db::maintenance::{analyze, commands, offline, partitions};
 use crate::health::Health;
 use crate::pipeline::Envelope;
 use crate::telemetry;
@@ -47,6 +47,28 @@ pub fn spawn(tracker: &TaskTracker, pool: &PgPool, cfg: &Config, cancel: &Cancel
         cfg.commands.confirm_within,
         cancel.clone(),
     ));
+    tracker.spawn(analyze_periodically(pool.clone(), cancel.clone()));
+}
+
+/// How often tables are checked for stale statistics (`db::maintenance::analyze`).
+const ANALYZE_EVERY: Duration = Duration::from_secs(10);
+
+/// Every [`ANALYZE_EVERY`] until cancelled: analyzes the tables that changed by more
+/// than half since their last analyze, so a fresh installation or a new day's
+/// partition gets plans for its real size within seconds, not after autovacuum's minute.
+async fn analyze_periodically(pool: PgPool, cancel: CancellationToken) {
+    let mut tick = ticker(ANALYZE_EVERY);
+    while unless_cancelled(&cancel, tick.tick()).await {
+        match analyze::analyze_stale(&pool).await {
+            Ok(tables) if !tables.is_empty() => {
+                tracing::debug!(?tables, "analyzed tables that grew");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "analyzing grown tables failed; retrying next tick")
+            }
+        }
+    }
 }
 
 /// One partition maintenance round for today; failures are counted and logged, never

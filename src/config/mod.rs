@@ -301,13 +301,28 @@ pub struct RobotsConfig {
     /// A robot silent for longer than this (by receive time) is marked offline.
     #[serde(with = "humantime_serde")]
     pub offline_after: Duration,
+    /// `last_seen` is written when it has moved by at least this much (or with any other
+    /// change to the robot's row): a robot reporting every second costs one row update
+    /// per interval, not one per batch. `0s` writes it with every batch. Capped at a third
+    /// of `offline_after` ([`RobotsConfig::last_seen_interval`]), so a robot that talks
+    /// is never taken for silent.
+    #[serde(with = "humantime_serde")]
+    pub last_seen_every: Duration,
     pub identity: IdentityConfig,
+}
+
+impl RobotsConfig {
+    /// `last_seen_every`, capped at a third of `offline_after`.
+    pub fn last_seen_interval(&self) -> Duration {
+        self.last_seen_every.min(self.offline_after / 3)
+    }
 }
 
 impl Default for RobotsConfig {
     fn default() -> Self {
         Self {
             offline_after: Duration::from_secs(30),
+            last_seen_every: Duration::from_secs(5),
             identity: IdentityConfig::default(),
         }
     }

@@ -26,7 +26,7 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::is_transient;
 use crate::db::writes::{
-    self, Dictionary, Entry, ErrorRow, Learned, MetricsWrite, WriteOptions, Written,
+    self, Caches, Entry, ErrorRow, Learned, MetricsWrite, WriteOptions, Written,
 };
 use crate::health::Health;
 use crate::model::{Reason, Unusable};
@@ -55,7 +55,7 @@ impl SinkSettings {
 pub struct SinkContext {
     pub pool: PgPool,
     pub settings: SinkSettings,
-    pub dictionary: Arc<Dictionary>,
+    pub caches: Arc<Caches>,
     pub health: Arc<Health>,
 }
 
@@ -135,7 +135,7 @@ async fn write_tx_with(
     let opts = WriteOptions {
         error_payload_cap: cx.settings.error_payload_cap,
         metrics,
-        dictionary: &cx.dictionary,
+        caches: &cx.caches,
         alerts: &cx.settings.alerts,
     };
     let mut learned = Learned::default();
@@ -143,7 +143,7 @@ async fn write_tx_with(
     let written = writes::write(&mut tx, entries, &opts, &mut learned).await?;
     tx.commit().await?;
     // Only now: ids from a rolled-back transaction must never enter the cache.
-    cx.dictionary.learn(learned);
+    cx.caches.learn(learned);
     Ok(written)
 }
 

@@ -205,3 +205,50 @@ async fn the_bucket_query_reads_only_the_partitions_in_range() {
         "the robot's index: {plan}"
     );
 }
+
+/// A fresh installation gets planner statistics for its tables as they fill, within
+/// seconds, not after autovacuum's first look; an unchanged table is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_that_grow_from_nothing_are_analyzed_by_the_daemon() {
+    // GIVEN a running daemon on a fresh database
+    let t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let analyzed = |table: &'static str| {
+        let pool = t.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                // analyze_count: ANALYZE commands, not autovacuum's (autoanalyze_count).
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = $1",
+            )
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let jobs_before = analyzed("jobs").await;
+    // WHEN a thousand robots register
+    let mut conn = t.pool.acquire().await.unwrap();
+    sqlx::query(
+        "INSERT INTO robots (robot_id, status, last_seen) \
+         SELECT 'grow_' || g, 'online', now() FROM generate_series(1, 1000) g",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    // Make this session report its changes to the statistics at once, not when it
+    // next idles long enough (PostgreSQL 15 batches them).
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    // THEN the robots table is analyzed by the daemon's next round (every 10 s)
+    wait_until(
+        std::time::Duration::from_secs(25),
+        "robots is analyzed",
+        || async { analyzed("robots").await > 0 },
+    )
+    .await;
+    // AND a table that did not change is not
+    assert_eq!(analyzed("jobs").await, jobs_before);
+}

@@ -29,10 +29,11 @@ use sqlx::PgConnection;
 use crate::alerts::AlertSettings;
 use crate::model::{Decoded, JobEvent, LogRow};
 
-pub use dictionary::{Dictionary, Learned};
+pub use dictionary::Dictionary;
 pub use errors::ErrorRow;
 pub(crate) use logs::insert as insert_logs;
 pub use metrics::{MetricsWrite, is_unique_violation};
+pub use robots::RobotCache;
 
 /// One message's contribution to a batch write.
 pub enum Entry<'a> {
@@ -98,13 +99,44 @@ enum JobOp<'a> {
     Scan(&'a Value),
 }
 
+/// The in-process copies a batch reads instead of asking PostgreSQL: the metric name
+/// and set dictionaries, and the robots rows fleetsink wrote. What a batch adds to
+/// them goes to a [`Learned`], kept by [`Caches::learn`] only once the transaction
+/// committed: nothing from a rolled-back transaction may enter them.
+#[derive(Debug)]
+pub struct Caches {
+    pub dictionary: Dictionary,
+    pub robots: RobotCache,
+}
+
+/// What one batch learned for the [`Caches`].
+#[derive(Debug, Default)]
+pub struct Learned {
+    dictionary: dictionary::Learned,
+    robots: robots::RobotNotes,
+}
+
+impl Caches {
+    /// `last_seen_every`: `robots.last_seen_interval()`.
+    pub fn new(last_seen_every: std::time::Duration) -> Self {
+        Self {
+            dictionary: Dictionary::default(),
+            robots: RobotCache::new(last_seen_every),
+        }
+    }
+
+    /// Keeps what a committed batch learned.
+    pub fn learn(&self, learned: Learned) {
+        self.dictionary.learn(learned.dictionary);
+        self.robots.note(learned.robots);
+    }
+}
+
 /// How to write a batch, and the shared state writing needs.
 pub struct WriteOptions<'a> {
     pub error_payload_cap: usize,
     pub metrics: MetricsWrite,
-    /// The metric dictionary cache; what this batch adds to it goes to `learned`,
-    /// which the caller hands to [`Dictionary::learn`] once the transaction committed.
-    pub dictionary: &'a Dictionary,
+    pub caches: &'a Caches,
     /// Thresholds and the alert policy.
     pub alerts: &'a AlertSettings,
 }
@@ -146,6 +178,8 @@ pub async fn write(
                     job_ops.push((&d.robot_id, JobOp::Scan(item)));
                 }
                 if let Some(reply) = &d.reply {
+                    // An answer may set the robot's status (commands::status_after).
+                    learned.robots.forget(&d.robot_id);
                     answers.push(commands::Answer {
                         robot_id: &d.robot_id,
                         reply,
@@ -160,7 +194,9 @@ pub async fn write(
     let robot_ids = if robots.is_empty() {
         Default::default()
     } else {
-        robots.upsert(conn, &mut logs).await?
+        robots
+            .upsert(conn, &opts.caches.robots, &mut learned.robots, &mut logs)
+            .await?
     };
     written.robots = robot_ids.len() as u64;
     if !metrics.is_empty() {
@@ -168,8 +204,8 @@ pub async fn write(
             conn,
             &metrics,
             &robot_ids,
-            opts.dictionary,
-            learned,
+            &opts.caches.dictionary,
+            &mut learned.dictionary,
             opts.metrics,
         )
         .await?;

@@ -1,8 +1,19 @@
 //! `robots`: one upsert per robot per batch, and the lifecycle log rows (category
 //! `robot`): first seen, every status change, back online, reactivated.
 //!
-//! Per batch: the stored rows of the batch's robots are read, the new status of each is
-//! decided here ([`next_status`]), and the rows are upserted. Robots stored `offline` or
+//! Per batch, a robot whose row the batch changes goes the full way: its stored row is
+//! read, its new status decided here ([`next_status`]), and the row upserted. Most
+//! messages change nothing but `last_seen`, and for those [`RobotCache`] remembers the
+//! row as fleetsink last wrote it (an online, active robot, its integer key, address
+//! and camera): such a robot's row is only checked (status, active, silent: one indexed
+//! read for all of the batch's cached robots), and written only once `last_seen` has
+//! moved by `robots.last_seen_every`, in the same statement. A change made elsewhere
+//! (swept offline, deactivated, another instance) sends the robot down the full way in
+//! the same transaction, so the rules below hold as if every row were read. A batch with a status
+//! message, a new address or camera, or a robot the cache does not hold (or holds as
+//! offline or inactive) always goes the full way. This took the robots statements from
+//! the largest share of PostgreSQL's time per batch to a small one (BENCHMARKS.md,
+//! "Performance v3"). Robots stored `offline` or
 //! inactive are read again `FOR UPDATE` first (in robot-id order, so instances cannot
 //! deadlock): a transition keyed by receive time (back online, reactivated) is then
 //! logged by exactly one transaction even with several instances. Locking every robot
@@ -20,6 +31,8 @@
 //!   silence by fleetsink's clock, never by a robot's drifting one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -71,6 +84,88 @@ struct Upserted {
     robot_id: String,
     id: i32,
     inserted: bool,
+    status: String,
+    is_active: bool,
+    silent: bool,
+    ip_address: Option<String>,
+    camera_url: Option<String>,
+    last_seen: Option<DateTime<Utc>>,
+}
+
+/// What fleetsink last wrote of a robot that was online and active then.
+#[derive(Debug, Clone)]
+struct Known {
+    id: i32,
+    status: String,
+    ip_address: Option<String>,
+    camera_url: Option<String>,
+    /// The `last_seen` written.
+    last_seen: DateTime<Utc>,
+}
+
+/// Robots held at most; past it the cache starts over (it refills from the full way).
+const MAX_CACHED: usize = 200_000;
+
+/// The robots rows fleetsink wrote, for batches that change nothing but `last_seen`
+/// (module docs). Shared by the sink workers; a robot's messages all go to one worker,
+/// so its entry is never written by two batches at once.
+#[derive(Debug)]
+pub struct RobotCache {
+    known: Mutex<HashMap<String, Known>>,
+    last_seen_every: chrono::Duration,
+}
+
+/// What a batch learned about robots rows; kept by [`RobotCache::note`] only once the
+/// batch committed.
+#[derive(Debug, Default)]
+pub struct RobotNotes {
+    known: Vec<(String, Known)>,
+    forget: Vec<String>,
+}
+
+impl RobotNotes {
+    /// The row of `robot_id` may change in this batch in a way the cache cannot see
+    /// (a command answer sets its status): drop it after commit.
+    pub fn forget(&mut self, robot_id: &str) {
+        self.forget.push(robot_id.to_string());
+    }
+}
+
+impl RobotCache {
+    pub fn new(last_seen_every: Duration) -> Self {
+        Self {
+            known: Mutex::new(HashMap::new()),
+            last_seen_every: chrono::Duration::from_std(last_seen_every)
+                .unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// Keeps what a committed batch wrote.
+    pub fn note(&self, notes: RobotNotes) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &notes.forget {
+            known.remove(id);
+        }
+        if known.len() + notes.known.len() > MAX_CACHED {
+            known.clear();
+        }
+        known.extend(notes.known);
+    }
+
+    fn get<'a>(&self, ids: impl Iterator<Item = &'a str>) -> HashMap<String, Known> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        ids.filter_map(|id| known.get(id).map(|k| (id.to_string(), k.clone())))
+            .collect()
+    }
+}
+
+/// A cached robot's row as the batch found it.
+#[derive(sqlx::FromRow)]
+struct Touched {
+    id: i32,
+    status: String,
+    is_active: bool,
+    silent: bool,
 }
 
 /// The robots of one batch, in robot-id order.
@@ -118,15 +213,95 @@ impl<'a> Robots<'a> {
         }
     }
 
-    /// Upserts every robot and pushes its lifecycle rows onto `logs`. Returns each
-    /// robot's integer key (`robots.id`).
+    /// Writes what the batch changes of every robot (module docs) and pushes lifecycle
+    /// rows onto `logs`. Returns each robot's integer key (`robots.id`).
     pub async fn upsert(
         &self,
         conn: &mut PgConnection,
+        cache: &RobotCache,
+        notes: &mut RobotNotes,
         logs: &mut Vec<LogRow>,
     ) -> Result<HashMap<String, i32>, sqlx::Error> {
-        let ids: Vec<&str> = self.by_id.keys().copied().collect();
-        let mut stored = read_stored(conn, &ids, false).await?;
+        let cached = cache.get(self.by_id.keys().copied());
+        let mut keys = HashMap::with_capacity(self.by_id.len());
+        let mut full: Vec<&str> = Vec::new();
+        let mut checked: Vec<(&str, &Known)> = Vec::new();
+        let mut touch: HashMap<&str, (i32, DateTime<Utc>)> = HashMap::new();
+        for (id, agg) in &self.by_id {
+            let same = |new: &Option<String>, old: &Option<String>| new.is_none() || new == old;
+            match cached.get(*id) {
+                Some(k)
+                    if agg.last_status.is_none()
+                        && same(&agg.ip_address, &k.ip_address)
+                        && same(&agg.camera_url, &k.camera_url) =>
+                {
+                    keys.insert(id.to_string(), k.id);
+                    checked.push((id, k));
+                    let seen = agg.last_seen.unwrap_or_else(Utc::now);
+                    if seen - k.last_seen >= cache.last_seen_every {
+                        touch.insert(id, (k.id, seen));
+                    }
+                }
+                _ => full.push(id),
+            }
+        }
+        if !checked.is_empty() {
+            // One statement: `last_seen` for the robots due, and the row of every robot
+            // the cache answered for, to catch what changed elsewhere.
+            let ids: Vec<i32> = checked.iter().map(|(_, k)| k.id).collect();
+            let (touch_ids, touch_seen): (Vec<i32>, Vec<DateTime<Utc>>) =
+                touch.values().copied().unzip();
+            let rows: Vec<Touched> = sqlx::query_as(
+                "WITH touched AS ( \
+                     UPDATE robots r SET last_seen = GREATEST(r.last_seen, u.seen), updated_at = now() \
+                     FROM UNNEST($2::int4[], $3::timestamptz[]) AS u(id, seen) WHERE r.id = u.id) \
+                 SELECT id, status, is_active, silent_since IS NOT NULL AS silent \
+                 FROM robots WHERE id = ANY($1)",
+            )
+            .bind(&ids)
+            .bind(&touch_ids)
+            .bind(&touch_seen)
+            .fetch_all(&mut *conn)
+            .await?;
+            let found: HashMap<i32, Touched> = rows.into_iter().map(|t| (t.id, t)).collect();
+            for (id, k) in checked {
+                match found.get(&k.id) {
+                    Some(t) if t.status == k.status && t.is_active && !t.silent => {
+                        if let Some((_, seen)) = touch.get(id) {
+                            let known = Known {
+                                last_seen: *seen,
+                                ..k.clone()
+                            };
+                            notes.known.push((id.to_string(), known));
+                        }
+                    }
+                    // Changed since fleetsink wrote it: decide again from the row.
+                    _ => {
+                        keys.remove(id);
+                        full.push(id);
+                    }
+                }
+            }
+        }
+        if !full.is_empty() {
+            full.sort_unstable();
+            self.upsert_full(conn, &full, notes, logs, &mut keys)
+                .await?;
+        }
+        Ok(keys)
+    }
+
+    /// The full way for `ids` (sorted): read, decide, upsert, log.
+    async fn upsert_full(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[&str],
+        notes: &mut RobotNotes,
+        logs: &mut Vec<LogRow>,
+        keys: &mut HashMap<String, i32>,
+    ) -> Result<(), sqlx::Error> {
+        let aggs: Vec<&RobotAgg> = ids.iter().filter_map(|id| self.by_id.get(id)).collect();
+        let mut stored = read_stored(conn, ids, false).await?;
         // Robots that may come back online or be reactivated: those rows are read again
         // under a row lock, so of two instances only one sees the old state and logs the
         // transition. (Status-message transitions need no lock: their rows are keyed by
@@ -141,9 +316,9 @@ impl<'a> Robots<'a> {
             stored.extend(locked);
         }
 
-        let next: Vec<Next> = self
-            .by_id
+        let next: Vec<Next> = ids
             .iter()
+            .zip(&aggs)
             .map(|(id, a)| next_status(a, stored.get(*id)))
             .collect();
         let (status, status_at): (Vec<Option<&str>>, Vec<Option<DateTime<Utc>>>) = next
@@ -154,65 +329,54 @@ impl<'a> Robots<'a> {
                 Next::Unchanged => (None, None),
             })
             .unzip();
-        let first_seen: Vec<_> = self.by_id.values().map(|a| a.first_seen).collect();
-        let last_seen: Vec<_> = self.by_id.values().map(|a| a.last_seen).collect();
-        let ips: Vec<Option<&str>> = self
-            .by_id
-            .values()
-            .map(|a| a.ip_address.as_deref())
-            .collect();
-        let cams: Vec<Option<&str>> = self
-            .by_id
-            .values()
-            .map(|a| a.camera_url.as_deref())
-            .collect();
-        let upserted: Vec<Upserted> = sqlx::query_as(
-            r#"
-            WITH input AS (
-                SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[],
-                                     $5::timestamptz[], $6::text[], $7::text[])
-                  AS t(robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url)
-            )
-            INSERT INTO robots AS r (robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url)
-            SELECT robot_id, first_seen, last_seen, COALESCE(status, 'unknown'), status_at,
-                   ip_address, camera_url
-            FROM input
-            ON CONFLICT (robot_id) DO UPDATE SET
-                first_seen = LEAST(r.first_seen, EXCLUDED.first_seen),
-                last_seen  = GREATEST(r.last_seen, EXCLUDED.last_seen),
-                -- Decided in Rust on the locked row; the time check only matters when
-                -- another instance created the robot a moment ago (no row was locked).
-                status = COALESCE(
-                    CASE WHEN EXCLUDED.status_at IS NULL OR r.status_at IS NULL
-                              OR EXCLUDED.status_at >= r.status_at
-                         THEN (SELECT i.status FROM input i WHERE i.robot_id = EXCLUDED.robot_id)
-                    END,
-                    r.status),
-                status_at  = GREATEST(r.status_at, EXCLUDED.status_at),
-                -- Any status the batch sets ends a silence.
-                silent_since = CASE
-                    WHEN (SELECT i.status FROM input i WHERE i.robot_id = EXCLUDED.robot_id) IS NULL
-                    THEN r.silent_since END,
-                ip_address = COALESCE(EXCLUDED.ip_address, r.ip_address),
-                camera_url = COALESCE(EXCLUDED.camera_url, r.camera_url),
-                is_active  = true,
-                updated_at = now()
-            RETURNING r.robot_id, r.id, (r.xmax = 0) AS inserted
-            "#,
-        )
-        .bind(&ids)
-        .bind(&first_seen)
-        .bind(&last_seen)
-        .bind(&status)
-        .bind(&status_at)
-        .bind(&ips)
-        .bind(&cams)
-        .fetch_all(&mut *conn)
-        .await?;
+        // Robots stored before the batch are updated by row; only new ones go through
+        // the insert, whose conflict branch covers another instance creating the robot
+        // a moment ago. (One upsert for all cost a correlated lookup per row.)
+        let (known, new): (Vec<usize>, Vec<usize>) =
+            (0..ids.len()).partition(|i| stored.contains_key(ids[*i]));
+        let mut upserted: Vec<Upserted> = Vec::with_capacity(ids.len());
+        for (part, sql) in [(&known, UPDATE_STORED), (&new, INSERT_NEW)] {
+            if part.is_empty() {
+                continue;
+            }
+            let col = |f: &dyn Fn(usize) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
+                part.iter().map(|i| f(*i)).collect()
+            };
+            let part_ids: Vec<&str> = part.iter().map(|i| ids[*i]).collect();
+            let status: Vec<Option<&str>> = part.iter().map(|i| status[*i]).collect();
+            let ips: Vec<Option<&str>> = part
+                .iter()
+                .map(|i| aggs[*i].ip_address.as_deref())
+                .collect();
+            let cams: Vec<Option<&str>> = part
+                .iter()
+                .map(|i| aggs[*i].camera_url.as_deref())
+                .collect();
+            let rows: Vec<Upserted> = sqlx::query_as(sql)
+                .bind(&part_ids)
+                .bind(col(&|i| aggs[i].first_seen))
+                .bind(col(&|i| aggs[i].last_seen))
+                .bind(&status)
+                .bind(col(&|i| status_at[i]))
+                .bind(&ips)
+                .bind(&cams)
+                .fetch_all(&mut *conn)
+                .await?;
+            upserted.extend(rows);
+        }
 
         let decided: HashMap<&str, &Next> = ids.iter().copied().zip(next.iter()).collect();
-        let mut keys = HashMap::with_capacity(upserted.len());
         for u in upserted {
+            if u.status != "offline" && u.is_active && !u.silent {
+                let known = Known {
+                    id: u.id,
+                    status: u.status.clone(),
+                    ip_address: u.ip_address.clone(),
+                    camera_url: u.camera_url.clone(),
+                    last_seen: u.last_seen.unwrap_or_else(Utc::now),
+                };
+                notes.known.push((u.robot_id.clone(), known));
+            }
             let (Some(agg), Some(next)) = (
                 self.by_id.get(u.robot_id.as_str()),
                 decided.get(u.robot_id.as_str()),
@@ -250,9 +414,55 @@ impl<'a> Robots<'a> {
             logs.extend(agg.changes.iter().cloned());
             keys.insert(u.robot_id, u.id);
         }
-        Ok(keys)
+        Ok(())
     }
 }
+
+// Both statements bind, by position: robot_id, first_seen, last_seen, status (`NULL`:
+// unchanged), status_at, ip_address, camera_url.
+
+/// Robots read before the batch. The status was decided in Rust on the row read; the
+/// time check only matters when another instance changed it since (no row was locked).
+/// Any status the batch sets ends a silence.
+const UPDATE_STORED: &str = "UPDATE robots r SET \
+         first_seen = LEAST(r.first_seen, u.first_seen), \
+         last_seen = GREATEST(r.last_seen, u.last_seen), \
+         status = CASE WHEN u.status IS NOT NULL AND (u.status_at IS NULL OR r.status_at IS NULL \
+                                                     OR u.status_at >= r.status_at) \
+                       THEN u.status ELSE r.status END, \
+         status_at = GREATEST(r.status_at, u.status_at), \
+         silent_since = CASE WHEN u.status IS NULL THEN r.silent_since END, \
+         ip_address = COALESCE(u.ip_address, r.ip_address), \
+         camera_url = COALESCE(u.camera_url, r.camera_url), \
+         is_active = true, updated_at = now() \
+     FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], \
+           $5::timestamptz[], $6::text[], $7::text[]) \
+           AS u(robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url) \
+     WHERE r.robot_id = u.robot_id \
+     RETURNING r.robot_id, r.id, false AS inserted, r.status, r.is_active, \
+               r.silent_since IS NOT NULL AS silent, r.ip_address, r.camera_url, r.last_seen";
+
+/// Robots not stored before the batch; one another instance created a moment ago is
+/// updated as [`UPDATE_STORED`] would (a new robot's status and status_at are both
+/// given or both not).
+const INSERT_NEW: &str = "INSERT INTO robots AS r (robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url) \
+     SELECT robot_id, first_seen, last_seen, COALESCE(status, 'unknown'), status_at, ip_address, camera_url \
+     FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], \
+           $5::timestamptz[], $6::text[], $7::text[]) \
+           AS u(robot_id, first_seen, last_seen, status, status_at, ip_address, camera_url) \
+     ON CONFLICT (robot_id) DO UPDATE SET \
+         first_seen = LEAST(r.first_seen, EXCLUDED.first_seen), \
+         last_seen = GREATEST(r.last_seen, EXCLUDED.last_seen), \
+         status = CASE WHEN EXCLUDED.status_at IS NOT NULL \
+                            AND (r.status_at IS NULL OR EXCLUDED.status_at >= r.status_at) \
+                       THEN EXCLUDED.status ELSE r.status END, \
+         status_at = GREATEST(r.status_at, EXCLUDED.status_at), \
+         silent_since = CASE WHEN EXCLUDED.status_at IS NULL THEN r.silent_since END, \
+         ip_address = COALESCE(EXCLUDED.ip_address, r.ip_address), \
+         camera_url = COALESCE(EXCLUDED.camera_url, r.camera_url), \
+         is_active = true, updated_at = now() \
+     RETURNING r.robot_id, r.id, (r.xmax = 0) AS inserted, r.status, r.is_active, \
+               r.silent_since IS NOT NULL AS silent, r.ip_address, r.camera_url, r.last_seen";
 
 /// The stored rows of `ids`, by robot id; `lock`: `FOR UPDATE`, in robot-id order (so
 /// instances cannot deadlock).
