@@ -68,9 +68,15 @@ async fn main() {
         ("tonypi/emergency_stop/%u", RuleAccess::Read),
         ("tonypi/commands/broadcast", RuleAccess::Read),
     ] {
-        users::add_rule(&pool, None, pattern, access)
-            .await
-            .expect("rule");
+        users::add_rule(
+            &pool,
+            &fleetsink::audit::Actor::cli(),
+            None,
+            pattern,
+            access,
+        )
+        .await
+        .expect("rule");
     }
     let url = format!("http://{}/mqtt/acl", app.http_addr());
     let client = reqwest::Client::new();

@@ -20,10 +20,10 @@
 //! [`db`], [`auth`] and [`pipeline`] → [`broker`] (the only module that knows rmqtt;
 //! it feeds the pipeline's intake queue) → [`app`] (wiring, start-up, the ordered
 //! drain) → `main`. [`commands`] holds the downlink rules (topic per command kind, what
-//! confirms a command). [`http`] is the HTTP port by audience (probes, TonyPi's routes,
-//! fleetsink's API, go-auth); all SQL is in [`db`] (`writes/` for the ingest path,
-//! `reads/` and `edits/` for the API, the auth cache and the CLI, `maintenance/` for
-//! upkeep). [`background`] runs the periodic upkeep, [`health`] holds the readiness
+//! confirms a command), [`audit`] who made a change and from where. [`http`] is the
+//! HTTP port by audience (probes, TonyPi's routes, fleetsink's API, go-auth); all SQL
+//! is in [`db`] (`writes/` for the ingest path, `reads/` and `edits/` for the API, the
+//! auth cache and the CLI, `maintenance/` for upkeep). [`background`] runs the periodic upkeep, [`health`] holds the readiness
 //! flags and [`telemetry`] names every Prometheus metric.
 //!
 //! The binary (`src/main.rs` → `src/cli/`) is not part of this library: it parses the
@@ -32,6 +32,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod backoff;

@@ -2,9 +2,11 @@
 //! checks an operator's input must pass (a usable username, a non-empty password, a
 //! valid pattern, an existing user) and the hashing, around go-auth's tables
 //! (`db::edits::auth`, `db::reads::auth`); the tables' triggers tell every running
-//! daemon.
+//! daemon. Each change is recorded in the audit trail as `actor`'s.
 
 use sqlx::PgPool;
+
+use crate::audit::Actor;
 
 use super::acl::AclPattern;
 use super::hash;
@@ -78,29 +80,35 @@ fn new_hash(password: &str) -> Result<String, UserError> {
 
 pub async fn add_user(
     pool: &PgPool,
+    actor: &Actor,
     name: &str,
     password: &str,
     superuser: bool,
 ) -> Result<(), UserError> {
     check_username(name)?;
     let hash = new_hash(password)?;
-    if !edits::auth::add_user(pool, name, &hash, superuser).await? {
+    if !edits::auth::add_user(pool, actor, name, &hash, superuser).await? {
         return Err(UserError::Exists(name.to_string()));
     }
     Ok(())
 }
 
-pub async fn set_password(pool: &PgPool, name: &str, password: &str) -> Result<(), UserError> {
+pub async fn set_password(
+    pool: &PgPool,
+    actor: &Actor,
+    name: &str,
+    password: &str,
+) -> Result<(), UserError> {
     let hash = new_hash(password)?;
-    if !edits::auth::set_password_hash(pool, name, &hash).await? {
+    if !edits::auth::set_password_hash(pool, actor, name, &hash).await? {
         return Err(UserError::NoSuchUser(name.to_string()));
     }
     Ok(())
 }
 
 /// Removes the user and its ACL rules.
-pub async fn remove_user(pool: &PgPool, name: &str) -> Result<(), UserError> {
-    if !edits::auth::remove_user(pool, name).await? {
+pub async fn remove_user(pool: &PgPool, actor: &Actor, name: &str) -> Result<(), UserError> {
+    if !edits::auth::remove_user(pool, actor, name).await? {
         return Err(UserError::NoSuchUser(name.to_string()));
     }
     Ok(())
@@ -114,6 +122,7 @@ pub async fn list_users(pool: &PgPool) -> Result<Vec<(String, bool, i64)>, UserE
 /// Adds a rule for `user` (`None`: every user); returns its id.
 pub async fn add_rule(
     pool: &PgPool,
+    actor: &Actor,
     user: Option<&str>,
     pattern: &str,
     access: RuleAccess,
@@ -127,11 +136,11 @@ pub async fn add_rule(
     {
         return Err(UserError::NoSuchUser(u.to_string()));
     }
-    Ok(edits::auth::add_rule(pool, user, pattern, access.rw()).await?)
+    Ok(edits::auth::add_rule(pool, actor, user, pattern, access.rw()).await?)
 }
 
-pub async fn remove_rule(pool: &PgPool, id: i64) -> Result<(), UserError> {
-    if !edits::auth::remove_rule(pool, id).await? {
+pub async fn remove_rule(pool: &PgPool, actor: &Actor, id: i64) -> Result<(), UserError> {
+    if !edits::auth::remove_rule(pool, actor, id).await? {
         return Err(UserError::NoSuchRule(id));
     }
     Ok(())

@@ -29,6 +29,7 @@ pub enum AclCommand {
 
 pub async fn run(cfg: &Config, command: AclCommand) -> anyhow::Result<()> {
     let pool = super::migrated_pool(cfg).await?;
+    let actor = fleetsink::audit::Actor::cli();
     match command {
         AclCommand::Add { args, all, access } => {
             let (user, pattern) = match (all, args.as_slice()) {
@@ -37,7 +38,7 @@ pub async fn run(cfg: &Config, command: AclCommand) -> anyhow::Result<()> {
                 (true, _) => anyhow::bail!("with --all give only the PATTERN"),
                 (false, _) => anyhow::bail!("give USER PATTERN, or --all PATTERN"),
             };
-            let id = users::add_rule(&pool, user.as_deref(), &pattern, access).await?;
+            let id = users::add_rule(&pool, &actor, user.as_deref(), &pattern, access).await?;
             let who = user.as_deref().unwrap_or("every user");
             println!(
                 "rule {id}: {who} may {} {pattern}",
@@ -45,7 +46,7 @@ pub async fn run(cfg: &Config, command: AclCommand) -> anyhow::Result<()> {
             );
         }
         AclCommand::Remove { id } => {
-            users::remove_rule(&pool, id).await?;
+            users::remove_rule(&pool, &actor, id).await?;
             println!("rule {id} removed");
         }
         AclCommand::List { user } => {

@@ -5,6 +5,7 @@
 //! never taken from the command line.
 
 use clap::Subcommand;
+use fleetsink::audit::Actor;
 use fleetsink::auth::console::{self, Role};
 use fleetsink::config::Config;
 use fleetsink::db::edits::console_users::{self as edits, EditError};
@@ -42,6 +43,7 @@ pub enum ConsoleUserCommand {
 
 pub async fn run(cfg: &Config, command: ConsoleUserCommand) -> anyhow::Result<()> {
     let pool = super::migrated_pool(cfg).await?;
+    let actor = Actor::cli();
     match command {
         ConsoleUserCommand::Add {
             name,
@@ -53,7 +55,7 @@ pub async fn run(cfg: &Config, command: ConsoleUserCommand) -> anyhow::Result<()
                 anyhow::anyhow!("--role {role:?} is not a role: use admin, operator or viewer")
             })?;
             let hash = new_hash(password_stdin)?;
-            match edits::create(&pool, &name, &email, &hash, role.as_str()).await {
+            match edits::create(&pool, &actor, &name, &email, &hash, role.as_str()).await {
                 Ok(_) => println!("console user {name} added ({role})"),
                 Err(EditError::Taken) => anyhow::bail!(
                     "a console user named {name:?} or with email {email:?} exists already; \
@@ -73,14 +75,14 @@ pub async fn run(cfg: &Config, command: ConsoleUserCommand) -> anyhow::Result<()
         } => {
             let hash = new_hash(password_stdin)?;
             anyhow::ensure!(
-                edits::set_password(&pool, &name, &hash).await?,
+                edits::set_password(&pool, &actor, &name, &hash).await?,
                 "no console user named {name:?}; see: fleetsink console-user list"
             );
             println!("password of console user {name} changed");
         }
         ConsoleUserCommand::Remove { name } => {
             anyhow::ensure!(
-                edits::delete_by_name(&pool, &name).await?,
+                edits::delete_by_name(&pool, &actor, &name).await?,
                 "no console user named {name:?}; see: fleetsink console-user list"
             );
             println!("console user {name} removed");

@@ -32,6 +32,7 @@ pub enum UserCommand {
 
 pub async fn run(cfg: &Config, command: UserCommand) -> anyhow::Result<()> {
     let pool = super::migrated_pool(cfg).await?;
+    let actor = fleetsink::audit::Actor::cli();
     match command {
         UserCommand::Add {
             name,
@@ -39,7 +40,7 @@ pub async fn run(cfg: &Config, command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let password = read_password(password_stdin)?;
-            users::add_user(&pool, &name, &password, superuser).await?;
+            users::add_user(&pool, &actor, &name, &password, superuser).await?;
             println!(
                 "user {name} added{}",
                 if superuser { " (superuser)" } else { "" }
@@ -50,11 +51,11 @@ pub async fn run(cfg: &Config, command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let password = read_password(password_stdin)?;
-            users::set_password(&pool, &name, &password).await?;
+            users::set_password(&pool, &actor, &name, &password).await?;
             println!("password of {name} changed");
         }
         UserCommand::Remove { name } => {
-            users::remove_user(&pool, &name).await?;
+            users::remove_user(&pool, &actor, &name).await?;
             println!("user {name} and its rules removed");
         }
         UserCommand::List => {

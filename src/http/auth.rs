@@ -8,7 +8,9 @@
 //! a deactivated or removed user is refused, a demoted one has the new role). With
 //! neither configured (allowed only on loopback or with `http.allow_unauthenticated`)
 //! every request passes as an admin, as before sign-in existed. The caller becomes a
-//! [`Caller`] request extension, which handlers may read (e.g. `/auth/me`).
+//! [`Caller`] request extension, which handlers may read (e.g. `/auth/me`); handlers
+//! that change something take an [`Actor`] instead: the caller and the request's peer
+//! address, for the audit trail.
 //!
 //! [`viewer`], [`operator`] and [`admin`] are applied per route group (`http::routes`): viewer reads; operator also
 //! sends commands, acknowledges and resolves alerts; admin also manages users,
@@ -16,7 +18,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +27,7 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, HttpState};
+use crate::audit::{Actor, ActorKind};
 use crate::auth::console::{self, Role};
 
 /// Declares the bearer scheme of `/api/`.
@@ -75,6 +79,40 @@ impl Caller {
             Caller::AdminToken => "admin-token",
             Caller::Open => "unauthenticated",
         }
+    }
+}
+
+impl Caller {
+    /// The caller as the audit trail names them, calling from `address`.
+    pub fn actor(&self, address: Option<std::net::IpAddr>) -> Actor {
+        let kind = match self {
+            Caller::User { .. } => ActorKind::User,
+            Caller::AdminToken => ActorKind::Token,
+            Caller::Open => ActorKind::Open,
+        };
+        Actor {
+            name: self.name().to_string(),
+            kind,
+            address,
+        }
+    }
+}
+
+/// The caller of an `/api/` route (set by [`authenticate`]) and the request's TCP peer
+/// address: never a forwarded header, which any client can forge.
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<Caller>().ok_or_else(|| {
+            tracing::error!("a change route without the auth layer");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        })?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical());
+        Ok(caller.actor(peer))
     }
 }
 

@@ -13,6 +13,8 @@
 //!
 //! Recorded before published, so an answer can never arrive for a command fleetsink
 //! does not know; a publish the broker refuses marks the rows failed and answers 503.
+//! The record names who sent it (`requested_by`, `requested_from`) and carries its
+//! audit row, in one transaction: a command is never sent without its audit row.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -23,6 +25,7 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::{ApiError, HttpState, check_robot_id};
+use crate::audit::Actor;
 use crate::commands::{self, Kind, Target};
 use crate::config::CommandTopics;
 use crate::db::edits::commands::NewCommand;
@@ -67,9 +70,10 @@ pub(super) struct Dispatched {
 /// `topics`. Fills in `type`/`command` from each other, `parameters`, `robot_id`,
 /// `timestamp` (and an emergency stop's `reason`) where missing, and sets `id` and
 /// `command_id`. An emergency stop gets a confirmation deadline and is logged at
-/// CRITICAL.
+/// CRITICAL. `actor` is recorded as the sender.
 pub(super) async fn dispatch(
     s: &HttpState,
+    actor: &Actor,
     topics: &CommandTopics,
     target: Target<'_>,
     mut payload: Map<String, Value>,
@@ -133,6 +137,7 @@ pub(super) async fn dispatch(
         (kind == Kind::EmergencyStop && !expected.is_empty()).then(|| now + s.confirm_within);
     edits::commands::record(
         &s.pool,
+        actor,
         &NewCommand {
             command_id: &command_id,
             command: &command,
@@ -158,7 +163,7 @@ pub(super) async fn dispatch(
     crate::telemetry::command("sent");
     tracing::info!(topic = %topic, command = %command, command_id = %command_id, "command sent");
     if kind == Kind::EmergencyStop {
-        log_emergency(s, robot_id, &command_id, &expected).await?;
+        log_emergency(s, actor, robot_id, &command_id, &expected).await?;
     }
     Ok(Dispatched {
         command_id,
@@ -172,20 +177,27 @@ pub(super) async fn dispatch(
 /// daemon's own log.
 async fn log_emergency(
     s: &HttpState,
+    actor: &Actor,
     robot_id: Option<&str>,
     command_id: &str,
     expected: &[String],
 ) -> Result<(), ApiError> {
     let target = robot_id.unwrap_or("every robot");
-    tracing::error!(robot = %target, command_id = %command_id, expected = expected.len(), "CRITICAL: emergency stop sent");
+    let by = actor.describe();
+    tracing::error!(robot = %target, command_id = %command_id, expected = expected.len(), by = %by, "CRITICAL: emergency stop sent");
     let row = LogRow {
         robot_id: robot_id.map(str::to_string),
         ts: Utc::now(),
         level: "CRITICAL".into(),
         category: "emergency".into(),
         source: Some("fleetsink".into()),
-        message: format!("emergency stop sent to {target}"),
-        details: Some(json!({ "command_id": command_id, "expected_robots": expected })),
+        message: format!("emergency stop sent to {target} by {by}"),
+        details: Some(json!({
+            "command_id": command_id,
+            "expected_robots": expected,
+            "requested_by": actor.name,
+            "requested_from": actor.address,
+        })),
         dedup_key: message_fingerprint("emergency_stop", command_id.as_bytes()),
     };
     Ok(edits::logs::insert(&s.pool, row).await?)

@@ -158,6 +158,7 @@ fn routes() -> (
         .routes(routes!(logs::clear))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(api::audit::list))
         .route_layer(middleware::from_fn(auth::admin));
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(viewer)

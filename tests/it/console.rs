@@ -12,8 +12,8 @@ use crate::helpers::*;
 
 const SECRET: &str = "test-console-secret-0123456789abcdef";
 const MACHINE_TOKEN: &str = "machine-token-for-scripts";
-/// The only reads a viewer may not make: the console user accounts.
-const ADMIN_READS: [&str; 2] = ["/api/v1/users", "/api/v1/users/{user_id}"];
+/// The only reads a viewer may not make: the console user accounts and the audit trail.
+const ADMIN_READS: [&str; 3] = ["/api/v1/users", "/api/v1/users/{user_id}", "/api/v1/audit"];
 
 async fn app() -> TestApp {
     spawn_app(MqttMode::Embedded, |cfg| {
@@ -29,6 +29,7 @@ async fn first_admin(t: &TestApp, name: &str, password: &str) {
     let hash = console::hash_password(password).unwrap();
     fleetsink::db::edits::console_users::create(
         &t.pool,
+        &fleetsink::audit::Actor::cli(),
         name,
         &format!("{name}@example.com"),
         &hash,

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use fleetsink::audit::Actor;
 use fleetsink::auth::users::{self, RuleAccess};
 use fleetsink::config::MqttMode;
 use rumqttc::{
@@ -85,7 +86,9 @@ async fn embedded_broker_enforces_users_and_acls() {
     })
     .await;
     for (user, pw) in [("robot7", "pw7"), ("robot8", "pw8"), ("gateway", "pwg")] {
-        users::add_user(&t.pool, user, pw, false).await.unwrap();
+        users::add_user(&t.pool, &Actor::cli(), user, pw, false)
+            .await
+            .unwrap();
     }
     for (pattern, access) in [
         ("tonypi/+/%u", RuleAccess::Write),
@@ -93,7 +96,7 @@ async fn embedded_broker_enforces_users_and_acls() {
         ("tonypi/commands/%u", RuleAccess::Read),
         ("tonypi/commands/broadcast", RuleAccess::Read),
     ] {
-        users::add_rule(&t.pool, None, pattern, access)
+        users::add_rule(&t.pool, &Actor::cli(), None, pattern, access)
             .await
             .unwrap();
     }
@@ -292,7 +295,7 @@ async fn no_password_or_hash_is_ever_logged() {
     let db = fresh_database().await;
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     fleetsink::db::MIGRATOR.run(&pool).await.unwrap();
-    users::add_user(&pool, "robot7", "Sup3r-S3cret-pw", false)
+    users::add_user(&pool, &Actor::cli(), "robot7", "Sup3r-S3cret-pw", false)
         .await
         .unwrap();
     let hash: String =

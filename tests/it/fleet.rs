@@ -127,10 +127,10 @@ async fn robots_db_routes_answer_as_the_tonypi_backend() {
         .await;
     assert_eq!(b["is_active"], false);
     assert_eq!(
-        t.count("SELECT count(*) FROM logs WHERE category = 'api'")
+        t.count("SELECT count(*) FROM logs WHERE category = 'audit' AND message LIKE 'Robot %'")
             .await,
         3,
-        "create, update and delete are logged"
+        "create, update and delete are logged (with who made them: the audit trail)"
     );
 
     // Job history and statistics.

@@ -540,7 +540,13 @@ async fn logs_routes_answer_as_the_tonypi_backend() {
         cleared,
         json!({"message": "Deleted 2 logs older than 30 days"})
     );
-    assert_eq!(t.count("SELECT count(*) FROM logs").await, before - 2);
+    // (and the clearing's own audit row is added)
+    assert_eq!(t.count("SELECT count(*) FROM logs").await, before - 2 + 1);
+    assert_eq!(
+        t.count("SELECT count(*) FROM audit WHERE action = 'logs.clear'")
+            .await,
+        1
+    );
     assert_eq!(
         t.count("SELECT count(*) FROM logs WHERE message LIKE '%days ago' AND message <> 'Two days ago timeout'")
             .await,

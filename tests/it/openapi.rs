@@ -37,6 +37,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/api/v1/robots/{robot_id}/commands"),
     ("get", "/api/v1/metrics/names"),
     ("get", "/api/v1/ingest-errors"),
+    ("get", "/api/v1/audit"),
     ("get", "/api/v1/openapi.json"),
     ("post", "/api/v1/management/command"),
     (

@@ -280,3 +280,39 @@ async fn old_partitions_are_archived_then_dropped_and_restored_exactly_once() {
     drop(conn);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_info_logging_when_partitions_runs_then_stdout_has_only_its_results() {
+    // GIVEN a database and the CLI logging at INFO
+    let db = fresh_database().await;
+    // WHEN `fleetsink partitions --maintain` runs
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        cli_with_env(
+            &db,
+            &["partitions", "--maintain"],
+            "",
+            &[("FLEETSINK__LOG__LEVEL", "info")],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}\n{err}");
+    // THEN stdout is what it did and the table, which a script can parse; its log lines
+    // went to stderr
+    let results = [
+        "created ",
+        "dropped ",
+        "TABLE\t",
+        "metrics\t",
+        "logs\t",
+        "ingest_errors\t",
+    ];
+    for line in out.lines() {
+        assert!(
+            results.iter().any(|r| line.starts_with(r)),
+            "not a result on stdout: {line:?}\n{out}"
+        );
+    }
+    assert!(out.contains("TABLE\tPARTITION"), "{out}");
+    assert!(err.contains("INFO"), "the log lines go to stderr: {err}");
+}

@@ -1,10 +1,16 @@
 //! Commands sent through the API: recorded before they are published, one row per
 //! robot expected to answer, and failed when the broker does not take them. The robot's
-//! answer settles a row in the ingest path (`db::writes::commands`).
+//! answer settles a row in the ingest path (`db::writes::commands`). Each command
+//! records who sent it (`requested_by`, `requested_from`) and its audit row, in one
+//! transaction.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::PgPool;
+
+use crate::audit::{Actor, Entry, action};
+use crate::commands::Kind;
+use crate::db::edits::audit;
 
 /// A command about to be published.
 pub struct NewCommand<'a> {
@@ -20,16 +26,19 @@ pub struct NewCommand<'a> {
     pub confirm_by: Option<DateTime<Utc>>,
 }
 
-/// Records a command about to be published, one row per robot expected to answer.
-pub async fn record(pool: &PgPool, c: &NewCommand<'_>) -> Result<(), sqlx::Error> {
+/// Records a command about to be published by `actor`, one row per robot expected to
+/// answer, with its audit row.
+pub async fn record(pool: &PgPool, actor: &Actor, c: &NewCommand<'_>) -> Result<(), sqlx::Error> {
     let robots: Vec<Option<&str>> = if c.robots.is_empty() {
         vec![None]
     } else {
         c.robots.iter().map(|r| Some(r.as_str())).collect()
     };
+    let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO commands (command_id, robot_id, command, topic, payload, broadcast, confirm_by) \
-         SELECT $1, r, $3, $4, $5, $6, $7 FROM UNNEST($2::text[]) AS r",
+        "INSERT INTO commands (command_id, robot_id, command, topic, payload, broadcast, \
+             confirm_by, requested_by, requested_from) \
+         SELECT $1, r, $3, $4, $5, $6, $7, $8, $9::inet FROM UNNEST($2::text[]) AS r",
     )
     .bind(c.command_id)
     .bind(&robots)
@@ -38,9 +47,40 @@ pub async fn record(pool: &PgPool, c: &NewCommand<'_>) -> Result<(), sqlx::Error
     .bind(c.payload)
     .bind(c.broadcast)
     .bind(c.confirm_by)
-    .execute(pool)
+    .bind(&actor.name)
+    .bind(actor.address.map(|a| a.to_string()))
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    audit::commit(tx, actor, &entry(c)).await
+}
+
+/// The audit entry of a command: its kind decides the action.
+fn entry(c: &NewCommand<'_>) -> Entry {
+    let target = if c.broadcast {
+        "broadcast".to_string()
+    } else {
+        c.robots.first().cloned().unwrap_or_default()
+    };
+    let (action, what) = match Kind::of(c.command) {
+        Kind::EmergencyStop => (action::EMERGENCY_STOP, "emergency stop".to_string()),
+        Kind::Resume => (action::RESUME, "resume".to_string()),
+        Kind::Config => (action::ROBOT_CONFIG, "settings".to_string()),
+        Kind::Other => (action::COMMAND, format!("command {}", c.command)),
+    };
+    let whom = if c.broadcast { "every robot" } else { &target };
+    let mut e =
+        Entry::new(action, target.clone(), format!("{what} sent to {whom}")).details(json!({
+            "command": c.command,
+            "topic": c.topic,
+            "broadcast": c.broadcast,
+            "expected_robots": c.robots,
+            "payload": c.payload,
+        }));
+    if !c.broadcast {
+        e = e.robot(&target);
+    }
+    e.command_id = Some(c.command_id.to_string());
+    e
 }
 
 /// Marks a command that could not be published (all its rows).

@@ -1,9 +1,13 @@
 //! `console_users`: created, changed and removed by admins (the users routes) and by
 //! the `console-user` subcommand. A unique violation (username or email taken) is
-//! reported as such, for the caller's 400.
+//! reported as such, for the caller's 400. Each change commits with its audit row
+//! (`db::edits::audit`; never the password or its hash).
 
+use serde_json::json;
 use sqlx::PgPool;
 
+use crate::audit::{Actor, Entry, action};
+use crate::db::edits::audit;
 use crate::db::reads::console_users::ConsoleUserRow;
 
 /// Why a user could not be stored.
@@ -27,12 +31,14 @@ const RETURNING: &str = "RETURNING id, username, email, role, is_active, created
 /// A new user.
 pub async fn create(
     pool: &PgPool,
+    actor: &Actor,
     username: &str,
     email: &str,
     password_hash: &str,
     role: &str,
 ) -> Result<ConsoleUserRow, EditError> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let mut tx = pool.begin().await?;
+    let row: ConsoleUserRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO console_users (username, email, password_hash, role) \
          VALUES ($1, $2, $3, $4) {RETURNING}"
     )))
@@ -40,9 +46,17 @@ pub async fn create(
     .bind(email)
     .bind(password_hash)
     .bind(role)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await
-    .map_err(taken)
+    .map_err(taken)?;
+    let e = Entry::new(
+        action::CONSOLE_USER_CREATE,
+        username.to_string(),
+        format!("console user {username} created ({role})"),
+    )
+    .details(json!({ "id": row.id, "email": email, "role": role }));
+    audit::commit(tx, actor, &e).await?;
+    Ok(row)
 }
 
 /// What an update changes; `None` keeps the stored value.
@@ -57,10 +71,12 @@ pub struct Changes<'a> {
 /// Applies `changes` to user `id`; `None` when there is no such user.
 pub async fn update(
     pool: &PgPool,
+    actor: &Actor,
     id: &str,
     changes: &Changes<'_>,
 ) -> Result<Option<ConsoleUserRow>, EditError> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let mut tx = pool.begin().await?;
+    let row: Option<ConsoleUserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE console_users SET email = COALESCE($2, email), \
              password_hash = COALESCE($3, password_hash), role = COALESCE($4, role), \
              is_active = COALESCE($5, is_active), updated_at = now() \
@@ -71,40 +87,92 @@ pub async fn update(
     .bind(changes.password_hash)
     .bind(changes.role)
     .bind(changes.is_active)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
-    .map_err(taken)
+    .map_err(taken)?;
+    if let Some(u) = &row {
+        let e = Entry::new(
+            action::CONSOLE_USER_UPDATE,
+            u.username.clone(),
+            format!("console user {} changed", u.username),
+        )
+        .details(json!({
+            "id": u.id,
+            "email": changes.email,
+            "role": changes.role,
+            "is_active": changes.is_active,
+            "password_changed": changes.password_hash.is_some(),
+        }));
+        audit::commit(tx, actor, &e).await?;
+    }
+    Ok(row)
 }
 
 /// Sets the password of `username` (the CLI's reset); whether the user exists.
-pub async fn set_password(pool: &PgPool, username: &str, hash: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
+pub async fn set_password(
+    pool: &PgPool,
+    actor: &Actor,
+    username: &str,
+    hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query(
         "UPDATE console_users SET password_hash = $2, updated_at = now() WHERE username = $1",
     )
     .bind(username)
     .bind(hash)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected()
-        == 1)
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    let e = Entry::new(
+        action::CONSOLE_USER_PASSWORD,
+        username.to_string(),
+        format!("password of console user {username} changed"),
+    );
+    audit::commit(tx, actor, &e).await?;
+    Ok(true)
 }
 
 /// Removes user `id`; whether there was one.
-pub async fn delete(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM console_users WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await?
-        .rows_affected()
-        == 1)
+pub async fn delete(pool: &PgPool, actor: &Actor, id: &str) -> Result<bool, sqlx::Error> {
+    delete_where(pool, actor, "id", id).await
 }
 
 /// Removes user `username` (the CLI); whether there was one.
-pub async fn delete_by_name(pool: &PgPool, username: &str) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM console_users WHERE username = $1")
-        .bind(username)
-        .execute(pool)
-        .await?
-        .rows_affected()
-        == 1)
+pub async fn delete_by_name(
+    pool: &PgPool,
+    actor: &Actor,
+    username: &str,
+) -> Result<bool, sqlx::Error> {
+    delete_where(pool, actor, "username", username).await
+}
+
+/// Removes the user whose `column` (`id` or `username`) is `value`.
+async fn delete_where(
+    pool: &PgPool,
+    actor: &Actor,
+    column: &'static str,
+    value: &str,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let gone: Option<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM console_users WHERE {column} = $1 RETURNING id, username"
+    )))
+    .bind(value)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, username)) = gone else {
+        return Ok(false);
+    };
+    let e = Entry::new(
+        action::CONSOLE_USER_DELETE,
+        username.clone(),
+        format!("console user {username} removed"),
+    )
+    .details(json!({ "id": id }));
+    audit::commit(tx, actor, &e).await?;
+    Ok(true)
 }

@@ -1,9 +1,14 @@
-//! `logs` rows written through the API: the row that records an API action (a robot
-//! created, an emergency stop sent), written with the ingest path's insert so both
-//! dedup the same way; a log row an operator posts; and clearing old logs.
+//! `logs` rows written through the API: the row that records an emergency stop sent,
+//! written with the ingest path's insert so both dedup the same way; a log row an
+//! operator posts; and clearing old logs (recorded in the audit trail). The audit
+//! trail's own `logs` rows are written by `db::edits::audit`.
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use sqlx::PgPool;
+
+use crate::audit::{Actor, Entry, action};
+use crate::db::edits::audit;
 
 use crate::db::maintenance::partitions;
 use crate::db::writes::insert_logs;
@@ -36,10 +41,14 @@ pub async fn create(pool: &PgPool, row: &LogRow) -> Result<(i64, DateTime<Utc>),
 }
 
 /// Deletes every log row older than `cutoff` and returns how many there were, in one
-/// transaction: the day partitions wholly before `cutoff` are emptied (TRUNCATE: no
-/// row-by-row delete, no dead rows left to vacuum), the rest of `cutoff`'s day and the
-/// default partition are deleted row by row.
-pub async fn clear_before(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+/// transaction with its audit row (which, being new, stays): the day partitions wholly
+/// before `cutoff` are emptied (TRUNCATE: no row-by-row delete, no dead rows left to
+/// vacuum), the rest of `cutoff`'s day and the default partition are deleted row by row.
+pub async fn clear_before(
+    pool: &PgPool,
+    actor: &Actor,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let whole_days = partitions::truncate_days_before(&mut tx, "logs", cutoff.date_naive()).await?;
     let rest = sqlx::query("DELETE FROM logs WHERE ts < $1")
@@ -47,6 +56,13 @@ pub async fn clear_before(pool: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, s
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    tx.commit().await?;
-    Ok(whole_days + rest)
+    let deleted = whole_days + rest;
+    let e = Entry::new(
+        action::LOGS_CLEAR,
+        None,
+        format!("{deleted} log rows before {} deleted", cutoff.to_rfc3339()),
+    )
+    .details(json!({ "before": cutoff, "deleted": deleted }));
+    audit::commit(tx, actor, &e).await?;
+    Ok(deleted)
 }

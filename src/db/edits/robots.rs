@@ -3,14 +3,16 @@
 //! key stay), and store the settings sent to a robot (`robot_config`). Robots the
 //! ingest path first hears of are added by `db::writes::robots`. The threshold fields
 //! are the robot's own `alert_thresholds` rows (battery and temperature), written in the
-//! same transaction.
+//! same transaction, as is the change's audit row (`db::edits::audit`).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
 use crate::alerts::{self, Watched};
+use crate::audit::{Actor, Entry, action};
 use crate::config::ThresholdsConfig;
 use crate::db::edits::alerts::set_robot_threshold;
+use crate::db::edits::audit;
 
 /// A robot to register; fields left `None` stay unset (a threshold unset follows the
 /// fleet-wide row or the built-in default, the name defaults to the robot id).
@@ -30,6 +32,7 @@ pub struct NewRobot<'a> {
 /// exists already.
 pub async fn create(
     pool: &PgPool,
+    actor: &Actor,
     builtin: &ThresholdsConfig,
     r: &NewRobot<'_>,
 ) -> Result<bool, sqlx::Error> {
@@ -62,8 +65,24 @@ pub async fn create(
         ];
         set_thresholds(&mut tx, r.robot_id, builtin, given).await?;
     }
-    tx.commit().await?;
-    Ok(inserted)
+    if !inserted {
+        return Ok(false);
+    }
+    let e = Entry::new(
+        action::ROBOT_CREATE,
+        r.robot_id.to_string(),
+        format!("Robot created: {}", r.robot_id),
+    )
+    .robot(r.robot_id)
+    .details(json!({
+        "name": r.name, "description": r.description, "location": r.location,
+        "battery_threshold_low": r.battery_threshold_low,
+        "battery_threshold_critical": r.battery_threshold_critical,
+        "temp_threshold_warning": r.temp_threshold_warning,
+        "temp_threshold_critical": r.temp_threshold_critical,
+    }));
+    audit::commit(tx, actor, &e).await?;
+    Ok(true)
 }
 
 /// Writes the robot's own rows for the (metric, warning, critical) given.
@@ -102,6 +121,7 @@ pub struct RobotChanges<'a> {
 /// `alert_thresholds` rows); `false` when there is no such robot.
 pub async fn update(
     pool: &PgPool,
+    actor: &Actor,
     builtin: &ThresholdsConfig,
     robot_id: &str,
     u: &RobotChanges<'_>,
@@ -140,20 +160,48 @@ pub async fn update(
         ];
         set_thresholds(&mut tx, robot_id, builtin, given).await?;
     }
-    tx.commit().await?;
-    Ok(changed)
+    if !changed {
+        return Ok(false);
+    }
+    let e = Entry::new(
+        action::ROBOT_UPDATE,
+        robot_id.to_string(),
+        format!("Robot updated: {robot_id}"),
+    )
+    .robot(robot_id)
+    .details(json!({
+        "name": u.name, "description": u.description, "location": u.location,
+        "status": u.status, "is_active": u.is_active, "settings": u.settings,
+        "battery_threshold_low": u.battery_threshold_low,
+        "battery_threshold_critical": u.battery_threshold_critical,
+        "temp_threshold_warning": u.temp_threshold_warning,
+        "temp_threshold_critical": u.temp_threshold_critical,
+    }));
+    audit::commit(tx, actor, &e).await?;
+    Ok(true)
 }
 
 /// Soft-deletes robot `robot_id` (`is_active = false`); `false` when there is no such
 /// robot.
-pub async fn deactivate(pool: &PgPool, robot_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn deactivate(pool: &PgPool, actor: &Actor, robot_id: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let changed =
         sqlx::query("UPDATE robots SET is_active = false, updated_at = now() WHERE robot_id = $1")
             .bind(robot_id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-    Ok(changed > 0)
+    if changed == 0 {
+        return Ok(false);
+    }
+    let e = Entry::new(
+        action::ROBOT_DELETE,
+        robot_id.to_string(),
+        format!("Robot deleted: {robot_id}"),
+    )
+    .robot(robot_id);
+    audit::commit(tx, actor, &e).await?;
+    Ok(true)
 }
 
 /// Stores settings sent to `robot_id` under `config_type`: the keys of `data` are added

@@ -28,6 +28,11 @@ pub struct CommandRow {
     pub confirm_by: Option<DateTime<Utc>>,
     /// One of a broadcast's rows.
     pub broadcast: bool,
+    /// Who sent it: a console user's name, `admin-token` or `unauthenticated` (an open
+    /// API); `null` for commands recorded before the audit trail existed.
+    pub requested_by: Option<String>,
+    /// The address the request came from (the HTTP peer: a proxy's, behind one).
+    pub requested_from: Option<String>,
 }
 
 /// The robot's commands, newest first.
@@ -38,7 +43,8 @@ pub async fn list(
 ) -> Result<Vec<CommandRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT command_id, robot_id, command, topic, payload, sent_at, status, response, \
-                responded_at, confirm_by, broadcast \
+                responded_at, confirm_by, broadcast, requested_by, \
+                host(requested_from) AS requested_from \
          FROM commands WHERE robot_id = $1 ORDER BY sent_at DESC, id DESC LIMIT $2",
     )
     .bind(robot_id)

@@ -4,6 +4,7 @@
 //! plan checked) here. Nothing here writes.
 
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod console_users;

@@ -239,7 +239,7 @@ pub async fn write(
 }
 
 /// PostgreSQL text and jsonb cannot hold NUL; JSON may carry it as `\u0000`.
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     if s.contains('\0') {
         s.replace('\0', "")
     } else {
@@ -247,7 +247,7 @@ fn clean(s: &str) -> String {
     }
 }
 
-fn clean_json(v: &Value) -> Value {
+pub(crate) fn clean_json(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(clean(s)),
         Value::Array(a) => Value::Array(a.iter().map(clean_json).collect()),

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 
+use crate::audit::Actor;
 use crate::commands::Target;
 use crate::config::CommandTopics;
 use crate::db::reads::commands::{self as sent, CommandRow};
@@ -23,11 +24,12 @@ use crate::http::{ApiError, Detail, HttpState, check_robot_id, limit};
         (status = 400, body = Detail), (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn device(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(device_id): Path<String>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Json<CommandPublished>, ApiError> {
     let topics = CommandTopics::devices();
-    let sent = dispatch(&s, &topics, Target::Robot(&device_id), body).await?;
+    let sent = dispatch(&s, &actor, &topics, Target::Robot(&device_id), body).await?;
     Ok(published("Command sent successfully", sent))
 }
 

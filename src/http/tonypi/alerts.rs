@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::alerts::{Thresholds, Watched, builtin};
+use crate::audit::Actor;
 use crate::db::edits::alerts::{NewAlert, ThresholdChanges, is_order_violation};
 use crate::db::reads::alerts::{AlertFilter, AlertRow, SOURCE, ThresholdRecord};
 use crate::db::{edits, reads};
@@ -272,6 +273,7 @@ pub struct AlertCreate {
         (status = 401, body = Detail), (status = 403, body = Detail)))]
 pub async fn create(
     State(s): State<HttpState>,
+    actor: Actor,
     Json(a): Json<AlertCreate>,
 ) -> Result<Json<AlertResponse>, ApiError> {
     if let Some(r) = &a.robot_id {
@@ -302,7 +304,9 @@ pub async fn create(
         threshold: a.threshold,
         details: details.as_ref(),
     };
-    Ok(Json(edits::alerts::create(&s.pool, &new).await?.into()))
+    Ok(Json(
+        edits::alerts::create(&s.pool, &actor, &new).await?.into(),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -346,11 +350,12 @@ fn acknowledged_by(caller: &Caller, given: Option<&str>) -> Result<String, ApiEr
 pub async fn acknowledge(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
+    actor: Actor,
     Path(id): Path<i64>,
     Query(q): Query<AcknowledgeQuery>,
 ) -> Result<Json<Acknowledged>, ApiError> {
     let by = acknowledged_by(&caller, q.acknowledged_by.as_deref())?;
-    if !edits::alerts::acknowledge(&s.pool, id, &by).await? {
+    if !edits::alerts::acknowledge(&s.pool, &actor, id, &by).await? {
         return Err(alert_not_found(id));
     }
     Ok(Json(Acknowledged {
@@ -368,9 +373,10 @@ pub async fn acknowledge(
         (status = 404, body = Detail)))]
 pub async fn resolve(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(id): Path<i64>,
 ) -> Result<Json<Message>, ApiError> {
-    if !edits::alerts::resolve(&s.pool, id).await? {
+    if !edits::alerts::resolve(&s.pool, &actor, id).await? {
         return Err(alert_not_found(id));
     }
     Ok(Json(Message {
@@ -397,13 +403,14 @@ pub struct AcknowledgeAllQuery {
 pub async fn acknowledge_all(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
+    actor: Actor,
     Query(q): Query<AcknowledgeAllQuery>,
 ) -> Result<Json<Message>, ApiError> {
     if let Some(r) = &q.robot_id {
         check_robot_id(r)?;
     }
     let by = acknowledged_by(&caller, q.acknowledged_by.as_deref())?;
-    let n = edits::alerts::acknowledge_all(&s.pool, q.robot_id.as_deref(), &by).await?;
+    let n = edits::alerts::acknowledge_all(&s.pool, &actor, q.robot_id.as_deref(), &by).await?;
     Ok(Json(Message {
         message: format!("Acknowledged {n} alerts"),
     }))
@@ -417,9 +424,10 @@ pub async fn acknowledge_all(
         (status = 404, body = Detail)))]
 pub async fn delete(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(id): Path<i64>,
 ) -> Result<Json<Message>, ApiError> {
-    if !edits::alerts::delete(&s.pool, id).await? {
+    if !edits::alerts::delete(&s.pool, &actor, id).await? {
         return Err(alert_not_found(id));
     }
     Ok(Json(Message {
@@ -508,6 +516,7 @@ fn enabled_by_default() -> bool {
         (status = 401, body = Detail), (status = 403, body = Detail)))]
 pub async fn upsert_threshold(
     State(s): State<HttpState>,
+    actor: Actor,
     Json(t): Json<ThresholdCreate>,
 ) -> Result<Json<ThresholdResponse>, ApiError> {
     if let Some(r) = &t.robot_id {
@@ -518,10 +527,16 @@ pub async fn upsert_threshold(
         warning: t.warning_threshold,
         critical: t.critical_threshold,
     };
-    let row =
-        edits::alerts::upsert_threshold(&s.pool, t.robot_id.as_deref(), metric, values, t.enabled)
-            .await
-            .map_err(threshold_error)?;
+    let row = edits::alerts::upsert_threshold(
+        &s.pool,
+        &actor,
+        t.robot_id.as_deref(),
+        metric,
+        values,
+        t.enabled,
+    )
+    .await
+    .map_err(threshold_error)?;
     Ok(Json(row.into()))
 }
 
@@ -542,6 +557,7 @@ pub struct ThresholdUpdate {
         (status = 404, body = Detail)))]
 pub async fn update_threshold(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(id): Path<i32>,
     Json(u): Json<ThresholdUpdate>,
 ) -> Result<Json<ThresholdResponse>, ApiError> {
@@ -550,7 +566,7 @@ pub async fn update_threshold(
         critical: u.critical_threshold,
         enabled: u.enabled,
     };
-    edits::alerts::update_threshold(&s.pool, id, &changes)
+    edits::alerts::update_threshold(&s.pool, &actor, id, &changes)
         .await
         .map_err(threshold_error)?
         .map(|t| Json(t.into()))
@@ -566,9 +582,10 @@ pub async fn update_threshold(
         (status = 404, body = Detail)))]
 pub async fn delete_threshold(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(id): Path<i32>,
 ) -> Result<Json<Message>, ApiError> {
-    if !edits::alerts::delete_threshold(&s.pool, id).await? {
+    if !edits::alerts::delete_threshold(&s.pool, &actor, id).await? {
         return Err(threshold_not_found(id));
     }
     Ok(Json(Message {
@@ -618,11 +635,14 @@ pub async fn defaults(State(s): State<HttpState>) -> Json<Defaults> {
 #[utoipa::path(post, path = "/api/v1/alerts/thresholds/init-defaults", tag = "alerts",
     responses((status = 200, body = Message), (status = 401, body = Detail),
         (status = 403, body = Detail)))]
-pub async fn init_defaults(State(s): State<HttpState>) -> Result<Json<Message>, ApiError> {
+pub async fn init_defaults(
+    State(s): State<HttpState>,
+    actor: Actor,
+) -> Result<Json<Message>, ApiError> {
     let b = builtin(&s.thresholds);
     let defaults: Vec<(Watched, Thresholds)> =
         Watched::ALL.iter().map(|&w| (w, b[w as usize])).collect();
-    let n = edits::alerts::init_default_thresholds(&s.pool, &defaults)
+    let n = edits::alerts::init_default_thresholds(&s.pool, &actor, &defaults)
         .await
         .map_err(threshold_error)?;
     Ok(Json(Message {

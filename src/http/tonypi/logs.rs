@@ -35,8 +35,9 @@ use crate::model::LogRow;
 /// lacks. Robots' own log lines are `robot_<source>` (`robot` without a source), as in
 /// TonyPi; lifecycle changes are `robot`, command answers `command`, emergency-stop
 /// answers and expiries `emergency`, QR scans `scan`, detections `vision`, alerts
-/// `alert` and changes made through the API `api`.
-const CATEGORIES: [&str; 16] = [
+/// `alert`, and the audit trail (who changed what, from where: `db::edits::audit`)
+/// `audit`.
+const CATEGORIES: [&str; 17] = [
     "mqtt",
     "api",
     "database",
@@ -53,6 +54,7 @@ const CATEGORIES: [&str; 16] = [
     "movement",
     "emergency",
     "scan",
+    "audit",
 ];
 
 /// TonyPi's `LOG_LEVELS`, in order of severity.
@@ -389,7 +391,7 @@ fn holds_nul(v: &Value) -> bool {
 /// robots' own lines are `robot_<source>`.
 #[utoipa::path(get, path = "/api/v1/logs/categories", tag = "logs",
     responses((status = 200, body = Vec<String>)))]
-pub async fn categories() -> Json<[&'static str; 16]> {
+pub async fn categories() -> Json<[&'static str; 17]> {
     Json(CATEGORIES)
 }
 
@@ -496,6 +498,7 @@ async fn recent_rows(
     responses((status = 200, body = Cleared), (status = 400, body = Detail)))]
 pub async fn clear(
     State(s): State<HttpState>,
+    actor: crate::audit::Actor,
     Query(q): Query<ClearQuery>,
 ) -> Result<Json<Cleared>, ApiError> {
     let days = q.days.unwrap_or(30);
@@ -505,8 +508,8 @@ pub async fn clear(
             "days must be between 1 and 365",
         ));
     }
-    let deleted = edits::logs::clear_before(&s.pool, Utc::now() - Duration::days(days)).await?;
-    tracing::info!(deleted, days, "logs cleared through the API");
+    let deleted =
+        edits::logs::clear_before(&s.pool, &actor, Utc::now() - Duration::days(days)).await?;
     Ok(Json(Cleared {
         message: format!("Deleted {deleted} logs older than {days} days"),
     }))

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use crate::audit::Actor;
 use crate::commands::{CONFIG, EMERGENCY_STOP, RESUME, Target};
 use crate::db::{edits, reads};
 use crate::http::commands::dispatch;
@@ -76,6 +77,7 @@ pub struct EmergencyStopSent {
         (status = 503, description = "the broker is not connected; nothing was sent", body = Detail)))]
 pub async fn send(
     State(s): State<HttpState>,
+    actor: Actor,
     Json(req): Json<CommandRequest>,
 ) -> Result<Json<CommandSent>, ApiError> {
     let mut payload = Map::new();
@@ -85,7 +87,7 @@ pub async fn send(
         req.parameters.unwrap_or_else(|| json!({})),
     );
     let target = Target::Robot(&req.robot_id);
-    let sent = dispatch(&s, &s.command_topics, target, payload).await?;
+    let sent = dispatch(&s, &actor, &s.command_topics, target, payload).await?;
     Ok(Json(CommandSent {
         success: true,
         message: "Command sent successfully".into(),
@@ -103,6 +105,7 @@ pub async fn send(
         (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn emergency_stop(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(robot_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<EmergencyStopSent>, ApiError> {
@@ -112,7 +115,7 @@ pub async fn emergency_stop(
     } else {
         Target::Robot(&robot_id)
     };
-    stop(&s, target, req.reason).await
+    stop(&s, &actor, target, req.reason).await
 }
 
 /// Stops every robot (`tonypi/emergency_stop/broadcast`); logged at CRITICAL. Each robot
@@ -123,13 +126,14 @@ pub async fn emergency_stop(
         (status = 503, body = Detail)))]
 pub async fn emergency_stop_all(
     State(s): State<HttpState>,
+    actor: Actor,
     body: Bytes,
 ) -> Result<Json<EmergencyStopSent>, ApiError> {
     let req = stop_request(&body)?;
     let reason = req
         .reason
         .or_else(|| Some("Broadcast emergency stop".into()));
-    stop(&s, Target::Broadcast, reason).await
+    stop(&s, &actor, Target::Broadcast, reason).await
 }
 
 /// Sends `resume` to one robot (on its command topic, as TonyPi's backend does).
@@ -138,11 +142,19 @@ pub async fn emergency_stop_all(
     responses((status = 200, body = CommandSent), (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn resume(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(robot_id): Path<String>,
 ) -> Result<Json<CommandSent>, ApiError> {
     let mut payload = Map::new();
     payload.insert("type".into(), json!(RESUME));
-    let sent = dispatch(&s, &s.command_topics, Target::Robot(&robot_id), payload).await?;
+    let sent = dispatch(
+        &s,
+        &actor,
+        &s.command_topics,
+        Target::Robot(&robot_id),
+        payload,
+    )
+    .await?;
     Ok(Json(CommandSent {
         success: true,
         message: format!("Resume command sent to {robot_id}"),
@@ -167,6 +179,7 @@ fn stop_request(body: &[u8]) -> Result<EmergencyStopRequest, ApiError> {
 /// confirm it.
 async fn stop(
     s: &HttpState,
+    actor: &Actor,
     target: Target<'_>,
     reason: Option<String>,
 ) -> Result<Json<EmergencyStopSent>, ApiError> {
@@ -175,7 +188,7 @@ async fn stop(
     if let Some(reason) = reason {
         payload.insert("reason".into(), json!(reason));
     }
-    let sent = dispatch(s, &s.command_topics, target, payload).await?;
+    let sent = dispatch(s, actor, &s.command_topics, target, payload).await?;
     let whom = match target {
         Target::Robot(id) => id.to_string(),
         Target::Broadcast => "all robots".into(),
@@ -410,6 +423,7 @@ pub async fn get_config(
         (status = 503, description = "the broker is not connected; nothing was sent or stored", body = Detail)))]
 pub async fn put_config(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(robot_id): Path<String>,
     Json(req): Json<ConfigUpdate>,
 ) -> Result<Json<ConfigUpdated>, ApiError> {
@@ -425,7 +439,14 @@ pub async fn put_config(
     payload.insert("type".into(), json!(CONFIG));
     payload.insert("config_type".into(), json!(req.config_type));
     payload.insert("config_data".into(), data.clone());
-    let sent = dispatch(&s, &s.command_topics, Target::Robot(&robot_id), payload).await?;
+    let sent = dispatch(
+        &s,
+        &actor,
+        &s.command_topics,
+        Target::Robot(&robot_id),
+        payload,
+    )
+    .await?;
     if !edits::robots::store_config(
         &s.pool,
         &robot_id,

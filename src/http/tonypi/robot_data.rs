@@ -444,6 +444,7 @@ pub async fn job_summary(
         (status = 400, body = Detail), (status = 404, body = Detail), (status = 503, body = Detail)))]
 pub async fn pass_through(
     State(s): State<HttpState>,
+    actor: crate::audit::Actor,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Json<CommandPublished>, ApiError> {
     let robot_id = body
@@ -451,7 +452,7 @@ pub async fn pass_through(
         .and_then(Value::as_str)
         .map(str::to_string);
     let target = robot_id.as_deref().map_or(Target::Broadcast, Target::Robot);
-    let sent = dispatch(&s, &s.command_topics, target, body).await?;
+    let sent = dispatch(&s, &actor, &s.command_topics, target, body).await?;
     Ok(published("Command sent to robot", sent))
 }
 

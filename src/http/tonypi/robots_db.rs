@@ -14,16 +14,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::audit::Actor;
 use crate::db::edits::robots::{NewRobot, RobotChanges};
 use crate::db::reads::jobs::JobRow;
 use crate::db::reads::logs::LogFilter;
 use crate::db::reads::robots::RobotRow;
 use crate::db::{edits, reads};
 use crate::http::{ApiError, Detail, HttpState, check_robot_id, json_sized, limit};
-use crate::model::{LogRow, message_fingerprint};
 
 fn ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(|t| t.to_rfc3339())
@@ -124,12 +124,13 @@ pub struct RobotCreate {
 }
 
 /// Registers a robot (name defaults to its id; thresholds unset follow the fleet
-/// default); logs `Robot created` (category `api`).
+/// default); logs `Robot created` (category `audit`, with who and from where).
 #[utoipa::path(post, path = "/api/v1/robots-db/robots", tag = "robots-db",
     request_body = RobotCreate,
     responses((status = 200, body = Robot), (status = 400, description = "the robot exists, a bad robot id, or a warning threshold past its critical one", body = Detail)))]
 pub async fn create(
     State(s): State<HttpState>,
+    actor: Actor,
     Json(r): Json<RobotCreate>,
 ) -> Result<Json<Robot>, ApiError> {
     check_robot_id(&r.robot_id)?;
@@ -143,7 +144,7 @@ pub async fn create(
         temp_threshold_warning: r.temp_threshold_warning,
         temp_threshold_critical: r.temp_threshold_critical,
     };
-    if !edits::robots::create(&s.pool, &s.thresholds, &new)
+    if !edits::robots::create(&s.pool, &actor, &s.thresholds, &new)
         .await
         .map_err(super::alerts::threshold_error)?
     {
@@ -152,13 +153,6 @@ pub async fn create(
             "Robot already exists",
         ));
     }
-    api_log(
-        &s,
-        &r.robot_id,
-        format!("Robot created: {}", r.robot_id),
-        None,
-    )
-    .await?;
     fetch_robot(&s, &r.robot_id).await
 }
 
@@ -177,7 +171,7 @@ pub struct RobotUpdate {
     pub is_active: Option<bool>,
 }
 
-/// Changes the fields given; logs `Robot updated` (category `api`).
+/// Changes the fields given; logs `Robot updated` (category `audit`).
 #[utoipa::path(put, path = "/api/v1/robots-db/robots/{robot_id}", tag = "robots-db",
     params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")), request_body = RobotUpdate,
     responses((status = 200, body = Robot),
@@ -185,6 +179,7 @@ pub struct RobotUpdate {
         (status = 404, body = Detail)))]
 pub async fn update(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(robot_id): Path<String>,
     Json(u): Json<RobotUpdate>,
 ) -> Result<Json<Robot>, ApiError> {
@@ -200,23 +195,12 @@ pub async fn update(
         settings: u.settings.clone().map(Value::Object),
         is_active: u.is_active,
     };
-    if !edits::robots::update(&s.pool, &s.thresholds, &robot_id, &changes)
+    if !edits::robots::update(&s.pool, &actor, &s.thresholds, &robot_id, &changes)
         .await
         .map_err(super::alerts::threshold_error)?
     {
         return Err(not_found());
     }
-    let details = json!({
-        "name": u.name, "description": u.description, "location": u.location,
-        "status": u.status, "is_active": u.is_active,
-    });
-    api_log(
-        &s,
-        &robot_id,
-        format!("Robot updated: {robot_id}"),
-        Some(details),
-    )
-    .await?;
     fetch_robot(&s, &robot_id).await
 }
 
@@ -226,18 +210,18 @@ pub struct Message {
     pub message: String,
 }
 
-/// A soft delete (`is_active = false`); logs `Robot deleted` (category `api`).
+/// A soft delete (`is_active = false`); logs `Robot deleted` (category `audit`).
 #[utoipa::path(delete, path = "/api/v1/robots-db/robots/{robot_id}", tag = "robots-db",
     params(("robot_id" = String, Path, description = "The robot's id, e.g. tonypi_07")),
     responses((status = 200, body = Message), (status = 404, body = Detail)))]
 pub async fn delete(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(robot_id): Path<String>,
 ) -> Result<Json<Message>, ApiError> {
-    if !edits::robots::deactivate(&s.pool, &robot_id).await? {
+    if !edits::robots::deactivate(&s.pool, &actor, &robot_id).await? {
         return Err(not_found());
     }
-    api_log(&s, &robot_id, format!("Robot deleted: {robot_id}"), None).await?;
     Ok(Json(Message {
         message: "Robot deleted successfully".into(),
     }))
@@ -442,27 +426,6 @@ pub async fn stats(State(s): State<HttpState>) -> Result<Json<Stats>, ApiError> 
         active_jobs: c.active_jobs,
         completed_jobs_today: c.completed_jobs_today,
     }))
-}
-
-/// A `logs` row (category `api`) for a change made through the API, as TonyPi writes.
-async fn api_log(
-    s: &HttpState,
-    robot_id: &str,
-    message: String,
-    details: Option<Value>,
-) -> Result<(), ApiError> {
-    let now = Utc::now();
-    let row = LogRow {
-        robot_id: Some(robot_id.to_string()),
-        ts: now,
-        level: "INFO".into(),
-        category: "api".into(),
-        source: Some("fleetsink".into()),
-        dedup_key: message_fingerprint(&message, now.to_rfc3339().as_bytes()),
-        message,
-        details,
-    };
-    Ok(edits::logs::insert(&s.pool, row).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

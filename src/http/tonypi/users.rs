@@ -19,6 +19,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::Actor;
 use crate::auth::console::{self, Role};
 use crate::db::edits::console_users::{self as edits, Changes, EditError};
 use crate::db::reads::console_users::{self as reads, ConsoleUserRow};
@@ -207,15 +208,23 @@ pub async fn list(State(s): State<HttpState>) -> Result<Json<Vec<UserResponse>>,
         (status = 401, body = Detail), (status = 403, body = Detail)))]
 pub async fn create(
     State(s): State<HttpState>,
+    actor: Actor,
     Json(req): Json<UserCreate>,
 ) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
     check_username(&req.username)?;
     check_email(&req.email)?;
     let role = role(&req.role)?;
     let hash = password_hash(req.password).await?;
-    let row = edits::create(&s.pool, &req.username, &req.email, &hash, role.as_str())
-        .await
-        .map_err(edit_error)?;
+    let row = edits::create(
+        &s.pool,
+        &actor,
+        &req.username,
+        &req.email,
+        &hash,
+        role.as_str(),
+    )
+    .await
+    .map_err(edit_error)?;
     reload(&s).await;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
@@ -244,6 +253,7 @@ pub async fn get(
         (status = 404, body = Detail), (status = 401, body = Detail), (status = 403, body = Detail)))]
 pub async fn update(
     State(s): State<HttpState>,
+    actor: Actor,
     Path(id): Path<String>,
     Json(req): Json<UserUpdate>,
 ) -> Result<Json<UserResponse>, ApiError> {
@@ -281,7 +291,7 @@ pub async fn update(
         role: new_role.map(Role::as_str),
         is_active: req.is_active,
     };
-    let row = edits::update(&s.pool, id, &changes)
+    let row = edits::update(&s.pool, &actor, id, &changes)
         .await
         .map_err(|e| match e {
             EditError::Taken => ApiError::new(StatusCode::BAD_REQUEST, "Email already in use"),
@@ -301,6 +311,7 @@ pub async fn update(
 pub async fn delete(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = clean_id(&id)?;
@@ -320,7 +331,7 @@ pub async fn delete(
             "this is the last active admin: make another user admin first",
         ));
     }
-    if !edits::delete(&s.pool, id).await? {
+    if !edits::delete(&s.pool, &actor, id).await? {
         return Err(not_found());
     }
     reload(&s).await;

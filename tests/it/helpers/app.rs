@@ -314,12 +314,24 @@ impl Drop for Daemon {
 /// Runs `fleetsink ARGS` against the test's database; `stdin` is piped in. Returns
 /// success, stdout and stderr.
 pub fn cli(db_url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    cli_with_env(db_url, args, stdin, &[])
+}
+
+/// [`cli`] with `envs` on top of its clean environment (e.g. `USER`, or
+/// `FLEETSINK__LOG__LEVEL=info` to see where log lines go).
+pub fn cli_with_env(
+    db_url: &str,
+    args: &[&str],
+    stdin: &str,
+    envs: &[(&str, &str)],
+) -> (bool, String, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsink"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("FLEETSINK__DATABASE__URL", db_url)
         .env("FLEETSINK__LOG__LEVEL", "warn")
+        .envs(envs.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
