@@ -53,8 +53,8 @@ pub fn spawn(tracker: &TaskTracker, pool: &PgPool, cfg: &Config, cancel: &Cancel
 /// How often tables are checked for stale statistics (`db::maintenance::analyze`).
 const ANALYZE_EVERY: Duration = Duration::from_secs(10);
 
-/// Every [`ANALYZE_EVERY`] until cancelled: analyzes the tables that changed by more
-/// than half since their last analyze, so a fresh installation or a new day's
+/// Every [`ANALYZE_EVERY`] until cancelled: analyzes the tables that hold more than
+/// twice the rows their statistics say, so a fresh installation or a new day's
 /// partition gets plans for its real size within seconds, not after autovacuum's minute.
 async fn analyze_periodically(pool: PgPool, cancel: CancellationToken) {
     let mut tick = ticker(ANALYZE_EVERY);
