@@ -14,7 +14,6 @@
 //! Recorded before published, so an answer can never arrive for a command fleetsink
 //! does not know; a publish the broker refuses marks the rows failed and answers 503.
 
-use axum::Json;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use chrono::Utc;
@@ -27,6 +26,7 @@ use crate::commands::{self, Kind, Target};
 use crate::config::CommandTopics;
 use crate::db::edits::commands::NewCommand;
 use crate::db::{edits, reads};
+use crate::http::extract::Json;
 use crate::model::{LogRow, message_fingerprint};
 use crate::mqtt::Qos;
 

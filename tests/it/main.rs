@@ -7,6 +7,7 @@ mod helpers;
 
 mod alerts;
 mod alerts_api;
+mod api_input;
 mod commands;
 mod console;
 mod day;
@@ -25,6 +26,7 @@ mod overview;
 mod packaging;
 mod partitions;
 mod scale;
+mod schemathesis;
 mod storage;
 mod systemd;
 mod tls;
