@@ -201,7 +201,8 @@ async fn system_status_and_job_totals_from_the_pipeline() {
     );
     let uptime = status["system_uptime"].as_str().unwrap();
     assert!(
-        uptime.ends_with("seconds") || uptime.contains("minute"),
+        // "1 second" on a machine loaded enough that start-up took a second.
+        uptime.ends_with("second") || uptime.ends_with("seconds") || uptime.contains("minute"),
         "{uptime}"
     );
     assert!(status["uptime_seconds"].as_u64().is_some());
