@@ -18,6 +18,15 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)   # validates 
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 # cargo-deb, for the Debian package test.
 cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --quiet
+# schemathesis (PyPI), for the API fuzzing test: a virtualenv cached across runs.
+ST_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/fleetsink-test/venv"
+if [ ! -x "$ST_VENV/bin/schemathesis" ]; then
+  echo "installing schemathesis into $ST_VENV"
+  command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install --quiet schemathesis
+fi
+export FLEETSINK_TEST_SCHEMATHESIS="$ST_VENV/bin/schemathesis"
 PG_BIN="$(pg_bin)"
 MOSQUITTO_BIN="$(mosquitto_bin)"
 pg_user_setup

@@ -16,7 +16,6 @@
 //! The record names who sent it (`requested_by`, `requested_from`) and carries its
 //! audit row, in one transaction: a command is never sent without its audit row.
 
-use axum::Json;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use chrono::Utc;
@@ -30,6 +29,7 @@ use crate::commands::{self, Kind, Target};
 use crate::config::CommandTopics;
 use crate::db::edits::commands::NewCommand;
 use crate::db::{edits, reads};
+use crate::http::extract::Json;
 use crate::model::{LogRow, message_fingerprint};
 use crate::mqtt::Qos;
 

@@ -3,11 +3,11 @@
 //! handler that panicked. A database error is logged and answered 500, or 503 when
 //! retrying may help; its text never reaches the client.
 
-use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::db::is_transient;
+use crate::http::extract::Json;
 
 /// The body of every API error.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -58,9 +58,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// axum's extractors reject bad input (a malformed JSON body, a query parameter of the
-/// wrong type) with a plain-text 4xx, and a method a path does not take with an empty
-/// 405; the API's contract is `{"detail": "..."}`.
+/// The router answers a method a path does not take with an empty 405, and axum's own
+/// extractors (the API's are `extract.rs`'s, which answer `{"detail"}` themselves)
+/// with a plain-text 4xx; the API's contract is `{"detail": "..."}`.
 pub(super) async fn detail_for_rejections(resp: Response) -> Response {
     let content_type = resp
         .headers()

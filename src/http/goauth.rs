@@ -9,15 +9,15 @@
 
 use std::net::SocketAddr;
 
-use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::HttpState;
 use crate::auth::{Access, Decision};
+use crate::http::extract::Json;
 
 /// The fields go-auth sends, whichever encoding.
 #[derive(Debug, Default)]
@@ -29,23 +29,29 @@ pub struct Params {
     acc: Option<String>,
 }
 
+/// Every answer of these routes: go-auth reads the status (`status` mode) or `ok`
+/// (`json` mode); `error` says why, for the operator reading go-auth's log.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct GoAuthAnswer {
+    ok: bool,
+    error: String,
+}
+
+fn reply(status: StatusCode, error: impl Into<String>) -> Response {
+    let ok = status == StatusCode::OK;
+    let error = error.into();
+    (status, Json(GoAuthAnswer { ok, error })).into_response()
+}
+
 fn answer(decision: Decision) -> Response {
     match decision {
-        Decision::Allow => (StatusCode::OK, Json(json!({"ok": true, "error": ""}))).into_response(),
-        Decision::Deny(why) => (
-            StatusCode::FORBIDDEN,
-            Json(json!({"ok": false, "error": why})),
-        )
-            .into_response(),
+        Decision::Allow => reply(StatusCode::OK, ""),
+        Decision::Deny(why) => reply(StatusCode::FORBIDDEN, why),
     }
 }
 
 fn bad_request(why: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"ok": false, "error": why})),
-    )
-        .into_response()
+    reply(StatusCode::BAD_REQUEST, why)
 }
 
 /// Reads a JSON or form body; `Err` says what is wrong with it (a 400).
@@ -91,13 +97,10 @@ fn params(headers: &HeaderMap, body: &Bytes) -> Result<Params, String> {
 /// a 5xx, which go-auth does not cache, rather than a wrong denial.
 fn refuse_outsiders(s: &HttpState, peer: SocketAddr) -> Option<Response> {
     if !s.auth.store().is_loaded() {
-        return Some(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"ok": false, "error": "users and ACL rules not loaded yet (database unreachable)"})),
-            )
-                .into_response(),
-        );
+        return Some(reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "users and ACL rules not loaded yet (database unreachable)",
+        ));
     }
     let ip = peer.ip().to_canonical();
     if s.auth_allow.iter().any(|net| net.contains(&ip)) {
@@ -139,9 +142,11 @@ impl FromRequest<HttpState> for GoAuthRequest {
 /// go-auth's user check: username and password (JSON or form body).
 #[utoipa::path(post, path = "/mqtt/user", tag = "go-auth", security(()),
     request_body(content = Object, description = "{username, password, clientid}", content_type = "application/json"),
-    responses((status = 200, description = "{\"ok\":true,\"error\":\"\"}: allowed"),
-              (status = 403, description = "{\"ok\":false,\"error\":\"...\"}: denied, or the caller is not in http.auth_allow"),
-              (status = 503, description = "users not loaded yet")))]
+    responses((status = 200, description = "allowed", body = GoAuthAnswer),
+              (status = 403, description = "denied, or the caller is not in http.auth_allow", body = GoAuthAnswer),
+              (status = 400, description = "a JSON body that does not parse, or not an object", body = GoAuthAnswer),
+              (status = 413, description = "a body over http.max_body_bytes"),
+              (status = 503, description = "users not loaded yet", body = GoAuthAnswer)))]
 pub async fn user(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -> Response {
     if p.username.is_empty() {
         return answer(Decision::Deny("no username"));
@@ -152,7 +157,11 @@ pub async fn user(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -
 /// go-auth's superuser check: username (JSON or form body).
 #[utoipa::path(post, path = "/mqtt/superuser", tag = "go-auth", security(()),
     request_body(content = Object, description = "{username}", content_type = "application/json"),
-    responses((status = 200, description = "a superuser"), (status = 403, description = "not a superuser")))]
+    responses((status = 200, description = "a superuser", body = GoAuthAnswer),
+              (status = 403, description = "not a superuser, or the caller is not in http.auth_allow", body = GoAuthAnswer),
+              (status = 400, description = "a JSON body that does not parse, or not an object", body = GoAuthAnswer),
+              (status = 413, description = "a body over http.max_body_bytes"),
+              (status = 503, description = "users not loaded yet", body = GoAuthAnswer)))]
 pub async fn superuser(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -> Response {
     answer(s.auth.check_superuser(&p.username))
 }
@@ -161,8 +170,11 @@ pub async fn superuser(State(s): State<HttpState>, GoAuthRequest(p): GoAuthReque
 /// subscribe; a number or a string), JSON or form body.
 #[utoipa::path(post, path = "/mqtt/acl", tag = "go-auth", security(()),
     request_body(content = Object, description = "{username, clientid, topic, acc}", content_type = "application/json"),
-    responses((status = 200, description = "allowed"), (status = 403, description = "denied"),
-              (status = 400, description = "no topic, or acc not 1, 2 or 4")))]
+    responses((status = 200, description = "allowed", body = GoAuthAnswer),
+              (status = 403, description = "denied, or the caller is not in http.auth_allow", body = GoAuthAnswer),
+              (status = 400, description = "no topic, acc not 1, 2 or 4, or a JSON body that does not parse", body = GoAuthAnswer),
+              (status = 413, description = "a body over http.max_body_bytes"),
+              (status = 503, description = "users not loaded yet", body = GoAuthAnswer)))]
 pub async fn acl(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -> Response {
     let acc = p.acc.as_deref().and_then(|a| a.trim().parse::<i64>().ok());
     let Some(access) = acc.and_then(Access::from_acc) else {

@@ -5,7 +5,8 @@
 //! router and holds the shared state and the small checks handlers share; handlers
 //! parse the request, call `db::reads` / `db::edits`, and shape the answer (no SQL).
 //!
-//! API errors are `{"detail": "..."}` with a fitting status (`error.rs`). `/api/` needs
+//! API errors are `{"detail": "..."}` with a fitting status (`error.rs`); handlers read
+//! input only through `extract.rs` (malformed input and NUL refused there). `/api/` needs
 //! a bearer credential — `http.admin_token` or a console session token — once either is
 //! configured, and each route group a role (`auth.rs`: viewer, operator, admin).
 //! Every route is registered together with its OpenAPI description (utoipa
@@ -16,22 +17,24 @@ mod api;
 pub mod auth;
 mod commands;
 mod error;
+mod extract;
 mod goauth;
 mod ops;
 mod tonypi;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
 use auth::BearerAuth;
 pub use error::{ApiError, Detail};
+use extract::Json;
 pub use tonypi::logs::LogExport;
 
 use crate::config::ThresholdsConfig;
@@ -160,16 +163,30 @@ fn routes() -> (
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(api::audit::list))
         .route_layer(middleware::from_fn(auth::admin));
-    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(viewer)
-        .merge(operator)
-        .merge(admin)
-        .split_for_parts();
+    // Each group's document lists the errors its extractors and role layer can answer
+    // (`extract::document`); go-auth's and the probes' routes list their own.
+    let documented = |group: OpenApiRouter<HttpState>, guard| {
+        let (router, mut doc) = group.split_for_parts();
+        extract::document(&mut doc, guard);
+        (router, doc)
+    };
+    let mut doc = ApiDoc::openapi();
+    let mut api = Router::new();
+    for (router, group_doc) in [
+        documented(viewer, extract::Guard::Credential),
+        documented(operator, extract::Guard::Role),
+        documented(admin, extract::Guard::Role),
+    ] {
+        api = api.merge(router);
+        doc.merge(group_doc);
+    }
     // Sign-in and this document need no credential.
-    let (public, public_doc) = OpenApiRouter::new()
-        .routes(routes!(users::login))
-        .routes(routes!(openapi_json))
-        .split_for_parts();
+    let (public, public_doc) = documented(
+        OpenApiRouter::new()
+            .routes(routes!(users::login))
+            .routes(routes!(openapi_json)),
+        extract::Guard::Public,
+    );
     doc.merge(public_doc);
     let (ops, ops_doc) = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
@@ -217,7 +234,7 @@ pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) 
 }
 
 /// This document (OpenAPI 3).
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "fleet",
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "fleet", security(()),
     responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
 async fn openapi_json(
     axum::Extension(doc): axum::Extension<Arc<utoipa::openapi::OpenApi>>,

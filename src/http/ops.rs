@@ -2,13 +2,13 @@
 //! Prometheus scrape (`/metrics`, fleetsink's own telemetry, see `telemetry.rs`). They
 //! take no token, so probes and Prometheus need no credentials.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::HttpState;
+use crate::http::extract::Json;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),

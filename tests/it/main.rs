@@ -7,6 +7,7 @@ mod helpers;
 
 mod alerts;
 mod alerts_api;
+mod api_input;
 mod audit;
 mod commands;
 mod console;
@@ -26,6 +27,7 @@ mod overview;
 mod packaging;
 mod partitions;
 mod scale;
+mod schemathesis;
 mod scripts;
 mod storage;
 mod systemd;

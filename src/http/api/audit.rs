@@ -3,14 +3,14 @@
 //! the addresses they work from, and the user administration itself; operators see
 //! who sent a robot's commands in its command list.
 
-use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::db::reads::audit::{self, AuditFilter, AuditRow};
+use crate::http::extract::{Json, Query};
 use crate::http::{ApiError, Detail, HttpState, limit};
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -2,8 +2,7 @@
 //! profile's topics, whatever `commands.profile` says) and the commands sent to a robot
 //! with their state. Sending is shared with TonyPi's routes (`http/commands.rs`).
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
@@ -13,6 +12,7 @@ use crate::commands::Target;
 use crate::config::CommandTopics;
 use crate::db::reads::commands::{self as sent, CommandRow};
 use crate::http::commands::{CommandPublished, dispatch, published};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::{ApiError, Detail, HttpState, check_robot_id, limit};
 
 /// A JSON object to a generic device, on `devices/{device_id}/commands`

@@ -1,12 +1,12 @@
 //! What the pipeline rejected and why (`ingest_errors`), newest first: the first place
 //! to look when a robot's data does not show up.
 
-use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::reads::ingest_errors;
+use crate::http::extract::{Json, Query};
 use crate::http::{ApiError, Detail, HttpState, limit};
 
 #[derive(Debug, Deserialize, IntoParams)]

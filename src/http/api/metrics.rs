@@ -11,8 +11,7 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::reads::metrics;
+use crate::http::extract::{Json, Path, Query};
 use crate::http::{ApiError, Detail, HttpState, check_robot_id, csv_field, json_sized, robot_key};
 
 /// The most points (buckets × metric names) one answer holds.
@@ -36,13 +36,13 @@ fn bad(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, detail)
 }
 
-/// Query parameters by hand: `name` may repeat, which a struct extractor cannot take.
-fn params(raw: Option<&str>) -> Result<Params, ApiError> {
+/// Query parameters as pairs: `name` may repeat, which a struct cannot take.
+fn params(pairs: Vec<(String, String)>) -> Result<Params, ApiError> {
     let mut names = Vec::new();
     let (mut from, mut to, mut bucket) = (None, None, Duration::from_secs(60));
-    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "name" => names.push(v.into_owned()),
+    for (k, v) in pairs {
+        match k.as_str() {
+            "name" => names.push(v),
             "from" | "to" => {
                 let t = DateTime::parse_from_rfc3339(&v)
                     .map_err(|_| {
@@ -135,11 +135,11 @@ pub struct Buckets {
 pub async fn buckets(
     State(s): State<HttpState>,
     Path(robot_id): Path<String>,
-    RawQuery(raw): RawQuery,
+    Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_robot_id(&robot_id)?;
-    let p = params(raw.as_deref())?;
+    let p = params(pairs)?;
     let robot = robot_key(&s, &robot_id).await?;
     // Exact names, and `prefix*` patterns (LIKE with the prefix's own % and _ escaped).
     let exact: Vec<&str> = p

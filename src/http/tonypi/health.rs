@@ -2,7 +2,6 @@
 //! shape, but with each service's real state (TonyPi always says healthy) and a 503
 //! when one is down, so the UI's status light means something.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
@@ -10,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::HttpState;
+use crate::http::extract::Json;
 
 /// TonyPi's health answer.
 #[derive(Debug, Serialize, ToSchema)]

@@ -13,9 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -28,6 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::db::reads::logs::{LogQuery, StoredLog};
 use crate::db::{edits, reads};
+use crate::http::extract::{Json, Query};
 use crate::http::{ApiError, Detail, HttpState, check_robot_id, csv_field, limit_within};
 use crate::model::LogRow;
 
@@ -257,17 +257,11 @@ impl Filters {
 }
 
 /// A text parameter: `None` when absent or empty (TonyPi filters only on non-empty
-/// values); 400 when it holds a NUL (PostgreSQL cannot store one) or is too long.
+/// values); 400 when it is too long (NUL never gets here: `http::extract`).
 fn text<'a>(name: &str, value: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
     let Some(v) = given(value) else {
         return Ok(None);
     };
-    if v.contains('\0') {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{name} must not contain a NUL character"),
-        ));
-    }
     if v.chars().count() > MAX_TEXT {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -340,9 +334,6 @@ pub async fn create(
     let category = text("category", Some(&req.category))?
         .ok_or_else(|| bad("category must not be empty".into()))?
         .to_lowercase();
-    if req.message.contains('\0') {
-        return Err(bad("message must not contain a NUL character".into()));
-    }
     if let Some(r) = &req.robot_id {
         check_robot_id(r)?;
     }
@@ -351,9 +342,6 @@ pub async fn create(
         Some(Value::Object(d)) => Some(Value::Object(d)),
         Some(_) => return Err(bad("details must be an object or null".into())),
     };
-    if details.as_ref().is_some_and(holds_nul) {
-        return Err(bad("details must not contain a NUL character".into()));
-    }
     let row = LogRow {
         robot_id: req.robot_id,
         ts: Utc::now(),
@@ -375,16 +363,6 @@ pub async fn create(
         details: row.details,
         timestamp: ts.to_rfc3339(),
     }))
-}
-
-/// Whether a JSON value holds a NUL in any string or key.
-fn holds_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(holds_nul),
-        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        _ => false,
-    }
 }
 
 /// TonyPi's categories, then those fleetsink writes itself (`emergency`, `scan`);
@@ -805,7 +783,6 @@ mod tests {
     #[test]
     fn text_parameters() {
         assert_eq!(text("search", Some("")).unwrap(), None);
-        assert!(text("search", Some("a\0b")).is_err());
         assert!(text("search", Some(&"é".repeat(201))).is_err());
         assert_eq!(
             text("search", Some(&"é".repeat(200)))

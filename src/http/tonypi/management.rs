@@ -6,8 +6,7 @@
 //! confirm it, which must do so within `commands.confirm_within` or are shown
 //! `unconfirmed`.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -18,6 +17,7 @@ use crate::audit::Actor;
 use crate::commands::{CONFIG, EMERGENCY_STOP, RESUME, Target};
 use crate::db::{edits, reads};
 use crate::http::commands::dispatch;
+use crate::http::extract::{Json, Path};
 use crate::http::{ApiError, Detail, HttpState, robot_key};
 
 /// `POST /api/v1/management/command`, as the TonyPi backend takes it.
@@ -429,12 +429,6 @@ pub async fn put_config(
 ) -> Result<Json<ConfigUpdated>, ApiError> {
     check_config_type(&req.config_type)?;
     let data = Value::Object(req.config_data);
-    if holds_nul(&data) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "config_data must not contain NUL characters",
-        ));
-    }
     let mut payload = Map::new();
     payload.insert("type".into(), json!(CONFIG));
     payload.insert("config_type".into(), json!(req.config_type));
@@ -481,16 +475,6 @@ fn check_config_type(t: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Whether a string or key anywhere in `v` holds NUL (PostgreSQL's jsonb cannot).
-fn holds_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(holds_nul),
-        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,9 +493,6 @@ mod tests {
         for bad in ["", "robot_id", "a b", "nav\0", &"x".repeat(65)] {
             assert!(check_config_type(bad).is_err(), "{bad:?}");
         }
-        assert!(holds_nul(&json!({"a": [1, {"b": "x\0"}]})));
-        assert!(holds_nul(&json!({"k\0": 1})));
-        assert!(!holds_nul(&json!({"a": "\\u0000"})));
     }
 }
 

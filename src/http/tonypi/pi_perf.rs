@@ -5,13 +5,13 @@
 //! `system_<key>`; fleetsink stores them as metrics `system_info.<key>`, so
 //! `system_info.cpu_percent` is answered as field `system_cpu_percent`.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::reads::robot_data::{self, ReadingFilter};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::tonypi::robot_data::time_range;
 use crate::http::{ApiError, Detail, HttpState, check_robot_id};
 

@@ -6,8 +6,7 @@
 //! (and `servo_count`), `sensors` → the sensor readings (names without a dot). Current
 //! values come from `metric_latest`.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,6 +20,7 @@ use crate::db::reads::metrics::{self, Latest};
 use crate::db::reads::robot_data::{self, ReadingFilter};
 use crate::db::reads::{jobs, robots};
 use crate::http::commands::{CommandPublished, dispatch, published};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::{ApiError, Detail, HttpState, check_robot_id, known_robot};
 
 /// TonyPi reads "the last 5 minutes" for current state.

@@ -8,8 +8,7 @@
 //! own row, else the fleet-wide row, else the built-in default (`[alerts.thresholds]`);
 //! writing one writes the robot's own row. Timestamps are RFC 3339 with offset.
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -23,6 +22,7 @@ use crate::db::reads::jobs::JobRow;
 use crate::db::reads::logs::LogFilter;
 use crate::db::reads::robots::RobotRow;
 use crate::db::{edits, reads};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::{ApiError, Detail, HttpState, check_robot_id, json_sized, limit};
 
 fn ts(t: Option<DateTime<Utc>>) -> Option<String> {

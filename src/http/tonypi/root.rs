@@ -2,7 +2,7 @@
 //! here) and `GET /api` (the API versions), naming fleetsink as the server. Open to
 //! every caller, like the probes: they reveal nothing but the version.
 
-use axum::Json;
+use crate::http::extract::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -11,8 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::Json;
-use axum::extract::{ConnectInfo, Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -24,6 +23,7 @@ use crate::auth::console::{self, Role};
 use crate::db::edits::console_users::{self as edits, Changes, EditError};
 use crate::db::reads::console_users::{self as reads, ConsoleUserRow};
 use crate::http::auth::Caller;
+use crate::http::extract::{Json, Path};
 use crate::http::{ApiError, Detail, HttpState};
 
 /// A console user (TonyPi's `UserResponse`).
@@ -369,7 +369,7 @@ fn role(given: &str) -> Result<Role, ApiError> {
 }
 
 fn clean_id(id: &str) -> Result<&str, ApiError> {
-    if id.is_empty() || id.len() > 64 || id.contains('\0') {
+    if id.is_empty() || id.len() > 64 {
         return Err(not_found());
     }
     Ok(id)
