@@ -278,9 +278,15 @@ async fn start_intake(
 ) -> anyhow::Result<(Mqtt, AckStage)> {
     match cfg.mqtt.mode {
         MqttMode::Embedded => {
-            let broker =
-                EmbeddedBroker::start(&cfg.mqtt.embedded, router, intake, health.clone(), auth)
-                    .await?;
+            let broker = EmbeddedBroker::start(
+                &cfg.mqtt.embedded,
+                &cfg.commands.topics(),
+                router,
+                intake,
+                health.clone(),
+                auth,
+            )
+            .await?;
             let mqtt = Mqtt {
                 broker: broker
                     .mqtt_addr()

@@ -30,6 +30,7 @@ pub const ROBOTS: &str = "fleetsink_robots";
 pub const AUTH_CHECKS: &str = "fleetsink_auth_checks_total";
 pub const COMMANDS: &str = "fleetsink_commands_total";
 pub const ALERT_EVENTS: &str = "fleetsink_alert_events_total";
+pub const MQTT_REFUSALS: &str = "fleetsink_mqtt_refusals_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -132,6 +133,10 @@ fn describe() {
         "MQTT authentication and ACL checks (go-auth HTTP backend and embedded broker), by kind (user, superuser, acl) and result (allow, deny, error)."
     );
     describe_counter!(
+        MQTT_REFUSALS,
+        "PUBLISH, SUBSCRIBE and Last Will refused by the embedded broker's access policy, by act (publish, subscribe, will) and reason (auth::access::Refusal)."
+    );
+    describe_counter!(
         ALERT_EVENTS,
         "Threshold alert events committed, by event (opened, escalated, resolved)."
     );
@@ -182,10 +187,37 @@ pub fn zero_series(routes: &[&'static str]) {
     for event in ALERT_EVENT_NAMES {
         counter!(ALERT_EVENTS, "event" => event).absolute(0);
     }
+    for (act, reason) in MQTT_REFUSAL_SERIES {
+        counter!(MQTT_REFUSALS, "act" => act, "reason" => reason).absolute(0);
+    }
     counter!(MAINTENANCE_RUNS).absolute(0);
     counter!(MAINTENANCE_FAILURES).absolute(0);
     gauge!(QUEUE_DEPTH).set(0.0);
     gauge!(AWAITING_ACK).set(0.0);
+}
+
+/// The (act, reason) series of `fleetsink_mqtt_refusals_total` that can occur.
+pub const MQTT_REFUSAL_SERIES: [(&str, &str); 15] = [
+    ("publish", "client_id_not_robot_id"),
+    ("publish", "not_uplink"),
+    ("publish", "downlink"),
+    ("publish", "other_robot"),
+    ("publish", "no_robot_id"),
+    ("publish", "acl"),
+    ("subscribe", "client_id_not_robot_id"),
+    ("subscribe", "not_own_downlink"),
+    ("subscribe", "acl"),
+    ("will", "client_id_not_robot_id"),
+    ("will", "not_uplink"),
+    ("will", "downlink"),
+    ("will", "other_robot"),
+    ("will", "no_robot_id"),
+    ("will", "acl"),
+];
+
+/// A refused MQTT act (labels from `auth::access`).
+pub fn mqtt_refused(act: &'static str, reason: &'static str) {
+    counter!(MQTT_REFUSALS, "act" => act, "reason" => reason).increment(1);
 }
 
 /// The `result` label values of `fleetsink_commands_total`.

@@ -15,6 +15,13 @@
 //!
 //! rmqtt skips the ACL hook for sessions it marks superuser, so no session is ever
 //! marked superuser: fleetsink authorises everything itself.
+//!
+//! A refused PUBLISH is answered as rmqtt 0.24 allows: MQTT 5 clients get a PUBACK with
+//! reason code 0x87 (not authorized); MQTT 3.1.1 has no such code, so they get a plain
+//! PUBACK and the message is dropped (3.1.1 §3.3.5 allows exactly that or a disconnect).
+//! fleetsink never disconnects for a refused publish: a robot reconnecting in a loop
+//! would miss the emergency stops sent meanwhile. A refused SUBSCRIBE gets SUBACK 0x80
+//! (3.1.1) or 0x87 (5). Either way the refusal is counted and logged (`auth::access`).
 
 use std::sync::Arc;
 
@@ -31,10 +38,10 @@ use rmqtt::types::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::AccessPolicy;
-use crate::auth::access::{ConnectRequest, ConnectVerdict};
+use crate::auth::access::{self, Act, ConnectRequest, ConnectVerdict, RobotBinding, Uplink};
 use crate::config::AckMode;
 use crate::health::Health;
-use crate::pipeline::route::Router;
+use crate::pipeline::route::{Route, Router};
 use crate::pipeline::{AckToken, Envelope, Undelivered};
 
 /// Why a publish is not acknowledged to the robot (it resends it).
@@ -48,6 +55,22 @@ enum NotAcked {
     Dropped,
 }
 
+/// The access policy the hook applies (`auth::access`, `BrokerPolicy`).
+#[derive(Clone)]
+pub(super) enum Guard {
+    /// `mqtt.embedded.auth`: users and rules.
+    Users(Arc<AccessPolicy>),
+    /// No auth: each client is the robot its client id names. `allow_anonymous` says
+    /// whether a client without a username may connect at all.
+    Robot {
+        binding: Arc<RobotBinding>,
+        allow_anonymous: bool,
+    },
+    /// `anonymous = "unrestricted-insecure"`: no checks (the hooks below are not even
+    /// registered for CONNECT and SUBSCRIBE).
+    Open,
+}
+
 /// One handler instance per hook type; all share the intake queue.
 #[derive(Clone)]
 pub(super) struct IngestHook {
@@ -55,8 +78,15 @@ pub(super) struct IngestHook {
     pub intake: mpsc::Sender<Envelope>,
     pub ack: AckMode,
     pub health: Arc<Health>,
-    /// `Some` with `mqtt.embedded.auth`.
-    pub access: Option<Arc<AccessPolicy>>,
+    pub guard: Guard,
+}
+
+/// The robot policy's view of a route.
+fn uplink(route: &Route) -> Uplink<'_> {
+    Uplink {
+        robot_id: route.robot_id,
+        filter: &route.filter,
+    }
 }
 
 impl IngestHook {
@@ -66,7 +96,7 @@ impl IngestHook {
         register
             .add(Type::MessagePublishCheckAcl, Box::new(self.clone()))
             .await;
-        if self.access.is_some() {
+        if !matches!(self.guard, Guard::Open) {
             register
                 .add(Type::ClientAuthenticate, Box::new(self.clone()))
                 .await;
@@ -81,21 +111,22 @@ impl IngestHook {
     /// The publisher's username when auth is on: payload robot ids are checked
     /// against it (without auth a username proves nothing).
     fn publisher<'s>(&self, session: &'s Session) -> Option<&'s str> {
-        self.access.as_ref().and(session.id.username.as_deref())
+        match self.guard {
+            Guard::Users(_) => session.id.username.as_deref(),
+            _ => None,
+        }
     }
 
-    /// Queues one message; returns whether the robot may be acknowledged.
+    /// Queues one message of `route`; returns whether the robot may be acknowledged.
     async fn ingest(
         &self,
+        route: &Arc<Route>,
         client_id: Option<&str>,
         username: Option<&str>,
         publish: &Publish,
         wait_for_commit: bool,
     ) -> Result<(), NotAcked> {
         let topic = publish.topic.to_string();
-        let Some(route) = self.router.find(&topic) else {
-            return Ok(()); // not ours (e.g. downlink commands): route it like any broker
-        };
         self.health.message_received();
         let (ack, done) = if wait_for_commit {
             let (tx, rx) = oneshot::channel();
@@ -125,7 +156,7 @@ impl IngestHook {
         }
     }
 
-    /// PUBLISH: ACL-checked (with auth), then ingested; answered once acknowledged.
+    /// PUBLISH: checked by the access policy, then ingested; answered once acknowledged.
     async fn on_publish(
         &self,
         session: &Session,
@@ -139,15 +170,32 @@ impl IngestHook {
             return (false, acc);
         }
         let client_id: &str = &session.id.client_id;
+        let addr = session.id.remote_addr;
+        let topic: &str = &publish.topic;
         let publisher = self.publisher(session);
-        if let Some(access) = &self.access
-            && !access.may_publish(publisher.unwrap_or_default(), client_id, &publish.topic)
-        {
+        let route = self.router.find(topic);
+        let allowed = match &self.guard {
+            Guard::Users(access) => {
+                access.may_publish(publisher.unwrap_or_default(), client_id, addr, topic)
+            }
+            Guard::Robot { binding, .. } => binding
+                .may_publish(client_id, topic, route.map(|r| uplink(r)), &publish.payload)
+                .map_err(|why| access::report(Act::Publish, why, client_id, addr, topic))
+                .is_ok(),
+            Guard::Open => true,
+        };
+        if !allowed {
             let deny = PublishAclResult::rejected(false, Some("not authorized".into()));
             return (false, Some(HookResult::PublishAclResult(deny)));
         }
+        let Some(route) = route else {
+            return (true, acc); // not ours (e.g. downlink commands): route it like any broker
+        };
         let wait = self.ack == AckMode::AfterCommit && publish.qos != QoS::AtMostOnce;
-        match self.ingest(Some(client_id), publisher, publish, wait).await {
+        match self
+            .ingest(route, Some(client_id), publisher, publish, wait)
+            .await
+        {
             Ok(()) => (true, acc),
             Err(e) => {
                 tracing::warn!(client_id = %client_id, reason = %e, "publish not acknowledged; the client will resend");
@@ -158,7 +206,7 @@ impl IngestHook {
     }
 }
 
-/// CONNECT, answered by the access policy.
+/// CONNECT with auth, answered by the users and rules.
 async fn authenticate(access: &AccessPolicy, info: &ConnectInfo) -> AuthResult {
     let username = info.username().map(|u| u.to_string());
     let will_topic = info.last_will().map(|w| will_topic(&w));
@@ -175,6 +223,37 @@ async fn authenticate(access: &AccessPolicy, info: &ConnectInfo) -> AuthResult {
         ConnectVerdict::BadUsernameOrPassword => AuthResult::BadUsernameOrPassword,
         ConnectVerdict::NotAuthorized => AuthResult::NotAuthorized,
     }
+}
+
+/// CONNECT without auth, robot policy: the Last Will is checked as the client's publish
+/// (rmqtt never ACL-checks wills; one on `tonypi/emergency_stop/broadcast` would
+/// otherwise stop the fleet when its client drops).
+fn admit_robot(
+    binding: &RobotBinding,
+    allow_anonymous: bool,
+    router: &Router,
+    info: &ConnectInfo,
+) -> AuthResult {
+    if info.username().is_none() && !allow_anonymous {
+        return AuthResult::NotAuthorized;
+    }
+    if let Some(will) = info.last_will() {
+        let (topic, payload): (&str, &[u8]) = match &will {
+            LastWill::V3(w) => (&w.topic, &w.message),
+            LastWill::V5(w) => (&w.topic, &w.message),
+        };
+        let client_id = info.client_id();
+        if let Err(why) = binding.may_publish(
+            client_id,
+            topic,
+            router.find(topic).map(|r| uplink(r)),
+            payload,
+        ) {
+            access::report(Act::Will, why, client_id, info.ipaddress(), topic);
+            return AuthResult::NotAuthorized;
+        }
+    }
+    AuthResult::Allow(false, None)
 }
 
 fn will_topic(will: &LastWill<'_>) -> String {
@@ -194,8 +273,12 @@ impl Handler for IngestHook {
             Parameter::MessagePublish(Some(session), from, publish)
                 if matches!(from.typ(), FromType::LastWill) =>
             {
+                let Some(route) = self.router.find(&publish.topic) else {
+                    return (true, acc);
+                };
                 if let Err(e) = self
                     .ingest(
+                        route,
                         Some(&session.id.client_id),
                         self.publisher(session),
                         publish,
@@ -207,29 +290,39 @@ impl Handler for IngestHook {
                 }
                 (true, acc)
             }
-            Parameter::ClientAuthenticate(info) => match &self.access {
-                Some(access) => (
-                    false,
-                    Some(HookResult::AuthResult(authenticate(access, info).await)),
-                ),
-                None => (true, acc),
-            },
-            Parameter::ClientSubscribeCheckAcl(session, subscribe) => match &self.access {
-                Some(access) => {
-                    let user = session.id.username.as_deref().unwrap_or_default();
-                    let result = if access.may_subscribe(
-                        user,
-                        &session.id.client_id,
-                        &subscribe.topic_filter,
-                    ) {
-                        SubscribeAclResult::new_success(subscribe.opts.qos(), None)
-                    } else {
-                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
-                    };
-                    (false, Some(HookResult::SubscribeAclResult(result)))
-                }
-                None => (true, acc),
-            },
+            Parameter::ClientAuthenticate(info) => {
+                let result = match &self.guard {
+                    Guard::Users(access) => authenticate(access, info).await,
+                    Guard::Robot {
+                        binding,
+                        allow_anonymous,
+                    } => admit_robot(binding, *allow_anonymous, &self.router, info),
+                    Guard::Open => return (true, acc),
+                };
+                (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let client_id: &str = &session.id.client_id;
+                let addr = session.id.remote_addr;
+                let filter: &str = &subscribe.topic_filter;
+                let allowed = match &self.guard {
+                    Guard::Users(access) => {
+                        let user = session.id.username.as_deref().unwrap_or_default();
+                        access.may_subscribe(user, client_id, addr, filter)
+                    }
+                    Guard::Robot { binding, .. } => binding
+                        .may_subscribe(client_id, filter, |t| self.router.find(t).is_some())
+                        .map_err(|why| access::report(Act::Subscribe, why, client_id, addr, filter))
+                        .is_ok(),
+                    Guard::Open => return (true, acc),
+                };
+                let result = if allowed {
+                    SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                } else {
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
             _ => (true, acc),
         }
     }

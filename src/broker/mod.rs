@@ -8,8 +8,11 @@
 //!   PUBACK waits for the commit, and where the access checks are asked.
 //! - `downlink.rs`: publishing commands to robots through the broker.
 //!
-//! With `mqtt.embedded.auth` the listener refuses clients without a username (rmqtt's
-//! `allow_anonymous` would let them skip the authentication hook).
+//! Unless the broker is `unrestricted-insecure`, rmqtt's own `allow_anonymous` is off so
+//! that every CONNECT reaches the hook (rmqtt lets anonymous clients skip it): with
+//! `mqtt.embedded.auth` to refuse clients without a username, with the robot policy to
+//! check their Last Will. Without auth the policy in force is logged at start-up (WARN
+//! for the unrestricted broker beyond loopback).
 //!
 //! rmqtt has no shutdown API: `close` aborts the server task (closing the listener)
 //! and kicks every session; a kick waits for that session's in-flight hook.
@@ -27,14 +30,15 @@ use rmqtt::server::MqttServer;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::auth::access::{self, BrokerPolicy, RobotBinding};
 use crate::auth::{AccessPolicy, Authenticator};
-use crate::config::EmbeddedConfig;
+use crate::config::{CommandTopics, EmbeddedConfig};
 use crate::health::Health;
 use crate::pipeline::Envelope;
 use crate::pipeline::route::Router;
 use crate::pipeline::source::{Downlink, Intake};
 use downlink::BrokerDownlink;
-use hook::IngestHook;
+use hook::{Guard, IngestHook};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -64,9 +68,9 @@ fn listener_builder(cfg: &EmbeddedConfig, addr: SocketAddr) -> Builder {
         .laddr(addr)
         .reuseaddr(Some(true))
         .nodelay(true)
-        // With auth, a client without a username must reach the auth hook (which
-        // refuses it); rmqtt lets anonymous clients skip the hook when allowed.
-        .allow_anonymous(cfg.allow_anonymous && !cfg.auth)
+        // rmqtt lets anonymous clients skip the CONNECT hook when allowed; only the
+        // unrestricted broker has nothing to check there.
+        .allow_anonymous(cfg.allow_anonymous && BrokerPolicy::of(cfg) == BrokerPolicy::Unrestricted)
         .max_packet_size(cfg.max_packet_size)
         .max_inflight(
             std::num::NonZeroU16::new(cfg.max_inflight.max(1)).unwrap_or(std::num::NonZeroU16::MIN),
@@ -76,9 +80,11 @@ fn listener_builder(cfg: &EmbeddedConfig, addr: SocketAddr) -> Builder {
 
 impl EmbeddedBroker {
     /// Starts the server and its listeners; ingests what the `router` matches into
-    /// `intake`. With `mqtt.embedded.auth`, `auth` checks every client.
+    /// `intake`. With `mqtt.embedded.auth`, `auth` checks every client; without, the
+    /// robot policy keeps clients off `commands` (the downlink topics).
     pub async fn start(
         cfg: &EmbeddedConfig,
+        commands: &CommandTopics,
         router: Arc<Router>,
         intake: mpsc::Sender<Envelope>,
         health: Arc<Health>,
@@ -89,12 +95,21 @@ impl EmbeddedBroker {
             .busy_check_enable(false)
             .build()
             .await;
+        let policy = BrokerPolicy::of(cfg);
+        let guard = match policy {
+            BrokerPolicy::Users => Guard::Users(Arc::new(AccessPolicy::new(auth))),
+            BrokerPolicy::RobotBound => Guard::Robot {
+                binding: Arc::new(RobotBinding::new(commands)),
+                allow_anonymous: cfg.allow_anonymous,
+            },
+            BrokerPolicy::Unrestricted => Guard::Open,
+        };
         IngestHook {
             router,
             intake,
             ack: cfg.ack,
             health: health.clone(),
-            access: cfg.auth.then(|| Arc::new(AccessPolicy::new(auth))),
+            guard,
         }
         .register(&scx)
         .await;
@@ -170,6 +185,21 @@ impl EmbeddedBroker {
         }
         if let Some(addr) = tls_addr {
             tracing::info!(listen = %addr, auth = cfg.auth, client_certificates = cfg.tls.client_ca.is_some(), "embedded MQTT broker listening for TLS");
+        }
+        // Without auth, say what any client may do: on the robots' network that is the
+        // whole of the broker's security.
+        let exposed = [local_addr, tls_addr]
+            .into_iter()
+            .flatten()
+            .any(|a| !a.ip().is_loopback());
+        match policy {
+            BrokerPolicy::Users => {}
+            BrokerPolicy::Unrestricted if exposed => {
+                tracing::warn!("MQTT access: {}", access::describe_embedded(cfg, commands));
+            }
+            BrokerPolicy::RobotBound | BrokerPolicy::Unrestricted => {
+                tracing::info!("MQTT access: {}", access::describe_embedded(cfg, commands));
+            }
         }
         Ok(EmbeddedBroker {
             scx,

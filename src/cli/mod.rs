@@ -42,7 +42,8 @@ enum Command {
     Serve,
     /// Apply the embedded database migrations and exit.
     Migrate,
-    /// Validate the configuration and print it, secrets masked.
+    /// Validate the configuration and print it, secrets masked, and the effective MQTT
+    /// access policy (as a closing comment, so the output stays valid TOML).
     CheckConfig,
     /// List day partitions (rows, size, range); with --maintain, run one maintenance
     /// round first; `partitions restore FILE` loads an archived partition back.
@@ -98,6 +99,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve::run(cfg).await,
         Command::CheckConfig => {
             print!("{}", cfg.to_masked_toml());
+            println!(
+                "\n# MQTT access: {}",
+                fleetsink::auth::access::describe(&cfg)
+            );
             Ok(())
         }
         Command::Migrate => migrate(&cfg).await,

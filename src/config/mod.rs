@@ -132,6 +132,10 @@ pub struct EmbeddedConfig {
     pub ack: AckMode,
     /// Without `auth`: whether clients may connect without a username.
     pub allow_anonymous: bool,
+    /// Without `auth`: what a client may do. `robot` (the default) binds each client to
+    /// the robot its client id names; `unrestricted-insecure` lets any client publish and
+    /// subscribe to anything, emergency stops included.
+    pub anonymous: AnonymousPolicy,
     /// Check every CONNECT (and its Last Will topic), PUBLISH and SUBSCRIBE against
     /// `mqtt_users` / `mqtt_acls`; clients without a username are refused.
     pub auth: bool,
@@ -143,6 +147,21 @@ pub struct EmbeddedConfig {
     /// Messages queued per offline persistent session before rmqtt drops them.
     pub max_mqueue_len: usize,
     pub tls: EmbeddedTlsConfig,
+}
+
+/// What clients of the embedded broker may do when `mqtt.embedded.auth` is off (nobody
+/// is authenticated, so a client is who its client id says it is). With `auth` on the
+/// users' rules decide and this is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnonymousPolicy {
+    /// Each client acts as the robot named by its client id (TonyPi robots connect with
+    /// client id = robot id): it publishes only its own uplink topics, subscribes only to
+    /// its own downlink topics and the broadcasts, and never publishes a downlink topic.
+    Robot,
+    /// Anything goes: any client that reaches the port may command or stop every robot
+    /// and read everything. Named so that nobody turns it on by accident.
+    UnrestrictedInsecure,
 }
 
 /// The embedded broker's TLS listener (`[mqtt.embedded.tls]`), beside or instead of the
@@ -168,6 +187,7 @@ impl Default for EmbeddedConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             ack: AckMode::AfterCommit,
             allow_anonymous: true,
+            anonymous: AnonymousPolicy::Robot,
             auth: false,
             max_packet_size: 4 * 1024 * 1024,
             max_inflight: 64,
@@ -448,6 +468,7 @@ pub struct CommandTopicOverrides {
     pub emergency_stop_broadcast: Option<String>,
     pub resume: Option<String>,
     pub config: Option<String>,
+    pub items: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -624,6 +645,10 @@ pub struct CommandTopics {
     pub emergency_stop_broadcast: String,
     pub resume: String,
     pub config: String,
+    /// Where robots listen for item lookups (TonyPi's backend answered scans there).
+    /// fleetsink publishes nothing on it; the broker's robot policy treats it as a
+    /// downlink: a robot may subscribe to its own, never publish to any.
+    pub items: String,
 }
 
 impl CommandTopics {
@@ -636,6 +661,7 @@ impl CommandTopics {
             emergency_stop_broadcast: "tonypi/emergency_stop/broadcast".into(),
             resume: "tonypi/commands/{robot_id}".into(),
             config: "tonypi/config/{robot_id}".into(),
+            items: "tonypi/items/{robot_id}".into(),
         }
     }
 
@@ -648,11 +674,12 @@ impl CommandTopics {
             emergency_stop_broadcast: "devices/broadcast/emergency_stop".into(),
             resume: "devices/{robot_id}/commands".into(),
             config: "devices/{robot_id}/config".into(),
+            items: "devices/{robot_id}/items".into(),
         }
     }
 
     /// Each template with the key that sets it, and whether it names one robot.
-    pub fn templates(&self) -> [(&'static str, &str, bool); 6] {
+    pub fn templates(&self) -> [(&'static str, &str, bool); 7] {
         [
             ("command", &self.command, true),
             ("broadcast", &self.broadcast, false),
@@ -664,6 +691,7 @@ impl CommandTopics {
             ),
             ("resume", &self.resume, true),
             ("config", &self.config, true),
+            ("items", &self.items, true),
         ]
     }
 }
@@ -687,6 +715,7 @@ impl CommandsConfig {
             ),
             resume: pick(&o.resume, base.resume),
             config: pick(&o.config, base.config),
+            items: pick(&o.items, base.items),
         }
     }
 }

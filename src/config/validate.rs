@@ -140,14 +140,19 @@ impl Config {
         }
         for (key, template, per_robot) in commands.topics().templates() {
             let placeholder = template.contains("{robot_id}");
+            let placeholders = template.matches("{robot_id}").count();
             if template.is_empty() || template.contains(['+', '#', '\0']) {
                 problems.push(format!(
                     "commands.topics.{key} {template:?} must be a topic name without '+' or '#'"
                 ));
-            } else if per_robot != placeholder {
+            } else if per_robot != placeholder || placeholders > 1 {
                 problems.push(format!(
                     "commands.topics.{key} {template:?} must {} \"{{robot_id}}\"",
-                    if per_robot { "contain" } else { "not contain" }
+                    if per_robot {
+                        "contain exactly one"
+                    } else {
+                        "not contain"
+                    }
                 ));
             }
         }

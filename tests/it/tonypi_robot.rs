@@ -2,7 +2,9 @@
 //! (`robot_client/simulator.py`): it subscribes to exactly the simulator's topics, enters
 //! its emergency-stop state only from the emergency-stop topics, refuses other commands
 //! while stopped, and answers as the simulator answers (QoS 0, same fields). Its state is
-//! the robot's own, so a test can check that a robot reported stopped *is* stopped.
+//! the robot's own, so a test can check that a robot reported stopped *is* stopped. Like
+//! the simulator it connects with its robot id as client id and no credentials, and
+//! every subscription must be granted.
 //!
 //! Variants model the robots an operator must notice: one that never answers, one that
 //! cannot stop (`success: false`), and one that answers only on
@@ -12,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -60,7 +62,8 @@ impl TonyPiRobot {
     }
 
     async fn connect(addr: SocketAddr, id: &str, behaviour: Behaviour) -> Self {
-        let mut opts = MqttOptions::new(format!("tonypi-{id}"), addr.ip().to_string(), addr.port());
+        // `mqtt.Client(client_id=self.robot_id)`, no username.
+        let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
         opts.set_keep_alive(Duration::from_secs(30));
         let (client, eventloop) = AsyncClient::new(opts, 100);
         let state = Arc::new(Mutex::new(RobotState::default()));
@@ -84,11 +87,15 @@ impl TonyPiRobot {
         for topic in &topics {
             client.subscribe(topic, QoS::AtMostOnce).await.unwrap();
         }
-        for _ in &topics {
-            tokio::time::timeout(Duration::from_secs(10), subacks.recv())
+        for topic in &topics {
+            let code = tokio::time::timeout(Duration::from_secs(10), subacks.recv())
                 .await
                 .expect("no SUBACK within 10 s")
                 .unwrap();
+            assert!(
+                matches!(code, SubscribeReasonCode::Success(_)),
+                "robot {id}: subscription to {topic} refused ({code:?})"
+            );
         }
         Self {
             id: id.to_string(),
@@ -172,12 +179,14 @@ async fn run(
     id: String,
     behaviour: Behaviour,
     state: Arc<Mutex<RobotState>>,
-    subacks: mpsc::UnboundedSender<()>,
+    subacks: mpsc::UnboundedSender<SubscribeReasonCode>,
 ) {
     loop {
         match el.poll().await {
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                let _ = subacks.send(());
+            Ok(Event::Incoming(Packet::SubAck(a))) => {
+                for code in a.return_codes {
+                    let _ = subacks.send(code);
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let Ok(payload) = serde_json::from_slice::<Value>(&p.payload) else {

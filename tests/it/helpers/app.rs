@@ -13,7 +13,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use fleetsink::app::App;
-use fleetsink::config::{Config, MqttMode};
+use fleetsink::config::{AnonymousPolicy, Config, MqttMode};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,9 @@ pub fn test_config(db_url: &str, mode: MqttMode) -> Config {
     cfg.ingest.max_clock_skew = Duration::from_secs(3650 * 86400);
     cfg.mqtt.mode = mode;
     cfg.mqtt.embedded.listen = "127.0.0.1:0".parse().unwrap();
+    // Most tests publish many robots' traffic through one client; the robot policy,
+    // which forbids that, has its own tests (broker_policy.rs) and the daemons use it.
+    cfg.mqtt.embedded.anonymous = AnonymousPolicy::UnrestrictedInsecure;
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.shutdown.drain_timeout = Duration::from_secs(10);
     cfg.mqtt.external.reconnect_backoff_max = Duration::from_millis(500);

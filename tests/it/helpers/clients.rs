@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode,
+};
 use tokio::sync::mpsc;
 
 /// An MQTT client whose event loop runs in the background; PUBACK packet ids arrive on
@@ -16,7 +18,7 @@ pub struct Client {
     pub client: AsyncClient,
     pub acks: mpsc::UnboundedReceiver<u16>,
     pub messages: mpsc::UnboundedReceiver<rumqttc::Publish>,
-    subacks: mpsc::UnboundedReceiver<u16>,
+    subacks: mpsc::UnboundedReceiver<SubscribeReasonCode>,
 }
 
 /// A client connected to `addr` with client id `id`.
@@ -41,7 +43,7 @@ pub async fn client(addr: SocketAddr, id: &str) -> Client {
 async fn drive(
     mut el: EventLoop,
     acks: mpsc::UnboundedSender<u16>,
-    subacks: mpsc::UnboundedSender<u16>,
+    subacks: mpsc::UnboundedSender<SubscribeReasonCode>,
     msgs: mpsc::UnboundedSender<rumqttc::Publish>,
 ) {
     loop {
@@ -50,7 +52,9 @@ async fn drive(
                 let _ = acks.send(a.pkid);
             }
             Ok(Event::Incoming(Packet::SubAck(a))) => {
-                let _ = subacks.send(a.pkid);
+                for code in a.return_codes {
+                    let _ = subacks.send(code);
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let _ = msgs.send(p);
@@ -67,6 +71,15 @@ impl Client {
     /// Subscribes to `filter` at QoS 1 and waits for the SUBACK: from then on, the
     /// broker delivers what is published there.
     pub async fn subscribe(&mut self, filter: &str) {
+        let code = self.try_subscribe(filter).await;
+        assert!(
+            matches!(code, SubscribeReasonCode::Success(_)),
+            "subscription to {filter} refused: {code:?}"
+        );
+    }
+
+    /// Subscribes to `filter` at QoS 1; the broker's answer in the SUBACK.
+    pub async fn try_subscribe(&mut self, filter: &str) -> SubscribeReasonCode {
         self.client
             .subscribe(filter, QoS::AtLeastOnce)
             .await
@@ -74,7 +87,7 @@ impl Client {
         tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
             .await
             .unwrap_or_else(|_| panic!("no SUBACK for {filter} within 10 s"))
-            .unwrap();
+            .unwrap()
     }
 
     /// Publishes at QoS 1 and waits for the PUBACK.
