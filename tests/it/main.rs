@@ -9,6 +9,7 @@ mod alerts;
 mod alerts_api;
 mod commands;
 mod console;
+mod database_faults;
 mod day;
 mod delivery;
 mod embedded;
