@@ -89,7 +89,7 @@ impl App {
         // rustls cannot choose a provider for TLS clients by itself; choose once.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let prometheus = telemetry::install();
-        let health = Arc::new(Health::default());
+        let health = Arc::new(Health::new(cfg.database.commit_timeout));
         let pool = connect_database(&cfg, &health, &shutdown).await?;
         let router = Arc::new(Router::new(&cfg.effective_routes())?);
         telemetry::zero_series(&router.labels());
@@ -446,6 +446,7 @@ fn spawn_background(
         health.clone(),
         prometheus,
         intake,
+        cfg.database.connect_timeout,
         stop.clone(),
     ));
 }

@@ -5,7 +5,11 @@
 //!
 //! Timers, cancellation and what a failure does live here; the SQL each round runs is
 //! `db::maintenance`. A failed round is logged and counted, never fatal: the next tick
-//! tries again, and nothing the pipeline does waits for these loops. Every round is
+//! tries again, and nothing the pipeline does waits for these loops. Each sweep or
+//! confirmation call has a deadline (`database.connect_timeout` + `commit_timeout`), so
+//! a connection whose packets vanish costs one round, not the loop; partition rounds
+//! (archives run as long as a day is large) rely on the server's deadlines and the
+//! pool's checks instead. Every round is
 //! safe with several instances on one database (advisory lock, `SKIP LOCKED`, updates
 //! of rows still `sent`; see each `db::maintenance` file), so no instance is special.
 
@@ -21,7 +25,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, RetentionConfig};
+use crate::config::{Config, DatabaseConfig, RetentionConfig};
 use crate::db::maintenance::{analyze, commands, offline, partitions};
 use crate::health::Health;
 use crate::pipeline::Envelope;
@@ -36,18 +40,21 @@ pub fn spawn(tracker: &TaskTracker, pool: &PgPool, cfg: &Config, cancel: &Cancel
         cfg.retention.clone(),
         cancel.clone(),
     ));
+    let deadline = round_deadline(&cfg.database);
     tracker.spawn(sweep_periodically(
         pool.clone(),
         cfg.robots.offline_after,
         cfg.commands.expire_after,
+        deadline,
         cancel.clone(),
     ));
     tracker.spawn(watch_confirmations(
         pool.clone(),
         cfg.commands.confirm_within,
+        deadline,
         cancel.clone(),
     ));
-    tracker.spawn(analyze_periodically(pool.clone(), cancel.clone()));
+    tracker.spawn(analyze_periodically(pool.clone(), deadline, cancel.clone()));
 }
 
 /// How often tables are checked for stale statistics (`db::maintenance::analyze`).
@@ -56,10 +63,10 @@ const ANALYZE_EVERY: Duration = Duration::from_secs(10);
 /// Every [`ANALYZE_EVERY`] until cancelled: analyzes the tables that hold more than
 /// twice the rows their statistics say, so a fresh installation or a new day's
 /// partition gets plans for its real size within seconds, not after autovacuum's minute.
-async fn analyze_periodically(pool: PgPool, cancel: CancellationToken) {
+async fn analyze_periodically(pool: PgPool, deadline: Duration, cancel: CancellationToken) {
     let mut tick = ticker(ANALYZE_EVERY);
     while unless_cancelled(&cancel, tick.tick()).await {
-        match analyze::analyze_stale(&pool).await {
+        match bounded(deadline, "analyze", analyze::analyze_stale(&pool)).await {
             Ok(tables) if !tables.is_empty() => {
                 tracing::debug!(?tables, "analyzed tables that grew");
             }
@@ -69,6 +76,22 @@ async fn analyze_periodically(pool: PgPool, cancel: CancellationToken) {
             }
         }
     }
+}
+
+/// How long one maintenance call may take: a connection, then a transaction.
+fn round_deadline(db: &DatabaseConfig) -> Duration {
+    db.connect_timeout + db.commit_timeout
+}
+
+/// `call` within `deadline`; a miss is a transient error like any lost connection.
+async fn bounded<T>(
+    deadline: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| Err(crate::db::timed_out(what, deadline)))
 }
 
 /// One partition maintenance round for today; failures are counted and logged, never
@@ -110,17 +133,21 @@ async fn sweep_periodically(
     pool: PgPool,
     offline_after: Duration,
     expire_commands_after: Duration,
+    deadline: Duration,
     cancel: CancellationToken,
 ) {
     let mut tick = ticker(sweep_interval(offline_after));
     while unless_cancelled(&cancel, tick.tick()).await {
-        if let Err(e) = offline::sweep_once(&pool, offline_after).await {
+        let sweep = offline::sweep_once(&pool, offline_after);
+        if let Err(e) = bounded(deadline, "offline sweep", sweep).await {
             tracing::warn!(error = %e, "offline sweep failed; retrying next tick");
         }
-        if let Err(e) = commands::expire(&pool, expire_commands_after).await {
+        let expiry = commands::expire(&pool, expire_commands_after);
+        if let Err(e) = bounded(deadline, "command expiry", expiry).await {
             tracing::warn!(error = %e, "command expiry failed; retrying next tick");
         }
-        if let Err(e) = offline::count_by_status(&pool).await {
+        let counted = offline::count_by_status(&pool);
+        if let Err(e) = bounded(deadline, "robot count", counted).await {
             tracing::debug!(error = %e, "robot count failed");
         }
     }
@@ -134,10 +161,16 @@ fn confirm_interval(confirm_within: Duration) -> Duration {
 
 /// Marks overdue confirmations every [`confirm_interval`] until cancelled; each is
 /// logged at CRITICAL and counted (`fleetsink_commands_total{result="unconfirmed"}`).
-async fn watch_confirmations(pool: PgPool, confirm_within: Duration, cancel: CancellationToken) {
+async fn watch_confirmations(
+    pool: PgPool,
+    confirm_within: Duration,
+    deadline: Duration,
+    cancel: CancellationToken,
+) {
     let mut tick = ticker(confirm_interval(confirm_within));
     while unless_cancelled(&cancel, tick.tick()).await {
-        match commands::mark_unconfirmed(&pool).await {
+        let due = commands::mark_unconfirmed(&pool);
+        match bounded(deadline, "confirmation check", due).await {
             Ok(due) => {
                 for u in due {
                     telemetry::command("unconfirmed");
@@ -174,22 +207,24 @@ async fn unless_cancelled(cancel: &CancellationToken, wait: impl Future) -> bool
 /// How often the monitor probes PostgreSQL and refreshes gauges.
 const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Probes PostgreSQL (readiness) and refreshes the gauges (intake queue depth, acks
-/// awaited, last message age) every [`MONITOR_INTERVAL`] until cancelled.
+/// Probes PostgreSQL (readiness; a probe unanswered within `probe_deadline`, the
+/// connect timeout, is a failure) and refreshes the gauges (readiness, intake queue
+/// depth, acks awaited, last message age) every [`MONITOR_INTERVAL`] until cancelled.
 pub async fn monitor(
     pool: PgPool,
     health: Arc<Health>,
     prometheus: PrometheusHandle,
     intake: mpsc::Sender<Envelope>,
+    probe_deadline: Duration,
     cancel: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(MONITOR_INTERVAL);
+    let mut tick = ticker(MONITOR_INTERVAL);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let probe = tokio::time::timeout(MONITOR_INTERVAL, crate::db::ping(&pool)).await;
+        let probe = tokio::time::timeout(probe_deadline, crate::db::ping(&pool)).await;
         health.set_database_reachable(matches!(probe, Ok(Ok(_))));
         telemetry::queue_depth(intake.max_capacity() - intake.capacity());
         telemetry::awaiting_ack(health.awaiting_ack() as usize);

@@ -23,6 +23,7 @@ pub const QUEUE_DEPTH: &str = "fleetsink_queue_depth_messages";
 pub const AWAITING_ACK: &str = "fleetsink_messages_awaiting_ack";
 pub const BROKER_CONNECTED: &str = "fleetsink_broker_connected";
 pub const DATABASE_REACHABLE: &str = "fleetsink_database_reachable";
+pub const READY: &str = "fleetsink_ready";
 pub const LAST_MESSAGE_AGE: &str = "fleetsink_last_message_age_seconds";
 pub const MAINTENANCE_RUNS: &str = "fleetsink_partition_maintenance_runs_total";
 pub const MAINTENANCE_FAILURES: &str = "fleetsink_partition_maintenance_failures_total";
@@ -102,7 +103,7 @@ fn describe() {
     );
     describe_counter!(
         COMMIT_FAILURES,
-        "Batch commits that failed, by kind (transient = retried, rejected = split, redelivered = rewritten skipping rows already stored)."
+        "Batch commits that failed, by kind (transient = retried, timeouts included; timeout = missed database.commit_timeout, its connection closed; rejected = split, redelivered = rewritten skipping rows already stored)."
     );
     describe_gauge!(QUEUE_DEPTH, "Messages waiting between intake and the sink.");
     describe_gauge!(AWAITING_ACK, "Messages received and not yet acknowledged.");
@@ -112,7 +113,11 @@ fn describe() {
     );
     describe_gauge!(
         DATABASE_REACHABLE,
-        "1 when the last database operation succeeded."
+        "1 when the readiness probe answers and no commit is failing for want of a connection."
+    );
+    describe_gauge!(
+        READY,
+        "1 when /readyz answers 200; its body says why not (database_unreachable, commits_failing, pipeline_stalled, ...)."
     );
     describe_gauge!(
         LAST_MESSAGE_AGE,
@@ -173,7 +178,7 @@ pub fn zero_series(routes: &[&'static str]) {
     for fallback in [TsSource::Missing, TsSource::Unparsable, TsSource::Skewed] {
         counter!(TIMESTAMP_FALLBACKS, "reason" => fallback.label()).absolute(0);
     }
-    for kind in ["transient", "rejected", "redelivered"] {
+    for kind in ["transient", "timeout", "rejected", "redelivered"] {
         counter!(COMMIT_FAILURES, "kind" => kind).absolute(0);
     }
     for kind in ["user", "superuser", "acl"] {
@@ -278,8 +283,10 @@ pub fn broker_connected(up: bool) {
     gauge!(BROKER_CONNECTED).set(if up { 1.0 } else { 0.0 });
 }
 
-pub fn database_reachable(up: bool) {
-    gauge!(DATABASE_REACHABLE).set(if up { 1.0 } else { 0.0 });
+/// The readiness state (`health.rs`) as gauges.
+pub fn readiness(ready: bool, database_reachable: bool) {
+    gauge!(READY).set(if ready { 1.0 } else { 0.0 });
+    gauge!(DATABASE_REACHABLE).set(if database_reachable { 1.0 } else { 0.0 });
 }
 
 pub fn maintenance_run(ok: bool) {

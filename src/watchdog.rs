@@ -9,7 +9,14 @@
 //! for `stall_after` — then `WATCHDOG=1` stops and systemd restarts the service. A
 //! database outage is not a stall: each retry is an attempt. An empty queue is idle by
 //! choice, however long it lasts.
+//!
+//! Readiness (`health.rs`) reads the same reports with a shorter clock: a batch held
+//! past `database.commit_timeout` is `pipeline_stalled` at once, and the deadlines on
+//! every database call (`db`) end an attempt long before `stall_after`, which is set
+//! above the longest gap they allow. So whatever makes the watchdog starve has made
+//! `/readyz` answer 503 first: compose and a load balancer see what systemd sees.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -23,6 +30,8 @@ pub struct Progress {
     busy: AtomicUsize,
     /// Millis since `base` of the last finished database attempt (or batch taken).
     sink_beat: AtomicU64,
+    /// When each batch still held was taken (millis since `base`).
+    held: Mutex<Vec<u64>>,
     /// Whether an MQTT loop of ours must keep turning (external mode).
     intake_watched: AtomicBool,
     intake_beat: AtomicU64,
@@ -34,11 +43,17 @@ impl Default for Progress {
             base: Instant::now(),
             busy: AtomicUsize::new(0),
             sink_beat: AtomicU64::new(0),
+            held: Mutex::new(Vec::new()),
             intake_watched: AtomicBool::new(false),
             intake_beat: AtomicU64::new(0),
         }
     }
 }
+
+/// When a sink worker took the batch it holds.
+#[derive(Debug)]
+#[must_use = "hand it back to Progress::batch_done"]
+pub struct HeldSince(u64);
 
 /// The watchdog's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +69,15 @@ impl Progress {
         u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// A sink worker took a batch.
-    pub fn batch_started(&self) {
-        self.sink_beat.store(self.now_ms(), Ordering::Relaxed);
+    /// A sink worker took a batch; hand the answer to [`Progress::batch_done`].
+    pub fn batch_started(&self) -> HeldSince {
+        let now = self.now_ms();
+        self.sink_beat.store(now, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut held) = self.held.lock() {
+            held.push(now);
+        }
+        HeldSince(now)
     }
 
     /// A database attempt finished (committed, or failed and will be retried).
@@ -66,9 +86,25 @@ impl Progress {
     }
 
     /// The batch is committed and its acks released.
-    pub fn batch_done(&self) {
+    pub fn batch_done(&self, since: HeldSince) {
         self.sink_beat.store(self.now_ms(), Ordering::Relaxed);
         self.busy.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut held) = self.held.lock()
+            && let Some(i) = held.iter().position(|&t| t == since.0)
+        {
+            held.swap_remove(i);
+        }
+    }
+
+    /// Whether some sink worker has held its batch for longer than `deadline`.
+    pub fn held_longer_than(&self, deadline: Duration) -> bool {
+        let deadline = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        let oldest = self
+            .held
+            .lock()
+            .ok()
+            .and_then(|held| held.iter().min().copied());
+        oldest.is_some_and(|t| self.now_ms().saturating_sub(t) > deadline)
     }
 
     /// The external source's MQTT loop turned (an event, or a failed poll).
@@ -114,7 +150,7 @@ mod tests {
 
         // A batch in progress with attempts every 5 s (a database outage being
         // retried) stays alive.
-        p.batch_started();
+        let held = p.batch_started();
         for _ in 0..20 {
             tokio::time::advance(Duration::from_secs(5)).await;
             p.attempt_finished();
@@ -127,7 +163,7 @@ mod tests {
         assert!(matches!(p.verdict(STALL), Verdict::Stalled(why) if why.contains("sink")));
         // It returns after all: alive again, and idle once done.
         p.attempt_finished();
-        p.batch_done();
+        p.batch_done(held);
         tokio::time::advance(Duration::from_secs(600)).await;
         assert_eq!(p.verdict(STALL), Verdict::Alive);
     }

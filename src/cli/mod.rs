@@ -153,6 +153,6 @@ async fn migrate(cfg: &Config) -> anyhow::Result<()> {
 /// daemon ever did).
 async fn migrated_pool(cfg: &Config) -> anyhow::Result<sqlx::PgPool> {
     let pool = db::pool(&cfg.database)?;
-    db::MIGRATOR.run(&pool).await?;
+    db::migrate(&pool).await?;
     Ok(pool)
 }

@@ -27,12 +27,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
         signal.cancel();
     });
+    // Longer than the longest gap between two database attempts that the deadlines
+    // allow (backoff, then acquire, then a batch transaction): a database outage is
+    // retried, and readiness reports it; only a call that outlives its deadline stalls.
+    let db = &cfg.database;
     let stall_after = cfg
         .mqtt
         .external
         .keep_alive
         .saturating_mul(2)
-        .max(Duration::from_secs(60));
+        .max(Duration::from_secs(60))
+        .max(db.retry_backoff_max + db.connect_timeout + db.commit_timeout * 2);
     let app = App::start(cfg, shutdown.clone()).await?;
     notify_ready(&app, &shutdown).await;
     if let Some(interval) = sd_notify::watchdog_enabled() {

@@ -73,11 +73,25 @@ pub struct DatabaseConfig {
     /// Pool size: one connection per sink worker while it commits; the rest serve
     /// maintenance, the monitor and HTTP. At least `sink.workers + 2`.
     pub max_connections: u32,
+    /// Deadline for getting a connection: opening one (TCP, TLS, start-up) or taking
+    /// one from the pool, its liveness check included. Also the readiness probe's and
+    /// the release check's deadline.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Longest pause between retries while PostgreSQL is unreachable.
     #[serde(with = "humantime_serde")]
     pub retry_backoff_max: Duration,
+    /// Server-side limit on one statement of fleetsink's sessions (`statement_timeout`);
+    /// migrations and partition archives run without it.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Client-side deadline on one batch transaction, BEGIN to COMMIT. A batch that
+    /// misses it is retried on a fresh connection and the late one is closed, never
+    /// reused. Also the server's `idle_in_transaction_session_timeout` and
+    /// `tcp_user_timeout`, and how long a sink may hold a batch before readiness says
+    /// `pipeline_stalled`.
+    #[serde(with = "humantime_serde")]
+    pub commit_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -87,6 +101,8 @@ impl Default for DatabaseConfig {
             max_connections: 6,
             connect_timeout: Duration::from_secs(5),
             retry_backoff_max: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+            commit_timeout: Duration::from_secs(30),
         }
     }
 }

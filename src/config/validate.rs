@@ -1,6 +1,8 @@
 //! Checks between keys, run once at start-up; each problem says which key to change.
 //! All problems are reported together, so one edit fixes them all.
 
+use std::time::Duration;
+
 use secrecy::ExposeSecret;
 
 use super::{Config, ConfigError, ExternalConfig, MqttMode};
@@ -24,6 +26,21 @@ impl Config {
                 "database.max_connections ({}) must be at least sink.workers + 2 ({}): one connection per sink worker, two for maintenance, the monitor and HTTP",
                 self.database.max_connections,
                 self.sink.workers + 2
+            ));
+        }
+        let db = &self.database;
+        if db.connect_timeout < Duration::from_millis(100)
+            || db.statement_timeout < Duration::from_millis(100)
+        {
+            problems.push(
+                "database.connect_timeout and database.statement_timeout must be at least 100ms"
+                    .to_string(),
+            );
+        }
+        if db.commit_timeout <= db.statement_timeout {
+            problems.push(format!(
+                "database.commit_timeout ({:?}) must exceed database.statement_timeout ({:?}), so a slow statement ends with PostgreSQL's own error before the connection is given up",
+                db.commit_timeout, db.statement_timeout
             ));
         }
         if self.http.logs_export_max_rows == 0 {

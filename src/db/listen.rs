@@ -3,6 +3,10 @@
 //! that reload), on every notification (a burst coalesced into one reload) and, as a
 //! backstop, every `RELOAD_EVERY` (a LISTEN connection can miss a notification while
 //! it reconnects). Used by the MQTT auth cache and the console users cache.
+//!
+//! A LISTEN connection only reads, so one whose packets vanish would wait for ever
+//! without an error: the backstop round also pings it, and every reload and ping has a
+//! deadline ([`ROUND_DEADLINE`]); a miss replaces the connection.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,6 +19,20 @@ use crate::backoff::Backoff;
 
 /// Reload even without a notification this often.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+/// How long a reload or the LISTEN connection's ping may take before the connection
+/// is replaced (the tables are small: a reload normally takes milliseconds).
+const ROUND_DEADLINE: Duration = Duration::from_secs(20);
+
+/// `call` within [`ROUND_DEADLINE`]; a miss is an I/O time-out.
+async fn bounded<T>(
+    what: &str,
+    call: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(ROUND_DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| Err(super::timed_out(what, ROUND_DEADLINE)))
+}
 
 /// Calls `reload` as the module docs say until `stop`; `what` names the copy in logs.
 pub async fn follow<F, Fut>(
@@ -52,9 +70,13 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<(), sqlx::Error>>,
 {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(channel).await?;
-    reload().await?;
+    let mut listener = bounded("LISTEN", async {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    })
+    .await?;
+    bounded("reload", reload()).await?;
     backoff.reset();
     loop {
         tokio::select! {
@@ -66,9 +88,15 @@ where
                     // reload covers what was missed meanwhile.
                     None => tracing::warn!(cache = what, "LISTEN connection lost; reconnecting"),
                 }
-                reload().await?;
+                bounded("reload", reload()).await?;
             }
-            () = tokio::time::sleep(RELOAD_EVERY) => reload().await?,
+            () = tokio::time::sleep(RELOAD_EVERY) => {
+                bounded("LISTEN connection check", async {
+                    sqlx::query("SELECT 1").execute(&mut listener).await.map(|_| ())
+                })
+                .await?;
+                bounded("reload", reload()).await?;
+            }
         }
     }
 }

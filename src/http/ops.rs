@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::HttpState;
+use crate::health::Readiness;
 use crate::http::extract::Json;
 
 /// Liveness: the process answers.
@@ -17,10 +18,13 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database is reachable and the broker side is up.
+/// Readiness: the broker side is up, PostgreSQL answers and takes fleetsink's writes,
+/// and no batch is held past its deadline. Not ready from the first failed commit
+/// until a commit succeeds, whatever the probe says; `reason` says why (see
+/// `health.rs` for the rule and the order of reasons).
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
-    responses((status = 200, description = "ready, with each part's state"),
-              (status = 503, description = "not ready, with each part's state")))]
+    responses((status = 200, description = "ready, with each part's state", body = Readiness),
+              (status = 503, description = "not ready: `reason` is `draining`, `broker_disconnected`, `database_unreachable`, `commits_failing: <SQLSTATE>` or `pipeline_stalled`", body = Readiness)))]
 pub async fn readyz(State(s): State<HttpState>) -> Response {
     let r = s.health.readiness();
     let code = if r.ready {

@@ -3,9 +3,15 @@
 //!
 //! Failure handling is decided here, once, by the error's kind (`db::is_transient`,
 //! in `write_durably`, which both the batch and the one-by-one path use):
-//! - a transient error (connection lost, server restarting, overload) retries the
-//!   same batch with capped, jittered backoff — ingestion pauses, the bounded queue
-//!   fills, and backpressure reaches the broker; nothing is acknowledged meanwhile;
+//! - a transient error (connection lost, server restarting, overload, disk full, a
+//!   privilege revoked) retries the same batch with capped, jittered backoff —
+//!   ingestion pauses, the bounded queue fills, and backpressure reaches the broker;
+//!   nothing is acknowledged meanwhile, and readiness says why until a commit succeeds;
+//! - a transaction that misses `database.commit_timeout` (a connection whose packets
+//!   vanish) is abandoned: its connection is closed, never returned to the pool, and
+//!   the batch is retried on a fresh one. Whether that COMMIT landed is unknown; the
+//!   retry is safe either way, because a redelivered row is skipped (next point) and
+//!   robot and job state ignore older events;
 //! - a unique violation on the fast metrics insert means the batch holds rows already
 //!   stored (a redelivery): the batch is rewritten skipping them;
 //! - any other error means the batch holds something PostgreSQL refuses; the batch is
@@ -16,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 use super::ack::Acker;
@@ -24,10 +30,10 @@ use super::batch::{Batch, Item};
 use crate::alerts::AlertSettings;
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::db::is_transient;
 use crate::db::writes::{
     self, Caches, Entry, ErrorRow, Learned, MetricsWrite, WriteOptions, Written,
 };
+use crate::db::{is_transient, sqlstate};
 use crate::health::Health;
 use crate::model::{Reason, Unusable};
 use crate::telemetry;
@@ -37,6 +43,8 @@ use crate::telemetry;
 pub struct SinkSettings {
     pub error_payload_cap: usize,
     pub retry_backoff_max: Duration,
+    /// The client-side deadline on one batch transaction, BEGIN to COMMIT.
+    pub commit_timeout: Duration,
     pub alerts: AlertSettings,
 }
 
@@ -45,6 +53,7 @@ impl SinkSettings {
         Self {
             error_payload_cap: cfg.ingest.error_payload_cap,
             retry_backoff_max: cfg.database.retry_backoff_max,
+            commit_timeout: cfg.database.commit_timeout,
             alerts: AlertSettings::from_config(&cfg.alerts),
         }
     }
@@ -62,7 +71,7 @@ pub struct SinkContext {
 /// Commits batches until the batcher hangs up, releasing each batch's acks after commit.
 pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Acker) {
     while let Some(mut batch) = batches.recv().await {
-        cx.health.progress.batch_started();
+        let held = cx.health.progress.batch_started();
         let started = Instant::now();
         let written = commit(&cx, &mut batch.items).await;
         let elapsed = started.elapsed();
@@ -80,7 +89,7 @@ pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Ack
             "batch committed"
         );
         acker.release(batch.items).await;
-        cx.health.progress.batch_done();
+        cx.health.progress.batch_done(held);
     }
 }
 
@@ -111,24 +120,45 @@ fn entry(item: &Item) -> Entry<'_> {
     }
 }
 
-/// Writes `entries` in one transaction: metrics by a plain insert first; if a row
-/// already exists (a redelivery), the transaction is rolled back and the batch written
-/// again skipping existing rows.
+/// Writes `entries` in one transaction on a connection of its own, within
+/// `commit_timeout`: metrics by a plain insert first; if a row already exists (a
+/// redelivery), the transaction is rolled back and the batch written again skipping
+/// existing rows.
 async fn write_tx(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sqlx::Error> {
-    match write_tx_with(cx, entries, MetricsWrite::Plain).await {
-        Err(e) if writes::is_unique_violation(&e) => {
-            telemetry::commit_failure("redelivered");
-            tracing::debug!(
-                "batch holds rows already stored (a redelivery); rewriting it skipping them"
-            );
-            write_tx_with(cx, entries, MetricsWrite::SkipExisting).await
+    // Bounded by database.connect_timeout (the pool's acquire timeout).
+    let mut conn = cx.pool.acquire().await?;
+    let deadline = cx.settings.commit_timeout;
+    let attempt = tokio::time::timeout(deadline, async {
+        match write_tx_with(cx, &mut conn, entries, MetricsWrite::Plain).await {
+            Err(e) if writes::is_unique_violation(&e) => {
+                telemetry::commit_failure("redelivered");
+                tracing::debug!(
+                    "batch holds rows already stored (a redelivery); rewriting it skipping them"
+                );
+                write_tx_with(cx, &mut conn, entries, MetricsWrite::SkipExisting).await
+            }
+            other => other,
         }
-        other => other,
+    })
+    .await;
+    match attempt {
+        Ok(result) => result,
+        Err(_) => {
+            // The connection's state is unknown (a statement, a ROLLBACK or a COMMIT
+            // may still be on its way): close it here, never hand it back.
+            drop(conn.detach());
+            telemetry::commit_failure("timeout");
+            Err(crate::db::timed_out(
+                "batch transaction (database.commit_timeout)",
+                deadline,
+            ))
+        }
     }
 }
 
 async fn write_tx_with(
     cx: &SinkContext,
+    conn: &mut PgConnection,
     entries: &[Entry<'_>],
     metrics: MetricsWrite,
 ) -> Result<Written, sqlx::Error> {
@@ -139,7 +169,7 @@ async fn write_tx_with(
         alerts: &cx.settings.alerts,
     };
     let mut learned = Learned::default();
-    let mut tx = cx.pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let written = writes::write(&mut tx, entries, &opts, &mut learned).await?;
     tx.commit().await?;
     // Only now: ids from a rolled-back transaction must never enter the cache.
@@ -193,22 +223,25 @@ async fn commit_one_by_one(cx: &SinkContext, items: &mut [Item]) -> Written {
 /// failures with capped, jittered backoff and without limit (the caller's shutdown
 /// deadline is what ends a hopeless wait, leaving the messages unacknowledged).
 /// Returns what was written, or the error PostgreSQL refuses the entries with.
+/// Readiness learns each outcome: not ready from the first failed attempt until one
+/// succeeds (or the database judges the entries themselves).
 async fn write_durably(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sqlx::Error> {
     let health = &cx.health;
+    let mut outcome = health.commit_outcome();
     let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
     loop {
         let attempt = write_tx(cx, entries).await;
         health.progress.attempt_finished();
         match attempt {
             Ok(w) => {
-                health.set_database_reachable(true);
+                outcome.succeeded();
                 return Ok(w);
             }
             Err(e) if is_transient(&e) => {
-                health.set_database_reachable(false);
+                outcome.failed(sqlstate(&e));
                 telemetry::commit_failure("transient");
                 let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?wait, messages = entries.len(), "batch not committed; PostgreSQL unavailable, retrying");
+                tracing::warn!(error = %e, retry_in = ?wait, messages = entries.len(), "batch not committed; retrying");
                 tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e),

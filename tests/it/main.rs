@@ -12,6 +12,7 @@ mod audit;
 mod broker_policy;
 mod commands;
 mod console;
+mod database_faults;
 mod day;
 mod delivery;
 mod embedded;

@@ -72,6 +72,15 @@ async fn columns(conn: &mut PgConnection, table: &str) -> Result<Vec<String>, sq
     .await
 }
 
+/// Lifts `database.statement_timeout` for this transaction only: a day's COPY takes
+/// as long as the day is large.
+async fn without_statement_deadline(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
 /// Exports `partition` (of `table`, day `day`) to `dir`, then drops it, in one
 /// transaction. Returns the archive's path and row count.
 pub async fn archive_and_drop(
@@ -85,6 +94,7 @@ pub async fn archive_and_drop(
     let path = archive_path(dir, table, day);
     let tmp = path.with_extension("gz.partial");
     let mut tx = conn.begin().await?;
+    without_statement_deadline(&mut tx).await?;
     // Identifiers come from our own naming scheme (checked by the caller's parser).
     sqlx::query(AssertSqlSafe(format!(
         "LOCK TABLE {partition} IN SHARE MODE"
@@ -246,6 +256,7 @@ pub async fn restore(conn: &mut PgConnection, file: &Path) -> Result<Restored, A
     let partition = days::partition_name(table, header.day);
 
     let mut tx = conn.begin().await?;
+    without_statement_deadline(&mut tx).await?;
     if table == "ingest_errors" {
         let present: bool = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT EXISTS (SELECT 1 FROM {partition})"

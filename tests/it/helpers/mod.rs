@@ -6,6 +6,7 @@
 //! - [`app`]: fleetsink under test — `spawn_app` in-process on a fresh database, or a
 //!   [`Daemon`] child process for signal tests.
 //! - [`clients`]: what talks to it — MQTT robots that see their PUBACKs and SUBACKs, HTTP.
+//! - [`blackhole`]: a TCP proxy that makes database connections go silent (no RST).
 //! - [`waits`]: waiting on observable state (a port, a row count, a flag) instead of
 //!   sleeping; the one fixed wait asserts that something does *not* happen.
 //!
@@ -15,6 +16,7 @@
 //! `FLEETSINK_TEST_*` variables.
 
 mod app;
+mod blackhole;
 mod clients;
 mod servers;
 mod waits;
@@ -22,6 +24,7 @@ mod waits;
 use std::net::SocketAddr;
 
 pub use app::*;
+pub use blackhole::*;
 pub use clients::*;
 pub use servers::*;
 pub use waits::*;
