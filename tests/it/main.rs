@@ -7,6 +7,7 @@ mod helpers;
 
 mod alerts;
 mod alerts_api;
+mod bench;
 mod commands;
 mod console;
 mod day;
