@@ -79,8 +79,8 @@ routes=(
 )
 
 load() {
-  "$BIN" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --robots 100 \
-    --rate "$RATE" --duration "$LOAD_SECS" --wait-timeout 120
+  "$BIN" bench --shape saturated --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" \
+    --robots 100 --rate "$RATE" --warmup 0 --duration "$LOAD_SECS" --wait-timeout 120
 }
 
 echo "== queries, no ingestion"

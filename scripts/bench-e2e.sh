@@ -2,6 +2,8 @@
 # One end-to-end benchmark run (BENCHMARKS.md has the runs and their figures).
 #
 #   scripts/bench-e2e.sh BINARY MODE [fleetsink bench args...]
+#   scripts/bench-e2e.sh BINARY after-commit --robots 10000 --duration 60     # the fleet shape
+#   scripts/bench-e2e.sh BINARY external --shape saturated --robots 50 --rate 60000
 #
 # MODE: after-commit | on-receipt (embedded broker) | external (a Mosquitto of its own).
 # INSTANCES=N (external mode): N daemons share the broker's traffic through
@@ -32,7 +34,7 @@ for i in $(seq 1 "$INSTANCES"); do
   bench_wait_ready "$port"
 done
 sleep 0.5
-"$BIN" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --watch-pid "$daemon" "$@"
+"$BIN" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --daemon-pid "$daemon" "$@"
 psql "$DB" -qAtc "VACUUM ANALYZE metrics" >/dev/null
 # Metric values stored: one per row in the v1 shape, cardinality(vals) per row since v2.
 if [ "$(psql "$DB" -qAtc "SELECT to_regclass('metric_sets') IS NOT NULL")" = t ]; then

@@ -1,11 +1,15 @@
 # Shared by the benchmark scripts (sourced, not run). Needs BENCH_PG, MQTT_PORT and
-# HTTP_PORT set. bench_setup creates a fresh database (DB, DB_NAME), a work directory
-# (WORK), the daemon's environment for MODE (after-commit | on-receipt: the embedded
-# broker; external: a Mosquitto of its own, started here) and a trap that stops
-# everything in `pids` and removes WORK. time_routes times a list of routes.
+# HTTP_PORT set. bench_setup raises the open-files limit, creates a fresh database (DB,
+# DB_NAME), a work directory (WORK), the daemon's environment for MODE (after-commit |
+# on-receipt: the embedded broker; external: a Mosquitto of its own, started here) and a
+# trap that stops everything in `pids` and removes WORK. time_routes times a list of
+# routes.
 bench_setup() {
   local mode="$1" prefix="$2"
   : "${BENCH_PG:?set BENCH_PG to a PostgreSQL server URL}"
+  # One descriptor per robot connection on each side: the daemon started here inherits
+  # the soft limit, raised to the hard one (`fleetsink bench` raises its own).
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   DB_NAME="${prefix}_$(date +%s%N)"
   psql "$BENCH_PG" -qc "CREATE DATABASE $DB_NAME"
   DB="${BENCH_PG%/*}/$DB_NAME"

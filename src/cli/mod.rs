@@ -48,7 +48,8 @@ enum Command {
     /// List day partitions (rows, size, range); with --maintain, run one maintenance
     /// round first; `partitions restore FILE` loads an archived partition back.
     Partitions(partitions::PartitionsArgs),
-    /// Publish TonyPi-shaped load to a broker and measure what lands in PostgreSQL.
+    /// Load generator: a fleet of robots at TonyPi's cadence (or a saturating few) over
+    /// MQTT; times every publish to its PUBACK and checks every message in PostgreSQL.
     Bench(bench::BenchArgs),
     /// MQTT users (mqtt_users, go-auth's table): add, passwd, remove, list.
     User {
@@ -80,7 +81,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Bench(args) = command {
         // The load generator needs no config file: everything is on its command line.
-        init_tracing(LogFormat::Text, "warn", LogTo::Stderr);
+        // Its progress (connected, measuring, drained) is logged; its report is stdout.
+        init_tracing(
+            LogFormat::Text,
+            "warn,fleetsink::cli::bench=info",
+            LogTo::Stderr,
+        );
         return bench::main(args).await;
     }
     let cfg = match Config::load(cli.config.as_deref()) {

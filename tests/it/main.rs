@@ -9,6 +9,7 @@ mod alerts;
 mod alerts_api;
 mod api_input;
 mod audit;
+mod bench;
 mod broker_policy;
 mod commands;
 mod console;
