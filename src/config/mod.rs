@@ -302,9 +302,15 @@ impl Default for IngestConfig {
 pub struct BatchConfig {
     /// A batch holds at most this many rows (metric, log and robot rows)…
     pub max_rows: usize,
-    /// …and this many messages. There is no age setting: a batch is handed to the sink
-    /// the moment the sink is free (group commit), so its age is bounded by one commit.
+    /// …and this many messages.
     pub max_messages: usize,
+    /// How long a batch's first message waits for company before the batch goes to a
+    /// free sink worker. `0s`: at once (group commit: a busy pipeline commits whatever
+    /// arrived during the previous commit). Longer lingers make fewer, larger
+    /// transactions (less PostgreSQL work per message with thousands of robots each
+    /// sending one message at a time) at the price of up to this much latency.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
 }
 
 impl Default for BatchConfig {
@@ -312,6 +318,7 @@ impl Default for BatchConfig {
         Self {
             max_rows: 20_000,
             max_messages: 5000,
+            linger: Duration::ZERO,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! events always go to the same worker and are committed in receive order. Each worker
 //! gets group commit: its pending batch is handed over the moment that worker is free,
 //! so an idle pipeline commits a single message at once, and a busy one commits
-//! whatever arrived during the previous commit — never on a fixed timer.
+//! whatever arrived during the previous commit. With `batch.linger`, a batch is handed
+//! over only once its first message has waited that long (or the pending batches are
+//! full, or intake is stopping): fewer, larger transactions for a bounded wait.
 //! `batch.max_rows` and `batch.max_messages` bound what is pending across all workers
 //! together; when that is full, intake waits, and that wait is what pushes back on the
 //! broker and the robots.
@@ -15,7 +17,10 @@
 //! unacknowledged at the broker), what it already holds is drained, and the last
 //! batches are flushed before the senders to the workers are dropped.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Envelope;
@@ -35,10 +40,13 @@ pub struct Item {
 pub struct Batch {
     pub items: Vec<Item>,
     pub rows: usize,
+    /// When its first message arrived (for `batch.linger`).
+    started: Option<Instant>,
 }
 
 impl Batch {
     fn push(&mut self, item: Item) {
+        self.started.get_or_insert_with(Instant::now);
         self.rows += match &item.decoded {
             Ok(d) => d.row_count(),
             Err(_) => 1,
@@ -84,21 +92,47 @@ fn shard_of(item: &Item, workers: usize) -> usize {
     (message_fingerprint(key, &[]) as u64 % workers.max(1) as u64) as usize
 }
 
-/// Waits until one of the workers with a pending batch is free; returns its index and
-/// the permit to hand it over.
+/// Waits until one of the workers with a batch ready to go is free; returns its index
+/// and the permit to hand it over.
 async fn any_free<'a>(
     sinks: &'a [mpsc::Sender<Batch>],
-    pending: &[Batch],
+    ready: &[bool],
 ) -> (
     usize,
     Result<mpsc::Permit<'a, Batch>, mpsc::error::SendError<()>>,
 ) {
-    let waits = pending
+    let waits = ready
         .iter()
         .enumerate()
-        .filter(|(_, b)| !b.items.is_empty())
+        .filter(|(_, r)| **r)
         .map(|(i, _)| Box::pin(async move { (i, sinks[i].reserve().await) }));
     futures::future::select_all(waits).await.0
+}
+
+/// Which pending batches may go now, and when the next one that may not yet will be
+/// ready. Everything non-empty may go once the batches are full or intake stops.
+fn readiness(
+    pending: &[Batch],
+    linger: Duration,
+    now: Instant,
+    all: bool,
+) -> (Vec<bool>, Option<Instant>) {
+    let mut next: Option<Instant> = None;
+    let ready = pending
+        .iter()
+        .map(|b| match b.started {
+            None => false,
+            Some(_) if all || linger.is_zero() => true,
+            Some(started) => {
+                let due = started + linger;
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+                due <= now
+            }
+        })
+        .collect();
+    (ready, next)
 }
 
 /// Runs until `stop` is cancelled and the intake queue is drained, or a worker is gone.
@@ -117,13 +151,15 @@ pub async fn run(
             .iter()
             .fold((0, 0), |(m, r), b| (m + b.items.len(), r + b.rows));
         let full = messages >= cfg.max_messages || rows >= cfg.max_rows;
+        let (ready, next_due) = readiness(&pending, cfg.linger, Instant::now(), full || stopping);
+        let any_ready = ready.iter().any(|r| *r);
         tokio::select! {
             biased;
             _ = stop.cancelled(), if !stopping => {
                 stopping = true;
                 intake.close();
             }
-            (i, permit) = any_free(&sinks, &pending), if messages > 0 => match permit {
+            (i, permit) = any_free(&sinks, &ready), if any_ready => match permit {
                 Ok(permit) => permit.send(std::mem::take(&mut pending[i])),
                 Err(_) => return, // a worker is gone; unsent messages stay unacknowledged
             },
@@ -141,6 +177,39 @@ pub async fn run(
                     return;
                 }
             },
+            () = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(at: Option<Instant>) -> Batch {
+        Batch {
+            started: at,
+            ..Batch::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_once_its_first_message_lingered() {
+        let now = Instant::now();
+        let linger = Duration::from_millis(20);
+        let pending = [
+            started(None),
+            started(Some(now - Duration::from_millis(25))),
+            started(Some(now - Duration::from_millis(5))),
+        ];
+        let (ready, next) = readiness(&pending, linger, now, false);
+        assert_eq!(ready, [false, true, false]);
+        assert_eq!(next, Some(now + Duration::from_millis(15)));
+        // Full (or stopping): everything non-empty goes.
+        let (ready, _) = readiness(&pending, linger, now, true);
+        assert_eq!(ready, [false, true, true]);
+        // No linger: at once.
+        let (ready, next) = readiness(&pending, Duration::ZERO, now, false);
+        assert_eq!((ready, next), (vec![false, true, true], None));
     }
 }
