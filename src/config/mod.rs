@@ -308,7 +308,8 @@ pub struct BatchConfig {
     /// free sink worker. `0s`: at once (group commit: a busy pipeline commits whatever
     /// arrived during the previous commit). Longer lingers make fewer, larger
     /// transactions (less PostgreSQL work per message with thousands of robots each
-    /// sending one message at a time) at the price of up to this much latency.
+    /// sending one message at a time) at the price of up to this much latency. 20 ms
+    /// measured best at 5,000 and 10,000 robots (BENCHMARKS.md, "Performance v3").
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
 }
@@ -318,7 +319,7 @@ impl Default for BatchConfig {
         Self {
             max_rows: 20_000,
             max_messages: 5000,
-            linger: Duration::ZERO,
+            linger: Duration::from_millis(20),
         }
     }
 }
