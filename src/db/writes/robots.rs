@@ -225,8 +225,8 @@ impl<'a> Robots<'a> {
         let cached = cache.get(self.by_id.keys().copied());
         let mut keys = HashMap::with_capacity(self.by_id.len());
         let mut full: Vec<&str> = Vec::new();
-        let mut checked: Vec<(&str, &Known)> = Vec::new();
-        let mut touch: HashMap<&str, (i32, DateTime<Utc>)> = HashMap::new();
+        // The robots the cache answers for, each with the `last_seen` to write if due.
+        let mut checked: Vec<(&str, &Known, Option<DateTime<Utc>>)> = Vec::new();
         for (id, agg) in &self.by_id {
             let same = |new: &Option<String>, old: &Option<String>| new.is_none() || new == old;
             match cached.get(*id) {
@@ -236,11 +236,9 @@ impl<'a> Robots<'a> {
                         && same(&agg.camera_url, &k.camera_url) =>
                 {
                     keys.insert(id.to_string(), k.id);
-                    checked.push((id, k));
                     let seen = agg.last_seen.unwrap_or_else(Utc::now);
-                    if seen - k.last_seen >= cache.last_seen_every {
-                        touch.insert(id, (k.id, seen));
-                    }
+                    let due = seen - k.last_seen >= cache.last_seen_every;
+                    checked.push((id, k, due.then_some(seen)));
                 }
                 _ => full.push(id),
             }
@@ -248,9 +246,11 @@ impl<'a> Robots<'a> {
         if !checked.is_empty() {
             // One statement: `last_seen` for the robots due, and the row of every robot
             // the cache answered for, to catch what changed elsewhere.
-            let ids: Vec<i32> = checked.iter().map(|(_, k)| k.id).collect();
-            let (touch_ids, touch_seen): (Vec<i32>, Vec<DateTime<Utc>>) =
-                touch.values().copied().unzip();
+            let ids: Vec<i32> = checked.iter().map(|(_, k, _)| k.id).collect();
+            let (touch_ids, touch_seen): (Vec<i32>, Vec<DateTime<Utc>>) = checked
+                .iter()
+                .filter_map(|(_, k, due)| due.map(|seen| (k.id, seen)))
+                .unzip();
             let rows: Vec<Touched> = sqlx::query_as(
                 "WITH touched AS ( \
                      UPDATE robots r SET last_seen = GREATEST(r.last_seen, u.seen), updated_at = now() \
@@ -264,12 +264,12 @@ impl<'a> Robots<'a> {
             .fetch_all(&mut *conn)
             .await?;
             let found: HashMap<i32, Touched> = rows.into_iter().map(|t| (t.id, t)).collect();
-            for (id, k) in checked {
+            for (id, k, due) in checked {
                 match found.get(&k.id) {
                     Some(t) if t.status == k.status && t.is_active && !t.silent => {
-                        if let Some((_, seen)) = touch.get(id) {
+                        if let Some(seen) = due {
                             let known = Known {
-                                last_seen: *seen,
+                                last_seen: seen,
                                 ..k.clone()
                             };
                             notes.known.push((id.to_string(), known));
