@@ -216,3 +216,55 @@ async fn given_the_openapi_document_then_each_operation_lists_the_errors_its_gro
         has("post", path, &["200", "400", "403", "503"], &["401", "415"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_extreme_numbers_in_stored_json_when_the_logs_are_read_then_they_come_back_exactly() {
+    // GIVEN a robot edited with the largest finite numbers JSON can carry: the edit's
+    // audit row keeps them in a jsonb `details`, which PostgreSQL writes back as a
+    // 309-digit integer (found by schemathesis: the logs read answered 500)
+    let t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let (code, body) = t
+        .send(
+            Method::POST,
+            "/api/v1/robots-db/robots",
+            Some(json!({"robot_id": "tonypi_num"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = t
+        .send(
+            Method::PUT,
+            "/api/v1/robots-db/robots/tonypi_num",
+            Some(json!({"battery_threshold_critical": f64::MIN,
+                        "temp_threshold_critical": f64::MAX,
+                        "temp_threshold_warning": 5e-324})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    // WHEN the logs (which hold the audit row) are listed and exported
+    let (code, logs) = t
+        .send(Method::GET, "/api/v1/logs?category=audit", None)
+        .await;
+    let (csv_code, _) = t
+        .send(
+            Method::GET,
+            "/api/v1/logs/export/csv?robot_id=tonypi_num",
+            None,
+        )
+        .await;
+
+    // THEN both answer 200 and the numbers are the ones sent, bit for bit
+    assert_eq!(code, 200, "{logs}");
+    assert_eq!(csv_code, 200);
+    let edit = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["details"]["action"] == "robot.update")
+        .unwrap_or_else(|| panic!("no robot.update audit row in {logs}"));
+    let d = &edit["details"]["details"];
+    assert_eq!(d["battery_threshold_critical"].as_f64(), Some(f64::MIN));
+    assert_eq!(d["temp_threshold_critical"].as_f64(), Some(f64::MAX));
+    assert_eq!(d["temp_threshold_warning"].as_f64(), Some(5e-324));
+}

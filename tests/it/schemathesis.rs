@@ -6,7 +6,8 @@
 //!
 //! `scripts/test.sh` installs schemathesis into a cached virtualenv and names it in
 //! `FLEETSINK_TEST_SCHEMATHESIS`; `FLEETSINK_SCHEMATHESIS_EXAMPLES` raises the number of
-//! generated cases per operation for a longer run by hand.
+//! generated cases per operation for a longer run by hand, and
+//! `FLEETSINK_SCHEMATHESIS_SEED` replays a run (schemathesis prints its seed).
 
 use std::time::Duration;
 
@@ -75,11 +76,15 @@ async fn given_a_fleet_with_traffic_when_schemathesis_fuzzes_the_api_then_every_
         std::env::var("FLEETSINK_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| EXAMPLES.into());
     let dir = tempfile::tempdir().unwrap();
     let program = schemathesis();
-    let run = tokio::process::Command::new(&program)
+    let mut command = tokio::process::Command::new(&program);
+    command.arg("run");
+    if let Ok(seed) = std::env::var("FLEETSINK_SCHEMATHESIS_SEED") {
+        command.args(["--seed", &seed]);
+    }
+    let run = command
         .current_dir(dir.path())
         .env("NO_COLOR", "1")
         .args([
-            "run",
             &format!("http://{}/api/v1/openapi.json", t.http),
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
