@@ -152,12 +152,14 @@ fn bench_insert(c: &mut Criterion) {
     // but for the robots, which a running daemon has registered.
     let caches = Caches::new(std::time::Duration::from_secs(5));
     let alerts = fleetsink::alerts::AlertSettings::default();
+    let alert_cache = writes::AlertCache::new(alerts.flush_every, Default::default());
     rt.block_on(async {
         let mut learned = Learned::default();
         let opts = WriteOptions {
             error_payload_cap: 4096,
             metrics: MetricsWrite::SkipExisting,
             caches: &caches,
+            alert_cache: &alert_cache,
             alerts: &alerts,
         };
         let mut tx = pool.begin().await.unwrap();
@@ -165,7 +167,7 @@ fn bench_insert(c: &mut Criterion) {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        caches.learn(learned);
+        caches.learn(learned, &alert_cache);
         let robots: Vec<&str> = batch.iter().map(|d| d.robot_id.as_str()).collect();
         for sql in [
             "DELETE FROM metrics WHERE robot IN (SELECT id FROM robots WHERE robot_id = ANY($1))",
@@ -189,6 +191,7 @@ fn bench_insert(c: &mut Criterion) {
                     error_payload_cap: 4096,
                     metrics: mode,
                     caches: &caches,
+                    alert_cache: &alert_cache,
                     alerts: &alerts,
                 };
                 let mut learned = Learned::default();

@@ -199,6 +199,8 @@ pub struct AlertSettings {
     pub policy: Policy,
     /// The built-in thresholds, in [`Watched`]'s declaration order (`w as usize`).
     pub defaults: [Thresholds; 6],
+    /// How long a re-triggered open alert may differ from its row (`alerts.flush_interval`).
+    pub flush_every: std::time::Duration,
 }
 
 impl AlertSettings {
@@ -210,6 +212,7 @@ impl AlertSettings {
                 hysteresis_percent: cfg.hysteresis_percent,
             },
             defaults: builtin(&cfg.thresholds),
+            flush_every: cfg.flush_interval,
         }
     }
 

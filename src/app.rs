@@ -29,7 +29,7 @@ use crate::auth::{AuthStore, Authenticator};
 use crate::broker::EmbeddedBroker;
 use crate::config::{Config, MqttMode};
 use crate::db;
-use crate::db::writes::Caches;
+use crate::db::writes::{AlertCache, AlertEdits, Caches};
 use crate::health::Health;
 use crate::http::{self, HttpState};
 use crate::mqtt::Qos;
@@ -105,11 +105,22 @@ impl App {
         let (intake_tx, intake_rx) = mpsc::channel::<Envelope>(cfg.ingest.queue_capacity);
         let (mqtt, acks) =
             start_intake(&cfg, router, intake_tx.clone(), &health, auth.clone()).await?;
+        let alert_edits = Arc::new(AlertEdits::default());
+        let sink_cx = SinkContext {
+            pool: pool.clone(),
+            settings: SinkSettings::from_config(&cfg),
+            caches: Arc::new(Caches::new(cfg.robots.last_seen_interval())),
+            alert_cache: Arc::new(AlertCache::new(
+                cfg.alerts.flush_interval,
+                alert_edits.clone(),
+            )),
+            alert_edits: alert_edits.clone(),
+            health: health.clone(),
+        };
         // Closing intake is the drain's first step, so it follows the caller's signal.
         let (batcher, sinks, acks) = start_pipeline(
             &cfg,
-            &pool,
-            &health,
+            sink_cx,
             intake_rx,
             decode,
             acks,
@@ -121,8 +132,11 @@ impl App {
             &health,
             &prometheus,
             &pool,
-            downlink.clone(),
-            auth,
+            Controls {
+                downlink: downlink.clone(),
+                auth,
+                alert_edits,
+            },
             &background,
         )
         .await?;
@@ -319,8 +333,7 @@ async fn start_intake(
 /// The batcher and the sink workers, releasing acks into the started ack stage.
 fn start_pipeline(
     cfg: &Config,
-    pool: &PgPool,
-    health: &Arc<Health>,
+    sink_cx: SinkContext,
     intake: mpsc::Receiver<Envelope>,
     decode: DecodeSettings,
     acks: AckStage,
@@ -336,18 +349,22 @@ fn start_pipeline(
         cfg.batch.clone(),
         stop_intake,
     ));
-    let sink_cx = SinkContext {
-        pool: pool.clone(),
-        settings: SinkSettings::from_config(cfg),
-        caches: Arc::new(Caches::new(cfg.robots.last_seen_interval())),
-        health: health.clone(),
-    };
-    let (acker, acks) = acks.start(health.clone());
+    let (acker, acks) = acks.start(sink_cx.health.clone());
     let sinks = batch_rxs
         .into_iter()
-        .map(|rx| tokio::spawn(sink::run(rx, sink_cx.clone(), acker.clone())))
+        .map(|rx| tokio::spawn(sink::run(rx, sink_cx.for_worker(), acker.clone())))
         .collect();
     (batcher, sinks, acks)
+}
+
+/// What the API acts through besides the database.
+struct Controls {
+    /// Commands and settings to robots.
+    downlink: Downlink,
+    /// MQTT users and ACLs (go-auth).
+    auth: Arc<Authenticator>,
+    /// Tells the sink workers of alerts resolved or deleted.
+    alert_edits: Arc<AlertEdits>,
 }
 
 /// Binds `http.listen` and serves the admin router until the background stops.
@@ -356,10 +373,14 @@ async fn serve_http(
     health: &Arc<Health>,
     prometheus: &PrometheusHandle,
     pool: &PgPool,
-    downlink: Downlink,
-    auth: Arc<Authenticator>,
+    controls: Controls,
     background: &Background,
 ) -> anyhow::Result<SocketAddr> {
+    let Controls {
+        downlink,
+        auth,
+        alert_edits,
+    } = controls;
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .map_err(|e| {
@@ -386,6 +407,7 @@ async fn serve_http(
             console,
             started: std::time::Instant::now(),
             log_export: http::LogExport::new(cfg.http.logs_export_max_rows),
+            alert_edits,
         },
         &cfg.http.cors_origins,
         cfg.http.max_body_bytes,

@@ -390,6 +390,11 @@ pub struct AlertsConfig {
     /// An alert resolves once the value is back past the warning threshold by this
     /// percentage of it (e.g. CPU below 66.5 % for a 70 % threshold at 5).
     pub hysteresis_percent: f64,
+    /// An open alert that a reading only re-triggers (count, value, last trigger) is
+    /// updated in memory and written this often (and at shutdown); what opens,
+    /// escalates or resolves an alert is written in the batch's own transaction.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
     /// The built-in thresholds: what applies where no `alert_thresholds` row (the robot's,
     /// else the fleet-wide one) does.
     pub thresholds: ThresholdsConfig,
@@ -400,6 +405,7 @@ impl Default for AlertsConfig {
         Self {
             dedupe_window: Duration::from_secs(300),
             hysteresis_percent: 5.0,
+            flush_interval: Duration::from_secs(5),
             thresholds: ThresholdsConfig::default(),
         }
     }

@@ -122,6 +122,14 @@ impl Config {
                 "retention.*_days must be at least 1 (today's partition is never dropped)".into(),
             );
         }
+        let flush = self.alerts.flush_interval;
+        if flush < std::time::Duration::from_millis(100)
+            || flush > std::time::Duration::from_secs(600)
+        {
+            problems.push(format!(
+                "alerts.flush_interval must be between 100ms and 10m (is {flush:?})"
+            ));
+        }
         if self.robots.offline_after < std::time::Duration::from_secs(1) {
             problems.push("robots.offline_after must be at least 1s".into());
         }

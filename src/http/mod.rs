@@ -66,6 +66,8 @@ pub struct HttpState {
     pub started: std::time::Instant,
     /// The log exports' row cap and one-at-a-time permit.
     pub log_export: LogExport,
+    /// Told of every alert the API resolves or deletes (the sink's alert caches).
+    pub alert_edits: Arc<crate::db::writes::AlertEdits>,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)

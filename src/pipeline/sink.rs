@@ -31,7 +31,8 @@ use crate::alerts::AlertSettings;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::writes::{
-    self, Caches, Entry, ErrorRow, Learned, MetricsWrite, WriteOptions, Written,
+    self, AlertCache, AlertEdits, AlertNotes, Caches, Entry, ErrorRow, Learned, MetricsWrite,
+    WriteOptions, Written,
 };
 use crate::db::{is_transient, sqlstate};
 use crate::health::Health;
@@ -59,18 +60,50 @@ impl SinkSettings {
     }
 }
 
-/// What every sink worker shares.
+/// What a sink worker works with: shared by all, but for its own alert cache (one
+/// robot's messages always reach the same worker).
 #[derive(Clone)]
 pub struct SinkContext {
     pub pool: PgPool,
     pub settings: SinkSettings,
     pub caches: Arc<Caches>,
+    pub alert_cache: Arc<AlertCache>,
+    /// The API's resolves and deletes of alerts (the alert caches read those again).
+    pub alert_edits: Arc<AlertEdits>,
     pub health: Arc<Health>,
 }
 
-/// Commits batches until the batcher hangs up, releasing each batch's acks after commit.
+impl SinkContext {
+    /// The context of one more worker: the same shared parts, an empty alert cache.
+    pub fn for_worker(&self) -> SinkContext {
+        SinkContext {
+            alert_cache: Arc::new(AlertCache::new(
+                self.settings.alerts.flush_every,
+                self.alert_edits.clone(),
+            )),
+            ..self.clone()
+        }
+    }
+}
+
+/// Commits batches until the batcher hangs up, releasing each batch's acks after commit,
+/// and writes the re-triggered alerts it keeps in memory when they are due (between
+/// batches, or while idle) and once more before it ends.
 pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Acker) {
-    while let Some(mut batch) = batches.recv().await {
+    loop {
+        let due = cx.alert_cache.flush_due_in();
+        let next = tokio::select! {
+            b = batches.recv() => b,
+            () = tokio::time::sleep(due.unwrap_or(Duration::MAX)), if due.is_some() => {
+                flush_alerts(&cx).await;
+                continue;
+            }
+        };
+        let Some(mut batch) = next else { break };
+        if cx.alert_cache.edited() {
+            flush_alerts(&cx).await;
+            cx.alert_cache.forget_clean();
+        }
         let held = cx.health.progress.batch_started();
         let started = Instant::now();
         let written = commit(&cx, &mut batch.items).await;
@@ -90,6 +123,64 @@ pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Ack
         );
         acker.release(batch.items).await;
         cx.health.progress.batch_done(held);
+        if cx.alert_cache.flush_due_in() == Some(Duration::ZERO) {
+            flush_alerts(&cx).await;
+        }
+    }
+    if cx.alert_cache.flush_due_in().is_some() {
+        flush_alerts(&cx).await;
+    }
+}
+
+/// Writes the worker's re-triggered alerts in a transaction of their own, retrying
+/// transient failures like a batch (the drain's deadline ends a hopeless wait; what is
+/// not written then is the re-triggers of the last `alerts.flush_interval`).
+async fn flush_alerts(cx: &SinkContext) {
+    let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
+    loop {
+        match flush_alerts_tx(cx).await {
+            Ok(n) => {
+                telemetry::rows_written("alerts", n);
+                return;
+            }
+            Err(e) if is_transient(&e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?wait, "re-triggered alerts not written; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                // Nothing of a batch depends on it: the counts wait for the next round.
+                tracing::warn!(error = %e, "re-triggered alerts not written");
+                return;
+            }
+        }
+    }
+}
+
+async fn flush_alerts_tx(cx: &SinkContext) -> Result<u64, sqlx::Error> {
+    let mut conn = cx.pool.acquire().await?;
+    let deadline = cx.settings.commit_timeout;
+    let mut notes = AlertNotes::default();
+    let attempt = tokio::time::timeout(deadline, async {
+        let mut tx = conn.begin().await?;
+        let n = writes::flush_alerts(&mut tx, &cx.alert_cache, &mut notes).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(n)
+    })
+    .await;
+    match attempt {
+        Ok(result) => {
+            let n = result?;
+            cx.alert_cache.learn(notes);
+            Ok(n)
+        }
+        Err(_) => {
+            drop(conn.detach());
+            Err(crate::db::timed_out(
+                "alert flush (database.commit_timeout)",
+                deadline,
+            ))
+        }
     }
 }
 
@@ -166,6 +257,7 @@ async fn write_tx_with(
         error_payload_cap: cx.settings.error_payload_cap,
         metrics,
         caches: &cx.caches,
+        alert_cache: &cx.alert_cache,
         alerts: &cx.settings.alerts,
     };
     let mut learned = Learned::default();
@@ -173,7 +265,7 @@ async fn write_tx_with(
     let written = writes::write(&mut tx, entries, &opts, &mut learned).await?;
     tx.commit().await?;
     // Only now: ids from a rolled-back transaction must never enter the cache.
-    cx.caches.learn(learned);
+    cx.caches.learn(learned, &cx.alert_cache);
     Ok(written)
 }
 

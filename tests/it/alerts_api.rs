@@ -70,6 +70,22 @@ async fn alerts_raised_and_manual_answer_as_tonypi() {
     )
     .await;
 
+    // (the second CPU reading only re-triggers the open alert: its count and value
+    // reach the row within alerts.flush_interval)
+    wait_for_eq(std::time::Duration::from_secs(5), Some(2), || {
+        let pool = t.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT count FROM alerts WHERE robot_id = 'tonypi_hot' AND alert_type = 'cpu' \
+                 AND source = 'fleetsink'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    })
+    .await;
+
     // THEN the list has them with TonyPi's fields, newest first
     let (code, list) = get(&t, "/api/v1/alerts").await;
     assert_eq!(code, 200, "{list}");
@@ -169,6 +185,19 @@ async fn alerts_raised_and_manual_answer_as_tonypi() {
         &mut c,
         status("tonypi_hot", r#""cpu_percent":97"#, &at(start, 3)),
     )
+    .await;
+    wait_for_eq(std::time::Duration::from_secs(5), Some(3), || {
+        let pool = t.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT count FROM alerts WHERE robot_id = 'tonypi_hot' AND alert_type = 'cpu' \
+                 AND source = 'fleetsink'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    })
     .await;
     let (_, open_cpu) = get(&t, "/api/v1/alerts?alert_type=cpu&resolved=false").await;
     let ids: Vec<i64> = open_cpu
@@ -556,11 +585,17 @@ async fn thresholds_edited_through_the_api_apply_to_the_next_reading() {
         Some(json!({"enabled": false})),
     )
     .await;
-    sqlx::query("UPDATE alerts SET resolved = true WHERE robot_id = $1")
-        .bind(robot)
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    // The operator resolves the robot's open alerts.
+    let open: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM alerts WHERE robot_id = $1 AND NOT resolved")
+            .bind(robot)
+            .fetch_all(&t.pool)
+            .await
+            .unwrap();
+    for id in open {
+        let (code, body) = post(&t, &format!("/api/v1/alerts/{id}/resolve"), None).await;
+        assert_eq!(code, 200, "{body}");
+    }
     publish(
         &mut c,
         status(

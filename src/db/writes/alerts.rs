@@ -9,11 +9,14 @@
 //! same robot and type are neither read nor changed here.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::alerts::{self, Alert, AlertSettings, Event, EventAt, Level, Watched};
+use crate::alerts::{self, Alert, AlertSettings, Event, EventAt, Level, Observed, Watched};
 use crate::db::reads::alerts::{SOURCE, ThresholdScopes};
 use crate::model::{Decoded, LogRow, message_fingerprint};
 
@@ -49,6 +52,168 @@ impl<'a> Readings<'a> {
     }
 }
 
+/// A robot and one of its watched metrics: what one alert row tracks.
+type Key = (String, Watched);
+
+/// A [`Key`] borrowed from a batch.
+type BatchKey<'a> = (&'a str, Watched);
+
+/// A sink worker's copy of the newest fleetsink alert of each robot and metric it has
+/// evaluated (`None`: it has none). One robot's messages always go to the same worker,
+/// so only that worker reads and changes its robots' entries: a batch reads an entry,
+/// and what the batch changed enters only once its transaction committed
+/// ([`AlertNotes`]).
+///
+/// An entry is `dirty` when a reading only re-triggered its alert (count, value, last
+/// trigger, last reading): that is kept here and written by [`flush`] every
+/// `alerts.flush_interval` and at shutdown, instead of one UPDATE per batch. Every
+/// write of an alert is guarded by what the cached copy assumed of the row (same
+/// resolved state and severity); a row someone else changed (resolved or deleted
+/// through the API, or another instance's evaluation) fails the guard, and its entry
+/// is read again from the table.
+///
+/// This process's own resolve and delete (through the API) are told to every worker
+/// through [`AlertEdits`]: the worker's next batch first writes what it holds and
+/// forgets the rest, so the change counts from that batch on.
+#[derive(Debug)]
+pub struct AlertCache {
+    flush_every: std::time::Duration,
+    edits: Arc<AlertEdits>,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug)]
+struct CacheState {
+    entries: HashMap<Key, Cached>,
+    dirty: usize,
+    last_flush: Instant,
+    /// The [`AlertEdits`] count this copy has caught up with.
+    edits_seen: u64,
+}
+
+/// Counts the API's changes to alert rows that evaluation depends on (resolve,
+/// delete), so the workers' [`AlertCache`]s read those rows again.
+#[derive(Debug, Default)]
+pub struct AlertEdits(AtomicU64);
+
+impl AlertEdits {
+    /// Called after such a change committed.
+    pub fn changed(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    alert: Option<Alert>,
+    dirty: bool,
+}
+
+/// Entries one worker keeps at most; past it, the clean ones are dropped (read again
+/// when their robot reports).
+const MAX_ENTRIES: usize = 200_000;
+
+impl AlertCache {
+    pub fn new(flush_every: std::time::Duration, edits: Arc<AlertEdits>) -> Self {
+        let edits_seen = edits.0.load(Ordering::Acquire);
+        Self {
+            flush_every,
+            edits,
+            state: Mutex::new(CacheState {
+                entries: HashMap::new(),
+                dirty: 0,
+                last_flush: Instant::now(),
+                edits_seen,
+            }),
+        }
+    }
+
+    /// Whether the API changed alerts since this copy last caught up: the worker then
+    /// flushes and calls [`AlertCache::forget_clean`] before its next batch.
+    pub fn edited(&self) -> bool {
+        self.edits.0.load(Ordering::Acquire) != self.lock().edits_seen
+    }
+
+    /// Forgets every entry without re-triggers waiting to be written (after a flush,
+    /// none), as of the edits counted so far.
+    pub fn forget_clean(&self) {
+        let seen = self.edits.0.load(Ordering::Acquire);
+        let mut s = self.lock();
+        s.entries.retain(|_, c| c.dirty);
+        s.edits_seen = seen;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // A panic while holding the lock leaves only plain data behind.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long until re-triggered alerts are due to be written (`None`: nothing is
+    /// waiting).
+    pub fn flush_due_in(&self) -> Option<std::time::Duration> {
+        let s = self.lock();
+        (s.dirty > 0).then(|| self.flush_every.saturating_sub(s.last_flush.elapsed()))
+    }
+
+    /// Keeps what a committed transaction wrote or changed in memory.
+    pub fn learn(&self, notes: AlertNotes) {
+        let mut s = self.lock();
+        for key in notes.forget {
+            if s.entries.remove(&key).is_some_and(|c| c.dirty) {
+                s.dirty -= 1;
+            }
+        }
+        for (key, cached) in notes.set {
+            let now_dirty = cached.dirty;
+            let was_dirty = s.entries.insert(key, cached).is_some_and(|c| c.dirty);
+            s.dirty = s.dirty + usize::from(now_dirty) - usize::from(was_dirty);
+        }
+        if notes.flushed {
+            s.last_flush = Instant::now();
+        }
+        if s.entries.len() > MAX_ENTRIES {
+            s.entries.retain(|_, c| c.dirty);
+        }
+    }
+
+    /// The cached entries of `keys`, and the keys it has no entry for.
+    fn lookup<'k>(
+        &self,
+        keys: impl Iterator<Item = (&'k str, Watched)>,
+    ) -> (HashMap<BatchKey<'k>, Cached>, Vec<BatchKey<'k>>) {
+        let s = self.lock();
+        let mut hits = HashMap::new();
+        let mut misses = Vec::new();
+        for (robot, w) in keys {
+            match s.entries.get(&(robot.to_string(), w)) {
+                Some(c) => {
+                    hits.insert((robot, w), c.clone());
+                }
+                None => misses.push((robot, w)),
+            }
+        }
+        (hits, misses)
+    }
+
+    fn dirty_entries(&self) -> Vec<(Key, Alert)> {
+        let s = self.lock();
+        s.entries
+            .iter()
+            .filter(|(_, c)| c.dirty)
+            .filter_map(|(k, c)| Some((k.clone(), c.alert.clone()?)))
+            .collect()
+    }
+}
+
+/// What one transaction did to the [`AlertCache`]: kept by [`AlertCache::learn`]
+/// only once it committed.
+#[derive(Debug, Default)]
+pub struct AlertNotes {
+    set: Vec<(Key, Cached)>,
+    forget: Vec<Key>,
+    flushed: bool,
+}
+
 #[derive(sqlx::FromRow)]
 struct StoredAlert {
     id: i64,
@@ -66,25 +231,14 @@ struct StoredAlert {
     last_reading_at: DateTime<Utc>,
 }
 
-/// Evaluates the batch's readings; pushes the alert log rows onto `logs`. Returns the
-/// alert rows written.
-pub(super) async fn evaluate(
+/// The newest fleetsink alert of each of `keys` from the table, locked: instances
+/// sharing a broker's traffic evaluate one robot's alerts one after the other.
+async fn read_stored<'k>(
     conn: &mut PgConnection,
-    readings: &Readings<'_>,
-    settings: &AlertSettings,
-    logs: &mut Vec<LogRow>,
-    events: &mut super::AlertEvents,
-) -> Result<u64, sqlx::Error> {
-    let robots: Vec<&str> = {
-        let mut r: Vec<&str> = readings.by_key.keys().map(|(r, _)| *r).collect();
-        r.dedup();
-        r
-    };
-    let scopes = ThresholdScopes::read(&mut *conn, &robots).await?;
-    let key_robots: Vec<&str> = readings.by_key.keys().map(|(r, _)| *r).collect();
-    let key_metrics: Vec<&str> = readings.by_key.keys().map(|(_, w)| w.name()).collect();
-    // The newest alert of each robot and metric, locked: instances sharing a broker's
-    // traffic evaluate one robot's alerts one after the other.
+    keys: &[(&'k str, Watched)],
+) -> Result<HashMap<(&'k str, Watched), Option<Alert>>, sqlx::Error> {
+    let robots: Vec<&str> = keys.iter().map(|(r, _)| *r).collect();
+    let metrics: Vec<&str> = keys.iter().map(|(_, w)| w.name()).collect();
     let stored: Vec<StoredAlert> = sqlx::query_as(
         "SELECT id, robot_id, alert_type, severity, value, threshold, first_triggered, \
                 last_triggered, count, resolved, resolved_at, resolution_logged, last_reading_at \
@@ -96,52 +250,312 @@ pub(super) async fn evaluate(
              GROUP BY a.robot_id, a.alert_type) \
          ORDER BY id FOR UPDATE",
     )
-    .bind(&key_robots)
-    .bind(&key_metrics)
+    .bind(&robots)
+    .bind(&metrics)
     .bind(SOURCE)
     .fetch_all(&mut *conn)
     .await?;
-    let mut stored: HashMap<(String, String), StoredAlert> = stored
+    let mut by_key: HashMap<(String, String), StoredAlert> = stored
         .into_iter()
         .map(|a| ((a.robot_id.clone(), a.alert_type.clone()), a))
         .collect();
+    Ok(keys
+        .iter()
+        .map(|&(robot, w)| {
+            let a = by_key.remove(&(robot.to_string(), w.name().to_string()));
+            ((robot, w), a.and_then(to_alert))
+        })
+        .collect())
+}
 
-    let mut inserts: Vec<(&str, Watched, Alert)> = Vec::new();
-    let mut updates: Vec<(&str, Watched, Alert)> = Vec::new();
-    for ((robot, w), values) in &readings.by_key {
-        let Some(t) = scopes.effective(robot, *w, settings.default_for(*w)) else {
-            continue; // disabled at the deciding scope: no alerts for this metric
-        };
-        let before = stored
-            .remove(&(robot.to_string(), w.name().to_string()))
-            .and_then(to_alert);
-        let mut values = values.clone();
-        values.sort_by_key(|(_, ts)| *ts);
-        let observed = Alert::observe(before, *w, &t, &settings.policy, &values);
-        for e in &observed.events {
-            events.count(e.event);
-            logs.push(alert_log(robot, *w, e));
+/// What a batch's readings do to one alert.
+struct Plan<'a> {
+    robot: &'a str,
+    w: Watched,
+    /// The alert as the batch found it (what the guarded writes assume of the row).
+    before: Option<Alert>,
+    /// Whether `before` held re-triggers not yet written.
+    was_dirty: bool,
+    observed: Observed,
+}
+
+/// Rows as read from the table: nothing waiting to be written.
+fn fresh(
+    stored: HashMap<BatchKey<'_>, Option<Alert>>,
+) -> impl Iterator<Item = (BatchKey<'_>, Cached)> {
+    stored.into_iter().map(|(k, alert)| {
+        (
+            k,
+            Cached {
+                alert,
+                dirty: false,
+            },
+        )
+    })
+}
+
+impl Plan<'_> {
+    /// Whether the change must be written with the batch: anything but a re-trigger
+    /// of the same alert (opened, escalated, resolved, re-activated, replaced).
+    fn writes_now(&self) -> bool {
+        let o = &self.observed;
+        if !o.events.is_empty() || !o.replaced.is_empty() {
+            return true;
         }
-        let changed = observed
-            .replaced
-            .into_iter()
-            .chain(observed.alert.filter(|_| observed.changed));
-        for a in changed {
-            if a.id.is_some() {
-                updates.push((robot, *w, a));
-            } else {
-                inserts.push((robot, *w, a));
+        match (&self.before, &o.alert) {
+            (Some(b), Some(a)) => {
+                a.id.is_none()
+                    || b.id != a.id
+                    || b.resolved != a.resolved
+                    || b.level != a.level
+                    || b.threshold != a.threshold
+                    || b.resolved_at != a.resolved_at
+                    || b.resolution_logged != a.resolution_logged
+                    || b.first_triggered != a.first_triggered
             }
+            (None, Some(_)) => true,
+            (_, None) => false,
         }
     }
-    let mut written = 0;
-    if !updates.is_empty() {
-        written += update(conn, &updates).await?;
+}
+
+/// One alert row to write, and what the batch assumed of the stored row.
+struct Write<'a> {
+    robot: &'a str,
+    w: Watched,
+    alert: Alert,
+    /// (resolved, severity) the row must still have; `None` for a new row.
+    guard: Option<(bool, Level)>,
+}
+
+/// Evaluates the batch's readings; pushes the alert log rows onto `logs`. Returns the
+/// alert rows written.
+pub(super) async fn evaluate(
+    conn: &mut PgConnection,
+    readings: &Readings<'_>,
+    settings: &AlertSettings,
+    cache: &AlertCache,
+    notes: &mut AlertNotes,
+    logs: &mut Vec<LogRow>,
+    events: &mut super::AlertEvents,
+) -> Result<u64, sqlx::Error> {
+    let robots: Vec<&str> = {
+        let mut r: Vec<&str> = readings.by_key.keys().map(|(r, _)| *r).collect();
+        r.dedup();
+        r
+    };
+    let scopes = ThresholdScopes::read(&mut *conn, &robots).await?;
+    let (mut before, misses) = cache.lookup(readings.by_key.keys().copied());
+    if !misses.is_empty() {
+        before.extend(fresh(read_stored(conn, &misses).await?));
     }
-    if !inserts.is_empty() {
-        written += insert(conn, &inserts).await?;
+
+    let mut written = 0;
+    let mut pending: Vec<(&str, Watched)> = readings.by_key.keys().copied().collect();
+    // A key whose guarded write found the row changed is read again and evaluated
+    // once more, now from the locked row; a second miss leaves it to the next batch.
+    for round in 0..2 {
+        let mut plans = Vec::new();
+        for &(robot, w) in &pending {
+            let Some(t) = scopes.effective(robot, w, settings.default_for(w)) else {
+                continue; // disabled at the deciding scope: no alerts for this metric
+            };
+            let mut values = readings.by_key[&(robot, w)].clone();
+            values.sort_by_key(|(_, ts)| *ts);
+            let cached = before.get(&(robot, w)).cloned().unwrap_or(Cached {
+                alert: None,
+                dirty: false,
+            });
+            let observed = Alert::observe(cached.alert.clone(), w, &t, &settings.policy, &values);
+            plans.push(Plan {
+                robot,
+                w,
+                before: cached.alert,
+                was_dirty: cached.dirty,
+                observed,
+            });
+        }
+        let (now, later): (Vec<Plan>, Vec<Plan>) = plans.into_iter().partition(Plan::writes_now);
+        for p in later {
+            // Unchanged (every reading a resend) keeps what it was; a re-trigger waits
+            // for the flush.
+            let cached = if p.observed.changed {
+                Cached {
+                    dirty: p.observed.alert.is_some(),
+                    alert: p.observed.alert,
+                }
+            } else {
+                Cached {
+                    alert: p.before,
+                    dirty: p.was_dirty,
+                }
+            };
+            notes.set.push(((p.robot.to_string(), p.w), cached));
+        }
+        let (done, stale, n) = write_plans(conn, now).await?;
+        written += n;
+        for p in done {
+            for e in &p.observed.events {
+                events.count(e.event);
+                logs.push(alert_log(p.robot, p.w, e));
+            }
+            notes.set.push((
+                (p.robot.to_string(), p.w),
+                Cached {
+                    alert: p.observed.alert,
+                    dirty: false,
+                },
+            ));
+        }
+        if stale.is_empty() {
+            break;
+        }
+        if round == 1 {
+            tracing::debug!(
+                alerts = stale.len(),
+                "alert rows changed while evaluated; left to the next batch"
+            );
+            notes
+                .forget
+                .extend(stale.iter().map(|(r, w)| (r.to_string(), *w)));
+            break;
+        }
+        before.extend(fresh(read_stored(conn, &stale).await?));
+        pending = stale;
     }
     Ok(written)
+}
+
+/// Writes the alerts `plans` opened or changed; returns the plans written, the keys
+/// whose row had changed under them (nothing of theirs written), and the rows written.
+async fn write_plans<'a>(
+    conn: &mut PgConnection,
+    plans: Vec<Plan<'a>>,
+) -> Result<(Vec<Plan<'a>>, Vec<(&'a str, Watched)>, u64), sqlx::Error> {
+    if plans.is_empty() {
+        return Ok((plans, Vec::new(), 0));
+    }
+    let guard = |p: &Plan| p.before.as_ref().map(|b| (b.resolved, b.level));
+    let mut updates: Vec<Write> = Vec::new();
+    for p in &plans {
+        let changed = p
+            .observed
+            .replaced
+            .iter()
+            .chain(p.observed.alert.iter().filter(|_| p.observed.changed));
+        for a in changed.filter(|a| a.id.is_some()) {
+            updates.push(Write {
+                robot: p.robot,
+                w: p.w,
+                alert: a.clone(),
+                guard: guard(p).filter(|_| a.id == p.before.as_ref().and_then(|b| b.id)),
+            });
+        }
+    }
+    let updated = if updates.is_empty() {
+        Vec::new()
+    } else {
+        update(conn, &updates).await?
+    };
+    let mut stale: Vec<(&str, Watched)> = updates
+        .iter()
+        .filter(|u| !updated.contains(&u.alert.id.unwrap_or_default()))
+        .map(|u| (u.robot, u.w))
+        .collect();
+    stale.dedup();
+    let mut written = updated.len() as u64;
+
+    let mut plans: Vec<Plan> = plans
+        .into_iter()
+        .filter(|p| !stale.contains(&(p.robot, p.w)))
+        .collect();
+    let inserts: Vec<Write> = plans
+        .iter()
+        .filter_map(|p| {
+            let a = p.observed.alert.as_ref().filter(|a| a.id.is_none())?;
+            Some(Write {
+                robot: p.robot,
+                w: p.w,
+                alert: a.clone(),
+                guard: None,
+            })
+        })
+        .collect();
+    if !inserts.is_empty() {
+        let ids = insert(conn, &inserts).await?;
+        written += ids.len() as u64;
+        for p in &mut plans {
+            if let Some(a) = p.observed.alert.as_mut().filter(|a| a.id.is_none()) {
+                match ids.get(&(p.robot, p.w.name())) {
+                    Some(id) => a.id = Some(*id),
+                    // Another instance opened this alert a moment ago.
+                    None => stale.push((p.robot, p.w)),
+                }
+            }
+        }
+        plans.retain(|p| p.observed.alert.as_ref().is_none_or(|a| a.id.is_some()));
+    }
+    Ok((plans, stale, written))
+}
+
+/// Writes the re-triggered alerts a worker kept in memory (module docs), in one
+/// statement inside the caller's transaction. A row resolved, deleted or escalated
+/// by someone else since is left alone, and its entry is read again next time; the
+/// write only moves counts and times forward, so repeating it is harmless.
+pub async fn flush(
+    conn: &mut PgConnection,
+    cache: &AlertCache,
+    notes: &mut AlertNotes,
+) -> Result<u64, sqlx::Error> {
+    let dirty = cache.dirty_entries();
+    notes.flushed = true;
+    if dirty.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<(&str, Watched, Alert)> = dirty
+        .iter()
+        .map(|((r, w), a)| (r.as_str(), *w, a.clone()))
+        .collect();
+    let ids: Vec<i64> = rows.iter().filter_map(|(_, _, a)| a.id).collect();
+    let c = columns(&rows);
+    let kept: Vec<i64> = sqlx::query_scalar(
+        "UPDATE alerts a SET \
+             value = CASE WHEN u.last_triggered >= a.last_triggered THEN u.value ELSE a.value END, \
+             message = CASE WHEN u.last_triggered >= a.last_triggered THEN u.message ELSE a.message END, \
+             last_triggered = greatest(a.last_triggered, u.last_triggered), \
+             count = greatest(a.count, u.count), \
+             last_reading_at = greatest(a.last_reading_at, u.last_reading_at), \
+             updated_at = now() \
+         FROM UNNEST($1::int8[], $2::bool[], $3::text[], $4::float8[], $5::timestamptz[], \
+             $6::int4[], $7::timestamptz[], $8::text[]) \
+           AS u(id, resolved, severity, value, last_triggered, count, last_reading_at, message) \
+         WHERE a.id = u.id AND a.resolved = u.resolved AND a.severity = u.severity \
+         RETURNING a.id",
+    )
+    .bind(&ids)
+    .bind(&c.resolved)
+    .bind(&c.severity)
+    .bind(&c.value)
+    .bind(&c.last_triggered)
+    .bind(&c.count)
+    .bind(&c.last_reading_at)
+    .bind(&c.message)
+    .fetch_all(&mut *conn)
+    .await?;
+    for ((robot, w), a) in dirty {
+        if a.id.is_some_and(|id| kept.contains(&id)) {
+            notes.set.push((
+                (robot, w),
+                Cached {
+                    alert: Some(a),
+                    dirty: false,
+                },
+            ));
+        } else {
+            notes.forget.push((robot, w));
+        }
+    }
+    Ok(kept.len() as u64)
 }
 
 fn to_alert(a: StoredAlert) -> Option<Alert> {
@@ -240,14 +654,23 @@ fn columns<'a>(rows: &[(&'a str, Watched, Alert)]) -> Columns<'a> {
     c
 }
 
-async fn insert(
+fn rows<'a>(writes: &[Write<'a>]) -> Vec<(&'a str, Watched, Alert)> {
+    writes
+        .iter()
+        .map(|w| (w.robot, w.w, w.alert.clone()))
+        .collect()
+}
+
+/// Inserts new alerts; returns the id of each by robot and metric. An open alert
+/// another instance inserted a moment ago wins (the unique index allows one open
+/// threshold alert per robot and metric): no id comes back for it.
+async fn insert<'a>(
     conn: &mut PgConnection,
-    rows: &[(&str, Watched, Alert)],
-) -> Result<u64, sqlx::Error> {
-    let c = columns(rows);
-    // An open alert another instance inserted a moment ago wins (the unique index
-    // allows one open threshold alert per robot and metric).
-    Ok(sqlx::query(
+    writes: &[Write<'a>],
+) -> Result<HashMap<(&'a str, &'static str), i64>, sqlx::Error> {
+    let rows = rows(writes);
+    let c = columns(&rows);
+    let ids: Vec<(String, String, i64)> = sqlx::query_as(
         "INSERT INTO alerts (robot_id, alert_type, severity, value, threshold, first_triggered, \
              last_triggered, count, resolved, resolved_at, resolution_logged, last_reading_at, \
              title, message, source) \
@@ -255,7 +678,8 @@ async fn insert(
              $5::float8[], $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::bool[], \
              $10::timestamptz[], $11::bool[], $12::timestamptz[], $14::text[], $15::text[]) \
          ON CONFLICT (robot_id, alert_type) WHERE NOT resolved AND source = 'fleetsink' \
-         DO NOTHING",
+         DO NOTHING \
+         RETURNING robot_id, alert_type, id",
     )
     .bind(&c.robot)
     .bind(&c.alert_type)
@@ -272,28 +696,47 @@ async fn insert(
     .bind(SOURCE)
     .bind(&c.title)
     .bind(&c.message)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .filter_map(|(robot, metric, id)| {
+            let w = writes
+                .iter()
+                .find(|w| w.robot == robot && w.w.name() == metric)?;
+            Some(((w.robot, w.w.name()), id))
+        })
+        .collect())
 }
 
-async fn update(
-    conn: &mut PgConnection,
-    rows: &[(&str, Watched, Alert)],
-) -> Result<u64, sqlx::Error> {
-    let ids: Vec<i64> = rows.iter().filter_map(|(_, _, a)| a.id).collect();
-    let c = columns(rows);
-    Ok(sqlx::query(
+/// Writes changed alerts whole, each only if its row still has the resolved state and
+/// severity the batch assumed; returns the ids written.
+async fn update(conn: &mut PgConnection, writes: &[Write<'_>]) -> Result<Vec<i64>, sqlx::Error> {
+    let ids: Vec<i64> = writes.iter().filter_map(|w| w.alert.id).collect();
+    let guarded: Vec<bool> = writes.iter().map(|w| w.guard.is_some()).collect();
+    let was_resolved: Vec<bool> = writes
+        .iter()
+        .map(|w| w.guard.is_some_and(|g| g.0))
+        .collect();
+    let was_severity: Vec<&str> = writes
+        .iter()
+        .map(|w| w.guard.map_or("", |g| g.1.name()))
+        .collect();
+    let rows = rows(writes);
+    let c = columns(&rows);
+    sqlx::query_scalar(
         "UPDATE alerts a SET severity = u.severity, value = u.value, threshold = u.threshold, \
              last_triggered = u.last_triggered, count = u.count, resolved = u.resolved, \
              resolved_at = u.resolved_at, resolution_logged = u.resolution_logged, \
              last_reading_at = u.last_reading_at, message = u.message, updated_at = now() \
          FROM UNNEST($1::int8[], $2::text[], $3::float8[], $4::float8[], $5::timestamptz[], \
              $6::int4[], $7::bool[], $8::timestamptz[], $9::bool[], $10::timestamptz[], \
-             $11::text[]) \
+             $11::text[], $12::bool[], $13::bool[], $14::text[]) \
            AS u(id, severity, value, threshold, last_triggered, count, resolved, resolved_at, \
-                resolution_logged, last_reading_at, message) \
-         WHERE a.id = u.id",
+                resolution_logged, last_reading_at, message, guarded, was_resolved, was_severity) \
+         WHERE a.id = u.id \
+           AND (NOT u.guarded OR (a.resolved = u.was_resolved AND a.severity = u.was_severity)) \
+         RETURNING a.id",
     )
     .bind(&ids)
     .bind(&c.severity)
@@ -306,7 +749,9 @@ async fn update(
     .bind(&c.resolution_logged)
     .bind(&c.last_reading_at)
     .bind(&c.message)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected())
+    .bind(&guarded)
+    .bind(&was_resolved)
+    .bind(&was_severity)
+    .fetch_all(&mut *conn)
+    .await
 }

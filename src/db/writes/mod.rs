@@ -29,6 +29,7 @@ use sqlx::PgConnection;
 use crate::alerts::AlertSettings;
 use crate::model::{Decoded, JobEvent, LogRow};
 
+pub use alerts::{AlertCache, AlertEdits, AlertNotes, flush as flush_alerts};
 pub use dictionary::Dictionary;
 pub use errors::ErrorRow;
 pub(crate) use logs::insert as insert_logs;
@@ -109,11 +110,12 @@ pub struct Caches {
     pub robots: RobotCache,
 }
 
-/// What one batch learned for the [`Caches`].
+/// What one batch learned for the [`Caches`] and its worker's [`AlertCache`].
 #[derive(Debug, Default)]
 pub struct Learned {
     dictionary: dictionary::Learned,
     robots: robots::RobotNotes,
+    alerts: AlertNotes,
 }
 
 impl Caches {
@@ -125,10 +127,12 @@ impl Caches {
         }
     }
 
-    /// Keeps what a committed batch learned.
-    pub fn learn(&self, learned: Learned) {
+    /// Keeps what a committed batch learned (its alerts: in `alerts`, the cache of
+    /// the worker that wrote it).
+    pub fn learn(&self, learned: Learned, alerts: &AlertCache) {
         self.dictionary.learn(learned.dictionary);
         self.robots.note(learned.robots);
+        alerts.learn(learned.alerts);
     }
 }
 
@@ -137,6 +141,8 @@ pub struct WriteOptions<'a> {
     pub error_payload_cap: usize,
     pub metrics: MetricsWrite,
     pub caches: &'a Caches,
+    /// The writing worker's alerts.
+    pub alert_cache: &'a AlertCache,
     /// Thresholds and the alert policy.
     pub alerts: &'a AlertSettings,
 }
@@ -215,6 +221,8 @@ pub async fn write(
             conn,
             &readings,
             opts.alerts,
+            opts.alert_cache,
+            &mut learned.alerts,
             &mut logs,
             &mut written.alert_events,
         )

@@ -363,6 +363,7 @@ pub async fn resolve(
     if !edits::alerts::resolve(&s.pool, &actor, id).await? {
         return Err(alert_not_found(id));
     }
+    s.alert_edits.changed();
     Ok(Json(Message {
         message: format!("Alert {id} resolved"),
     }))
@@ -414,6 +415,7 @@ pub async fn delete(
     if !edits::alerts::delete(&s.pool, &actor, id).await? {
         return Err(alert_not_found(id));
     }
+    s.alert_edits.changed();
     Ok(Json(Message {
         message: format!("Alert {id} deleted"),
     }))

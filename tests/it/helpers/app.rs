@@ -37,6 +37,8 @@ pub fn test_config(db_url: &str, mode: MqttMode) -> Config {
     cfg.mqtt.embedded.anonymous = AnonymousPolicy::UnrestrictedInsecure;
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.shutdown.drain_timeout = Duration::from_secs(10);
+    // Re-triggered alerts reach their rows soon after the messages (tests wait for them).
+    cfg.alerts.flush_interval = Duration::from_millis(100);
     cfg.mqtt.external.reconnect_backoff_max = Duration::from_millis(500);
     cfg.mqtt.external.broker_inflight = 1000;
     cfg.mqtt.external.client_id = unique("fleetsink");

@@ -42,6 +42,38 @@ where
     }
 }
 
+/// Polls `read` until it returns `want`; after `timeout` the test fails showing the
+/// last value read, naming the caller's line. For state written a little after the
+/// messages that caused it were acknowledged (an open alert's count and latest value,
+/// kept in memory for `alerts.flush_interval`).
+#[track_caller]
+pub fn wait_for_eq<T, F, Fut>(
+    timeout: Duration,
+    want: T,
+    mut read: F,
+) -> impl Future<Output = ()> + use<T, F, Fut>
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let caller = Location::caller();
+    async move {
+        let until = Instant::now() + timeout;
+        loop {
+            let got = read().await;
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{caller}: gave up after {timeout:?}: last read {got:?}, want {want:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
 /// Asserts that `check` stays true for the whole of `period`; fails naming the caller's
 /// line and `what` as soon as it does not. The test spends `period` in full: use it only
 /// where the assertion is that something does not happen within a time.
