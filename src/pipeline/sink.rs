@@ -86,15 +86,16 @@ impl SinkContext {
     }
 }
 
-/// Commits batches until the batcher hangs up, releasing each batch's acks after commit,
-/// and writes the re-triggered alerts it keeps in memory when they are due (between
-/// batches, or while idle) and once more before it ends.
+/// Commits batches until the batcher hangs up, releasing each batch's acks after commit;
+/// writes the re-triggered alerts it keeps in memory while idle and before it ends.
 pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Acker) {
     loop {
-        let due = cx.alert_cache.flush_due_in();
+        // Re-triggered alerts are written by the batches; an idle worker writes them
+        // after alerts.flush_interval without one.
+        let waiting = cx.alert_cache.has_dirty();
         let next = tokio::select! {
             b = batches.recv() => b,
-            () = tokio::time::sleep(due.unwrap_or(Duration::MAX)), if due.is_some() => {
+            () = tokio::time::sleep(cx.settings.alerts.flush_every), if waiting => {
                 flush_alerts(&cx).await;
                 continue;
             }
@@ -123,11 +124,8 @@ pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Ack
         );
         acker.release(batch.items).await;
         cx.health.progress.batch_done(held);
-        if cx.alert_cache.flush_due_in() == Some(Duration::ZERO) {
-            flush_alerts(&cx).await;
-        }
     }
-    if cx.alert_cache.flush_due_in().is_some() {
+    if cx.alert_cache.has_dirty() {
         flush_alerts(&cx).await;
     }
 }

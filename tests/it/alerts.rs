@@ -216,10 +216,11 @@ async fn given_an_alert_resolved_behind_fleetsinks_back_when_the_cpu_stays_high_
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    // THEN it is that one alert, active again (inside the dedupe window), and the
-    // count never went backwards over what was stored
+    // THEN it is that one alert, active again (inside the dedupe window): its stored
+    // count plus the re-activation (re-triggers still in memory when the row was
+    // resolved elsewhere are dropped with the stale copy, README "What is written when")
     let rows = alerts(&t.pool, "tonypi_hold").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(!rows[0].3 && rows[0].2 >= 3, "{rows:?}");
+    assert!(!rows[0].3 && rows[0].2 >= 2, "{rows:?}");
     t.stop().await;
 }

@@ -8,7 +8,7 @@
 //! fleetsink's own alerts are the rows with `source = 'fleetsink'`; manual alerts of the
 //! same robot and type are neither read nor changed here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -64,9 +64,11 @@ type BatchKey<'a> = (&'a str, Watched);
 /// and what the batch changed enters only once its transaction committed
 /// ([`AlertNotes`]).
 ///
-/// An entry is `dirty` when a reading only re-triggered its alert (count, value, last
-/// trigger, last reading): that is kept here and written by [`flush`] every
-/// `alerts.flush_interval` and at shutdown, instead of one UPDATE per batch. Every
+/// An entry is dirty when a reading only re-triggered its alert (count, value, last
+/// trigger, last reading): that is kept here instead of one UPDATE per batch, and
+/// written once it has waited `alerts.flush_interval` — by the worker's next batch,
+/// in its own transaction, a few entries at a time, so no batch waits for a large
+/// write — or by [`flush`] when the worker is idle, and at shutdown. Every
 /// write of an alert is guarded by what the cached copy assumed of the row (same
 /// resolved state and severity); a row someone else changed (resolved or deleted
 /// through the API, or another instance's evaluation) fails the guard, and its entry
@@ -85,8 +87,8 @@ pub struct AlertCache {
 #[derive(Debug)]
 struct CacheState {
     entries: HashMap<Key, Cached>,
+    /// How many entries are dirty.
     dirty: usize,
-    last_flush: Instant,
     /// The [`AlertEdits`] count this copy has caught up with.
     edits_seen: u64,
 }
@@ -106,7 +108,21 @@ impl AlertEdits {
 #[derive(Debug, Clone)]
 struct Cached {
     alert: Option<Alert>,
-    dirty: bool,
+    /// Since when `alert` holds re-triggers its row does not (`None`: clean).
+    dirty_since: Option<Instant>,
+}
+
+impl Cached {
+    fn clean(alert: Option<Alert>) -> Self {
+        Cached {
+            alert,
+            dirty_since: None,
+        }
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.dirty_since.is_some()
+    }
 }
 
 /// Entries one worker keeps at most; past it, the clean ones are dropped (read again
@@ -122,7 +138,6 @@ impl AlertCache {
             state: Mutex::new(CacheState {
                 entries: HashMap::new(),
                 dirty: 0,
-                last_flush: Instant::now(),
                 edits_seen,
             }),
         }
@@ -139,7 +154,7 @@ impl AlertCache {
     pub fn forget_clean(&self) {
         let seen = self.edits.0.load(Ordering::Acquire);
         let mut s = self.lock();
-        s.entries.retain(|_, c| c.dirty);
+        s.entries.retain(|_, c| c.is_dirty());
         s.edits_seen = seen;
     }
 
@@ -148,31 +163,25 @@ impl AlertCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How long until re-triggered alerts are due to be written (`None`: nothing is
-    /// waiting).
-    pub fn flush_due_in(&self) -> Option<std::time::Duration> {
-        let s = self.lock();
-        (s.dirty > 0).then(|| self.flush_every.saturating_sub(s.last_flush.elapsed()))
+    /// Whether re-triggers wait to be written.
+    pub fn has_dirty(&self) -> bool {
+        self.lock().dirty > 0
     }
 
-    /// Keeps what a committed transaction wrote or changed in memory.
+    /// Keeps what a committed transaction wrote or changed in memory, in its order.
     pub fn learn(&self, notes: AlertNotes) {
         let mut s = self.lock();
-        for key in notes.forget {
-            if s.entries.remove(&key).is_some_and(|c| c.dirty) {
-                s.dirty -= 1;
+        for (key, cached) in notes.0 {
+            let now_dirty = cached.as_ref().is_some_and(Cached::is_dirty);
+            let was_dirty = match cached {
+                Some(c) => s.entries.insert(key, c),
+                None => s.entries.remove(&key),
             }
-        }
-        for (key, cached) in notes.set {
-            let now_dirty = cached.dirty;
-            let was_dirty = s.entries.insert(key, cached).is_some_and(|c| c.dirty);
+            .is_some_and(|c| c.is_dirty());
             s.dirty = s.dirty + usize::from(now_dirty) - usize::from(was_dirty);
         }
-        if notes.flushed {
-            s.last_flush = Instant::now();
-        }
         if s.entries.len() > MAX_ENTRIES {
-            s.entries.retain(|_, c| c.dirty);
+            s.entries.retain(|_, c| c.is_dirty());
         }
     }
 
@@ -195,23 +204,39 @@ impl AlertCache {
         (hits, misses)
     }
 
-    fn dirty_entries(&self) -> Vec<(Key, Alert)> {
+    /// The dirty entries, all of them or only those dirty since `before`.
+    fn dirty_entries(&self, before: Option<Instant>) -> Vec<(Key, Alert)> {
         let s = self.lock();
         s.entries
             .iter()
-            .filter(|(_, c)| c.dirty)
+            .filter(|(_, c)| c.dirty_since.is_some_and(|t| before.is_none_or(|b| t <= b)))
             .filter_map(|(k, c)| Some((k.clone(), c.alert.clone()?)))
             .collect()
     }
 }
 
-/// What one transaction did to the [`AlertCache`]: kept by [`AlertCache::learn`]
-/// only once it committed.
+/// What one transaction did to the [`AlertCache`], in order (`None`: forget the
+/// entry): kept by [`AlertCache::learn`] only once it committed.
 #[derive(Debug, Default)]
-pub struct AlertNotes {
-    set: Vec<(Key, Cached)>,
-    forget: Vec<Key>,
-    flushed: bool,
+pub struct AlertNotes(Vec<(Key, Option<Cached>)>);
+
+impl AlertNotes {
+    fn set(&mut self, robot: &str, w: Watched, c: Cached) {
+        self.0.push(((robot.to_string(), w), Some(c)));
+    }
+
+    fn forget(&mut self, key: Key) {
+        self.0.push((key, None));
+    }
+
+    /// The newest state noted for each key (`None`: forgotten).
+    fn newest(&self) -> HashMap<&Key, Option<&Cached>> {
+        let mut newest = HashMap::new();
+        for (k, c) in &self.0 {
+            newest.insert(k, c.as_ref());
+        }
+        newest
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -274,8 +299,8 @@ struct Plan<'a> {
     w: Watched,
     /// The alert as the batch found it (what the guarded writes assume of the row).
     before: Option<Alert>,
-    /// Whether `before` held re-triggers not yet written.
-    was_dirty: bool,
+    /// Since when `before` holds re-triggers not yet written.
+    dirty_since: Option<Instant>,
     observed: Observed,
 }
 
@@ -283,15 +308,9 @@ struct Plan<'a> {
 fn fresh(
     stored: HashMap<BatchKey<'_>, Option<Alert>>,
 ) -> impl Iterator<Item = (BatchKey<'_>, Cached)> {
-    stored.into_iter().map(|(k, alert)| {
-        (
-            k,
-            Cached {
-                alert,
-                dirty: false,
-            },
-        )
-    })
+    stored
+        .into_iter()
+        .map(|(k, alert)| (k, Cached::clean(alert)))
 }
 
 impl Plan<'_> {
@@ -362,35 +381,42 @@ pub(super) async fn evaluate(
             };
             let mut values = readings.by_key[&(robot, w)].clone();
             values.sort_by_key(|(_, ts)| *ts);
-            let cached = before.get(&(robot, w)).cloned().unwrap_or(Cached {
-                alert: None,
-                dirty: false,
-            });
+            let cached = before
+                .get(&(robot, w))
+                .cloned()
+                .unwrap_or(Cached::clean(None));
             let observed = Alert::observe(cached.alert.clone(), w, &t, &settings.policy, &values);
             plans.push(Plan {
                 robot,
                 w,
                 before: cached.alert,
-                was_dirty: cached.dirty,
+                dirty_since: cached.dirty_since,
                 observed,
             });
         }
         let (now, later): (Vec<Plan>, Vec<Plan>) = plans.into_iter().partition(Plan::writes_now);
         for p in later {
-            // Unchanged (every reading a resend) keeps what it was; a re-trigger waits
-            // for the flush.
-            let cached = if p.observed.changed {
-                Cached {
-                    dirty: p.observed.alert.is_some(),
-                    alert: p.observed.alert,
+            // A re-trigger waits for the flush. A reading that changed only the last
+            // reading's time (a normal value on a resolved alert) is kept here but
+            // writes nothing: that time only guards writes against resends, and any
+            // write carries it.
+            let retriggered = match (&p.before, &p.observed.alert) {
+                (Some(b), Some(a)) => {
+                    (b.count, b.value, b.last_triggered) != (a.count, a.value, a.last_triggered)
                 }
-            } else {
-                Cached {
-                    alert: p.before,
-                    dirty: p.was_dirty,
-                }
+                _ => false,
             };
-            notes.set.push(((p.robot.to_string(), p.w), cached));
+            let dirty_since = if retriggered {
+                p.dirty_since.or(Some(Instant::now()))
+            } else {
+                p.dirty_since
+            };
+            let alert = if p.observed.changed {
+                p.observed.alert
+            } else {
+                p.before
+            };
+            notes.set(p.robot, p.w, Cached { alert, dirty_since });
         }
         let (done, stale, n) = write_plans(conn, now).await?;
         written += n;
@@ -399,13 +425,7 @@ pub(super) async fn evaluate(
                 events.count(e.event);
                 logs.push(alert_log(p.robot, p.w, e));
             }
-            notes.set.push((
-                (p.robot.to_string(), p.w),
-                Cached {
-                    alert: p.observed.alert,
-                    dirty: false,
-                },
-            ));
+            notes.set(p.robot, p.w, Cached::clean(p.observed.alert));
         }
         if stale.is_empty() {
             break;
@@ -415,9 +435,9 @@ pub(super) async fn evaluate(
                 alerts = stale.len(),
                 "alert rows changed while evaluated; left to the next batch"
             );
-            notes
-                .forget
-                .extend(stale.iter().map(|(r, w)| (r.to_string(), *w)));
+            for (r, w) in stale {
+                notes.forget((r.to_string(), w));
+            }
             break;
         }
         before.extend(fresh(read_stored(conn, &stale).await?));
@@ -498,17 +518,59 @@ async fn write_plans<'a>(
     Ok((plans, stale, written))
 }
 
-/// Writes the re-triggered alerts a worker kept in memory (module docs), in one
-/// statement inside the caller's transaction. A row resolved, deleted or escalated
-/// by someone else since is left alone, and its entry is read again next time; the
-/// write only moves counts and times forward, so repeating it is harmless.
+/// Writes every re-triggered alert the worker keeps in memory (module docs), in one
+/// statement inside the caller's transaction: when the worker is idle, after the API
+/// changed alerts, and at shutdown.
 pub async fn flush(
     conn: &mut PgConnection,
     cache: &AlertCache,
     notes: &mut AlertNotes,
 ) -> Result<u64, sqlx::Error> {
-    let dirty = cache.dirty_entries();
-    notes.flushed = true;
+    let dirty = cache.dirty_entries(None);
+    write_retriggers(conn, dirty, notes).await
+}
+
+/// Writes, with a batch, the re-triggered alerts that have waited
+/// `alerts.flush_interval` (as the batch left them, for its own robots).
+pub(super) async fn flush_due(
+    conn: &mut PgConnection,
+    cache: &AlertCache,
+    notes: &mut AlertNotes,
+) -> Result<u64, sqlx::Error> {
+    let Some(due_since) = Instant::now().checked_sub(cache.flush_every) else {
+        return Ok(0);
+    };
+    let is_due = |c: &Cached| c.dirty_since.is_some_and(|t| t <= due_since);
+    // The batch's own robots as it left them; the others as the cache has them.
+    let batch = notes.newest();
+    let mut due: HashMap<Key, Alert> = HashMap::new();
+    if cache.has_dirty() {
+        for (k, a) in cache.dirty_entries(Some(due_since)) {
+            if !batch.contains_key(&k) {
+                due.insert(k, a);
+            }
+        }
+    }
+    for (k, c) in batch {
+        if let Some(a) = c.filter(|c| is_due(c)).and_then(|c| c.alert.as_ref()) {
+            due.insert(k.clone(), a.clone());
+        }
+    }
+    if due.is_empty() {
+        return Ok(0);
+    }
+    write_retriggers(conn, due.into_iter().collect(), notes).await
+}
+
+/// The guarded write of re-triggered alerts: a row resolved, deleted or escalated by
+/// someone else since is left alone, and its entry forgotten (read again when its
+/// robot reports). It only moves counts and times forward, so repeating it (after a
+/// commit whose outcome was lost) is harmless.
+async fn write_retriggers(
+    conn: &mut PgConnection,
+    dirty: Vec<(Key, Alert)>,
+    notes: &mut AlertNotes,
+) -> Result<u64, sqlx::Error> {
     if dirty.is_empty() {
         return Ok(0);
     }
@@ -542,17 +604,12 @@ pub async fn flush(
     .bind(&c.message)
     .fetch_all(&mut *conn)
     .await?;
+    let kept: HashSet<i64> = kept.into_iter().collect();
     for ((robot, w), a) in dirty {
         if a.id.is_some_and(|id| kept.contains(&id)) {
-            notes.set.push((
-                (robot, w),
-                Cached {
-                    alert: Some(a),
-                    dirty: false,
-                },
-            ));
+            notes.set(&robot, w, Cached::clean(Some(a)));
         } else {
-            notes.forget.push((robot, w));
+            notes.forget((robot, w));
         }
     }
     Ok(kept.len() as u64)

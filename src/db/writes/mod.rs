@@ -228,6 +228,7 @@ pub async fn write(
         )
         .await?;
     }
+    written.alerts += alerts::flush_due(conn, opts.alert_cache, &mut learned.alerts).await?;
     if !logs.is_empty() {
         written.logs += logs::insert(conn, &logs).await?;
     }
