@@ -157,6 +157,15 @@ async fn counters_match_reality_promtool_accepts_the_scrape_and_the_dashboard_fi
         after["fleetsink_rows_written_total{table=\"metrics\"}"],
         (GOOD + 1) as f64
     );
+    // The robot's row is written when it registers, when its status changes and when
+    // its last_seen is due (robots.last_seen_every), not once per message: the other
+    // messages only check the cached row.
+    let robots = after["fleetsink_rows_written_total{table=\"robots\"}"];
+    assert!(
+        (1.0..=4.0).contains(&robots),
+        "robots rows written for {} messages of one robot: {robots}",
+        GOOD + BAD + 1
+    );
     assert!(after["fleetsink_batch_size_messages_count"] >= 1.0);
     // Histograms carry their explicit buckets.
     assert!(text.contains("fleetsink_batch_commit_duration_seconds_bucket{le=\"0.005\"}"));

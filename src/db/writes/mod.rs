@@ -50,6 +50,7 @@ pub enum Entry<'a> {
 /// Rows committed, per table.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
+    /// `robots` rows written (a robot only checked against its cached row is not).
     pub robots: u64,
     /// Metric *values* (a `metrics` row holds all values of one message).
     pub metrics: u64,
@@ -200,11 +201,12 @@ pub async fn write(
     let robot_ids = if robots.is_empty() {
         Default::default()
     } else {
-        robots
+        let (ids, n) = robots
             .upsert(conn, &opts.caches.robots, &mut learned.robots, &mut logs)
-            .await?
+            .await?;
+        written.robots = n;
+        ids
     };
-    written.robots = robot_ids.len() as u64;
     if !metrics.is_empty() {
         written.metrics = metrics::insert(
             conn,

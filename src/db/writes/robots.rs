@@ -214,14 +214,17 @@ impl<'a> Robots<'a> {
     }
 
     /// Writes what the batch changes of every robot (module docs) and pushes lifecycle
-    /// rows onto `logs`. Returns each robot's integer key (`robots.id`).
+    /// rows onto `logs`. Returns each robot's integer key (`robots.id`) and how many
+    /// `robots` rows were written (a robot the cache answered for, with no `last_seen`
+    /// due, is only checked).
     pub async fn upsert(
         &self,
         conn: &mut PgConnection,
         cache: &RobotCache,
         notes: &mut RobotNotes,
         logs: &mut Vec<LogRow>,
-    ) -> Result<HashMap<String, i32>, sqlx::Error> {
+    ) -> Result<(HashMap<String, i32>, u64), sqlx::Error> {
+        let mut written = 0;
         let cached = cache.get(self.by_id.keys().copied());
         let mut keys = HashMap::with_capacity(self.by_id.len());
         let mut full: Vec<&str> = Vec::new();
@@ -263,6 +266,7 @@ impl<'a> Robots<'a> {
             .bind(&touch_seen)
             .fetch_all(&mut *conn)
             .await?;
+            written += touch_ids.len() as u64;
             let found: HashMap<i32, Touched> = rows.into_iter().map(|t| (t.id, t)).collect();
             for (id, k, due) in checked {
                 match found.get(&k.id) {
@@ -287,8 +291,9 @@ impl<'a> Robots<'a> {
             full.sort_unstable();
             self.upsert_full(conn, &full, notes, logs, &mut keys)
                 .await?;
+            written += full.len() as u64;
         }
-        Ok(keys)
+        Ok((keys, written))
     }
 
     /// The full way for `ids` (sorted): read, decide, upsert, log.
