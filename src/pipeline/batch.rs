@@ -109,30 +109,31 @@ async fn any_free<'a>(
     futures::future::select_all(waits).await.0
 }
 
-/// Which pending batches may go now, and when the next one that may not yet will be
-/// ready. Everything non-empty may go once the batches are full or intake stops.
+/// Which pending batches may go now (into `ready`, one flag per batch; a buffer the
+/// caller reuses, as this runs once per message), and when the next one that may not
+/// yet will be ready. Everything non-empty may go once the batches are full or intake
+/// stops.
 fn readiness(
     pending: &[Batch],
     linger: Duration,
     now: Instant,
     all: bool,
-) -> (Vec<bool>, Option<Instant>) {
+    ready: &mut Vec<bool>,
+) -> Option<Instant> {
     let mut next: Option<Instant> = None;
-    let ready = pending
-        .iter()
-        .map(|b| match b.started {
-            None => false,
-            Some(_) if all || linger.is_zero() => true,
-            Some(started) => {
-                let due = started + linger;
-                if due > now {
-                    next = Some(next.map_or(due, |n| n.min(due)));
-                }
-                due <= now
+    ready.clear();
+    ready.extend(pending.iter().map(|b| match b.started {
+        None => false,
+        Some(_) if all || linger.is_zero() => true,
+        Some(started) => {
+            let due = started + linger;
+            if due > now {
+                next = Some(next.map_or(due, |n| n.min(due)));
             }
-        })
-        .collect();
-    (ready, next)
+            due <= now
+        }
+    }));
+    next
 }
 
 /// Runs until `stop` is cancelled and the intake queue is drained, or a worker is gone.
@@ -146,12 +147,19 @@ pub async fn run(
 ) {
     let mut pending: Vec<Batch> = (0..sinks.len()).map(|_| Batch::default()).collect();
     let mut stopping = false;
+    let mut ready: Vec<bool> = Vec::with_capacity(sinks.len());
     loop {
         let (messages, rows) = pending
             .iter()
             .fold((0, 0), |(m, r), b| (m + b.items.len(), r + b.rows));
         let full = messages >= cfg.max_messages || rows >= cfg.max_rows;
-        let (ready, next_due) = readiness(&pending, cfg.linger, Instant::now(), full || stopping);
+        let next_due = readiness(
+            &pending,
+            cfg.linger,
+            Instant::now(),
+            full || stopping,
+            &mut ready,
+        );
         let any_ready = ready.iter().any(|r| *r);
         tokio::select! {
             biased;
@@ -202,14 +210,15 @@ mod tests {
             started(Some(now - Duration::from_millis(25))),
             started(Some(now - Duration::from_millis(5))),
         ];
-        let (ready, next) = readiness(&pending, linger, now, false);
+        let mut ready = Vec::new();
+        let next = readiness(&pending, linger, now, false, &mut ready);
         assert_eq!(ready, [false, true, false]);
         assert_eq!(next, Some(now + Duration::from_millis(15)));
         // Full (or stopping): everything non-empty goes.
-        let (ready, _) = readiness(&pending, linger, now, true);
+        readiness(&pending, linger, now, true, &mut ready);
         assert_eq!(ready, [false, true, true]);
         // No linger: at once.
-        let (ready, next) = readiness(&pending, Duration::ZERO, now, false);
+        let next = readiness(&pending, Duration::ZERO, now, false, &mut ready);
         assert_eq!((ready, next), (vec![false, true, true], None));
     }
 }
