@@ -184,6 +184,7 @@ fn bench_insert(c: &mut Criterion) {
     for (name, mode) in [
         ("plain_rows", MetricsWrite::Plain),
         ("skip_existing_rows", MetricsWrite::SkipExisting),
+        ("copy_rows", MetricsWrite::Copy),
     ] {
         g.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {

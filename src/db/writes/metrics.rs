@@ -29,6 +29,9 @@ pub enum MetricsWrite {
     Plain,
     /// `INSERT … ON CONFLICT DO NOTHING`: skips rows that already exist.
     SkipExisting,
+    /// Binary `COPY`: like [`MetricsWrite::Plain`] (all rows or a unique violation),
+    /// measured against it (BENCHMARKS.md, "binary COPY against UNNEST").
+    Copy,
 }
 
 /// Whether `e` is the unique violation a [`MetricsWrite::Plain`] insert of an already
@@ -130,6 +133,15 @@ pub(super) async fn insert(
             // Every row went in (or the statement failed): all values were written.
             values.len() as u64
         }
+        MetricsWrite::Copy => {
+            let data = copy_binary(&robot, &ts, &set_ids, &offset, &len, &values);
+            let mut copy = conn
+                .copy_in_raw("COPY metrics (ts, robot, set_id, vals) FROM STDIN (FORMAT binary)")
+                .await?;
+            copy.send(data).await?;
+            copy.finish().await?;
+            values.len() as u64
+        }
         MetricsWrite::SkipExisting => {
             let written: i64 = sqlx::query_scalar(concat!(
                 "WITH ins AS (",
@@ -150,6 +162,59 @@ pub(super) async fn insert(
     };
     upsert_latest(conn, &robot, &ts, &set_ids, &offset, &len, &values).await?;
     Ok(written)
+}
+
+/// PostgreSQL's epoch (2000-01-01T00:00:00Z) in Unix microseconds.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The rows in `COPY … (FORMAT binary)` form, columns (ts, robot, set_id, vals):
+/// the signature and header, per row its field count and each field's length and
+/// bytes (big-endian; `vals` a one-dimensional float8 array), and the trailer.
+fn copy_binary(
+    robot: &[i32],
+    ts: &[DateTime<Utc>],
+    set_ids: &[i32],
+    offset: &[i32],
+    len: &[i32],
+    values: &[f64],
+) -> Vec<u8> {
+    const FLOAT8_OID: u32 = 701;
+    let mut b = Vec::with_capacity(19 + robot.len() * 54 + values.len() * 12 + 2);
+    b.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    b.extend_from_slice(&0i32.to_be_bytes()); // flags
+    b.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for i in 0..robot.len() {
+        let from = usize::try_from(offset[i]).unwrap_or(0);
+        let n = usize::try_from(len[i]).unwrap_or(0);
+        let vals = &values[from..from + n];
+        b.extend_from_slice(&4i16.to_be_bytes());
+        b.extend_from_slice(&8i32.to_be_bytes());
+        b.extend_from_slice(&(ts[i].timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes());
+        b.extend_from_slice(&4i32.to_be_bytes());
+        b.extend_from_slice(&robot[i].to_be_bytes());
+        b.extend_from_slice(&4i32.to_be_bytes());
+        b.extend_from_slice(&set_ids[i].to_be_bytes());
+        let n32 = i32::try_from(n).unwrap_or(i32::MAX);
+        if vals.is_empty() {
+            b.extend_from_slice(&12i32.to_be_bytes());
+            b.extend_from_slice(&0i32.to_be_bytes()); // no dimensions
+            b.extend_from_slice(&0i32.to_be_bytes()); // no NULLs
+            b.extend_from_slice(&FLOAT8_OID.to_be_bytes());
+            continue;
+        }
+        b.extend_from_slice(&(20 + 12 * n32).to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes()); // one dimension
+        b.extend_from_slice(&0i32.to_be_bytes()); // no NULLs
+        b.extend_from_slice(&FLOAT8_OID.to_be_bytes());
+        b.extend_from_slice(&n32.to_be_bytes()); // its length
+        b.extend_from_slice(&1i32.to_be_bytes()); // its lower bound
+        for v in vals {
+            b.extend_from_slice(&8i32.to_be_bytes());
+            b.extend_from_slice(&v.to_bits().to_be_bytes());
+        }
+    }
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b
 }
 
 /// Keeps `metric_latest` (the newest row of each robot's metric set) current: one row
