@@ -3,8 +3,10 @@
 # the same load as `scripts/bench-e2e.sh BINARY external ...`, into the minimal sink of
 # examples/reference_sink.rs instead of fleetsink.
 #
-#   scripts/bench-reference.sh BINARY --shape saturated --robots 50 --duration 15
+#   scripts/bench-reference.sh BINARY --shape saturated --robots 50 --duration 10 --rate 80000
 #
+# Give a --rate: unbounded, the generator queues millions of messages in Mosquitto
+# faster than any sink drains them, and the comparison becomes one of Mosquitto's queue.
 # BINARY is a fleetsink binary (its `bench` is the load generator). Needs BENCH_PG like
 # bench-e2e.sh; creates a fresh database, a Mosquitto of its own and the reference sink,
 # prints the generator's report and the sink's committed msg/s, and stops everything.
