@@ -102,27 +102,7 @@ fn bench_batch(c: &mut Criterion) {
 /// A batch of `copies` × the capture, each copy under its own robot ids so no two
 /// rows collide.
 fn decoded_batch(copies: usize) -> Vec<Decoded> {
-    let fx = fixtures();
-    let router = router();
-    let opts = options();
-    let at = received_at();
-    let mut out = Vec::new();
-    for k in 0..copies {
-        for (topic, payload) in &fx {
-            let route = router.find(topic).unwrap();
-            if let Ok(mut d) = decode::decode(route, topic, payload, at, &opts) {
-                d.robot_id = format!("{}_{k}", d.robot_id);
-                for m in &mut d.metrics {
-                    m.robot_id.clone_from(&d.robot_id);
-                }
-                for l in &mut d.logs {
-                    l.robot_id = Some(d.robot_id.clone());
-                }
-                out.push(d);
-            }
-        }
-    }
-    out
+    fleetsink::testing::decoded_fleets(copies, received_at())
 }
 
 fn bench_insert(c: &mut Criterion) {

@@ -3,7 +3,8 @@
 # DB_NAME), a work directory (WORK), the daemon's environment for MODE (after-commit |
 # on-receipt: the embedded broker; external: a Mosquitto of its own, started here) and a
 # trap that stops everything in `pids` and removes WORK. time_routes times a list of
-# routes.
+# routes. BENCH_INFLIGHT (default 1000): Mosquitto's max_inflight_messages in external
+# mode, the messages a subscriber may hold unacknowledged.
 bench_setup() {
   local mode="$1" prefix="$2"
   : "${BENCH_PG:?set BENCH_PG to a PostgreSQL server URL}"
@@ -26,14 +27,14 @@ bench_setup() {
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
 persistence false
-max_inflight_messages 1000
+max_inflight_messages ${BENCH_INFLIGHT:-1000}
 max_queued_messages 0
 max_queued_bytes 0
 EOF
       "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$WORK/mosquitto.conf" >/dev/null 2>&1 &
       pids+=($!)
       export FLEETSINK__MQTT__MODE=external FLEETSINK__MQTT__EXTERNAL__URL="mqtt://127.0.0.1:$MQTT_PORT" \
-        FLEETSINK__MQTT__EXTERNAL__BROKER_INFLIGHT=1000 FLEETSINK__MQTT__EXTERNAL__CLIENT_ID="$DB_NAME"
+        FLEETSINK__MQTT__EXTERNAL__BROKER_INFLIGHT="${BENCH_INFLIGHT:-1000}" FLEETSINK__MQTT__EXTERNAL__CLIENT_ID="$DB_NAME"
       ;;
     *) echo "MODE must be after-commit, on-receipt or external" >&2; exit 2 ;;
   esac

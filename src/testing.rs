@@ -22,3 +22,41 @@ pub fn fixtures() -> Vec<(String, Bytes)> {
         })
         .collect()
 }
+
+/// The capture decoded as the batcher does (received at `at`, any message age accepted),
+/// `copies` times over as separate fleets: copy `k`'s robots are `<robot>_<k>`. Messages
+/// that do not decode are left out.
+pub fn decoded_fleets(
+    copies: usize,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<crate::model::Decoded> {
+    use crate::pipeline::decode::{self, DecodeSettings};
+    let router =
+        crate::pipeline::route::Router::new(&crate::config::Config::default().effective_routes())
+            .unwrap_or_else(|e| panic!("the default routes do not build: {e}"));
+    let opts = DecodeSettings {
+        // The capture is from one morning; accept its timestamps whenever this runs.
+        max_clock_skew: chrono::Duration::days(3650),
+        ..DecodeSettings::default()
+    };
+    let capture = fixtures();
+    let mut out = Vec::new();
+    for k in 0..copies {
+        for (topic, payload) in &capture {
+            let Some(route) = router.find(topic) else {
+                continue;
+            };
+            if let Ok(mut d) = decode::decode(route, topic, payload, at, &opts) {
+                d.robot_id = format!("{}_{k}", d.robot_id);
+                for m in &mut d.metrics {
+                    m.robot_id.clone_from(&d.robot_id);
+                }
+                for l in &mut d.logs {
+                    l.robot_id = Some(d.robot_id.clone());
+                }
+                out.push(d);
+            }
+        }
+    }
+    out
+}

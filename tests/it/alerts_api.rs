@@ -38,6 +38,24 @@ async fn post(t: &TestApp, path: &str, body: Option<Value>) -> (u16, Value) {
     t.send(Method::POST, path, body).await
 }
 
+/// Waits until tonypi_hot's raised CPU alert has `count` in its row (a re-trigger
+/// reaches the row within alerts.flush_interval).
+async fn wait_for_cpu_count(t: &TestApp, count: i32) {
+    wait_for_eq(std::time::Duration::from_secs(5), Some(count), || {
+        let pool = t.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT count FROM alerts WHERE robot_id = 'tonypi_hot' AND alert_type = 'cpu' \
+                 AND source = 'fleetsink'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    })
+    .await;
+}
+
 fn detail(v: &Value) -> &str {
     v["detail"]
         .as_str()
@@ -72,19 +90,7 @@ async fn alerts_raised_and_manual_answer_as_tonypi() {
 
     // (the second CPU reading only re-triggers the open alert: its count and value
     // reach the row within alerts.flush_interval)
-    wait_for_eq(std::time::Duration::from_secs(5), Some(2), || {
-        let pool = t.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i32>(
-                "SELECT count FROM alerts WHERE robot_id = 'tonypi_hot' AND alert_type = 'cpu' \
-                 AND source = 'fleetsink'",
-            )
-            .fetch_optional(&pool)
-            .await
-            .unwrap()
-        }
-    })
-    .await;
+    wait_for_cpu_count(&t, 2).await;
 
     // THEN the list has them with TonyPi's fields, newest first
     let (code, list) = get(&t, "/api/v1/alerts").await;
@@ -186,19 +192,7 @@ async fn alerts_raised_and_manual_answer_as_tonypi() {
         status("tonypi_hot", r#""cpu_percent":97"#, &at(start, 3)),
     )
     .await;
-    wait_for_eq(std::time::Duration::from_secs(5), Some(3), || {
-        let pool = t.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i32>(
-                "SELECT count FROM alerts WHERE robot_id = 'tonypi_hot' AND alert_type = 'cpu' \
-                 AND source = 'fleetsink'",
-            )
-            .fetch_optional(&pool)
-            .await
-            .unwrap()
-        }
-    })
-    .await;
+    wait_for_cpu_count(&t, 3).await;
     let (_, open_cpu) = get(&t, "/api/v1/alerts?alert_type=cpu&resolved=false").await;
     let ids: Vec<i64> = open_cpu
         .as_array()

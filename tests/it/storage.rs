@@ -257,38 +257,6 @@ async fn tables_that_grow_from_nothing_are_analyzed_by_the_daemon() {
     assert_eq!(reltuples("jobs").await, jobs_before);
 }
 
-/// The captured TonyPi traffic decoded as the batcher does, `copies` times over
-/// (robot ids suffixed per copy).
-fn decoded_fixtures(copies: usize) -> Vec<fleetsink::model::Decoded> {
-    use fleetsink::pipeline::decode::{self, DecodeSettings};
-    let router = fleetsink::pipeline::route::Router::new(
-        &fleetsink::config::Config::default().effective_routes(),
-    )
-    .unwrap();
-    let opts = DecodeSettings {
-        max_clock_skew: chrono::Duration::days(3650),
-        ..DecodeSettings::default()
-    };
-    let at = chrono::Utc::now();
-    let mut out = Vec::new();
-    for k in 0..copies {
-        for (topic, payload) in fleetsink::testing::fixtures() {
-            let route = router.find(&topic).unwrap();
-            if let Ok(mut d) = decode::decode(route, &topic, &payload, at, &opts) {
-                d.robot_id = format!("{}_{k}", d.robot_id);
-                for m in &mut d.metrics {
-                    m.robot_id.clone_from(&d.robot_id);
-                }
-                for l in &mut d.logs {
-                    l.robot_id = Some(d.robot_id.clone());
-                }
-                out.push(d);
-            }
-        }
-    }
-    out
-}
-
 /// Writes `batch` in one transaction with `mode`; the error when PostgreSQL refuses it.
 async fn write_batch(
     pool: &PgPool,
@@ -321,7 +289,7 @@ async fn write_batch(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_batch_when_its_metrics_go_in_by_binary_copy_then_the_rows_equal_the_insert_s() {
     // GIVEN two fresh databases and the captured traffic of three fleets
-    let batch = decoded_fixtures(3);
+    let batch = fleetsink::testing::decoded_fleets(3, chrono::Utc::now());
     let mut stored = Vec::new();
     for mode in [
         fleetsink::db::writes::MetricsWrite::Plain,
