@@ -114,7 +114,6 @@ impl App {
                 cfg.alerts.flush_interval,
                 alert_edits.clone(),
             )),
-            alert_edits: alert_edits.clone(),
             health: health.clone(),
         };
         // Closing intake is the drain's first step, so it follows the caller's signal.
@@ -352,7 +351,16 @@ fn start_pipeline(
     let (acker, acks) = acks.start(sink_cx.health.clone());
     let sinks = batch_rxs
         .into_iter()
-        .map(|rx| tokio::spawn(sink::run(rx, sink_cx.for_worker(), acker.clone())))
+        .enumerate()
+        .map(|(i, rx)| {
+            // The first worker takes the context as built; the others get caches of their own.
+            let cx = if i == 0 {
+                sink_cx.clone()
+            } else {
+                sink_cx.for_worker()
+            };
+            tokio::spawn(sink::run(rx, cx, acker.clone()))
+        })
         .collect();
     (batcher, sinks, acks)
 }

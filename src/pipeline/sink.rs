@@ -31,8 +31,8 @@ use crate::alerts::AlertSettings;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::writes::{
-    self, AlertCache, AlertEdits, AlertNotes, Caches, Entry, ErrorRow, Learned, MetricsWrite,
-    WriteOptions, Written,
+    self, AlertCache, AlertNotes, Caches, Entry, ErrorRow, Learned, MetricsWrite, WriteOptions,
+    Written,
 };
 use crate::db::{is_transient, sqlstate};
 use crate::health::Health;
@@ -68,8 +68,6 @@ pub struct SinkContext {
     pub settings: SinkSettings,
     pub caches: Arc<Caches>,
     pub alert_cache: Arc<AlertCache>,
-    /// The API's resolves and deletes of alerts (the alert caches read those again).
-    pub alert_edits: Arc<AlertEdits>,
     pub health: Arc<Health>,
 }
 
@@ -77,10 +75,7 @@ impl SinkContext {
     /// The context of one more worker: the same shared parts, an empty alert cache.
     pub fn for_worker(&self) -> SinkContext {
         SinkContext {
-            alert_cache: Arc::new(AlertCache::new(
-                self.settings.alerts.flush_every,
-                self.alert_edits.clone(),
-            )),
+            alert_cache: Arc::new(self.alert_cache.sibling()),
             ..self.clone()
         }
     }

@@ -143,6 +143,11 @@ impl AlertCache {
         }
     }
 
+    /// An empty cache for another worker, with this one's interval and edit counter.
+    pub fn sibling(&self) -> Self {
+        Self::new(self.flush_every, self.edits.clone())
+    }
+
     /// Whether the API changed alerts since this copy last caught up: the worker then
     /// flushes and calls [`AlertCache::forget_clean`] before its next batch.
     pub fn edited(&self) -> bool {

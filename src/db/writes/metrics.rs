@@ -8,9 +8,11 @@
 //! rolls back and writes the same batch again with [`MetricsWrite::SkipExisting`]
 //! (`ON CONFLICT DO NOTHING`). The values of all rows travel as one flat array plus
 //! each row's offset and length, since rows have different numbers of values and a
-//! 2-D array parameter must be rectangular. Binary `COPY` is not used: sqlx 0.9.0 does
-//! not set `TCP_NODELAY`, and the separate CopyData/CopyDone writes then wait out the
-//! peer's delayed ACK (~40 ms per batch, measured).
+//! 2-D array parameter must be rectangular. Binary `COPY` ([`MetricsWrite::Copy`]) is
+//! kept only as the measured alternative: with sqlx 0.9.1 (`TCP_NODELAY` again) it was
+//! still not faster than the insert (a round trip more, the same per-row partition and
+//! unique-index work; BENCHMARKS.md, "Binary COPY against UNNEST"), so the sink uses
+//! the insert.
 
 use std::collections::HashMap;
 
