@@ -57,21 +57,26 @@ where
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| bad_request(format!("the body is not valid JSON: {e}")))?;
-        if let Some(field) = nul_in(&value) {
-            return Err(bad_request(format!("{field} {NUL}")));
-        }
-        serde_path_to_error::deserialize(value)
-            .map(Json)
-            .map_err(|e| {
-                let detail = match e.path().to_string().as_str() {
-                    "." => format!("the body does not fit: {}", e.inner()),
-                    path => format!("body field {path}: {}", e.inner()),
-                };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
-            })
+        from_json(&body).map(Json)
     }
+}
+
+/// Reads a JSON body by the API's rules: 400 for what is not JSON or holds NUL (naming
+/// the field), 422 for JSON of the wrong shape. [`Json`] uses it; so does a route that
+/// takes its body raw (one whose body may be empty).
+pub(crate) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("the body is not valid JSON: {e}")))?;
+    if let Some(field) = nul_in(&value) {
+        return Err(bad_request(format!("{field} {NUL}")));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let detail = match e.path().to_string().as_str() {
+            "." => format!("the body does not fit: {}", e.inner()),
+            path => format!("body field {path}: {}", e.inner()),
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    })
 }
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {

@@ -42,7 +42,7 @@ async fn given_nul_or_malformed_input_when_sent_to_the_api_then_a_documented_4xx
     assert_eq!(code, 200, "{body}");
 
     // WHEN NUL arrives in a path id, a query parameter, a body string or a nested key
-    let nul_cases: [(Method, &str, Option<Value>, &str); 6] = [
+    let nul_cases: [(Method, &str, Option<Value>, &str); 7] = [
         (
             Method::PUT,
             "/api/v1/robots-db/robots/tonypi_in",
@@ -78,6 +78,14 @@ async fn given_nul_or_malformed_input_when_sent_to_the_api_then_a_documented_4xx
             "/api/v1/logs?search=x%00",
             None,
             "query parameter \"search\"",
+        ),
+        (
+            // A route that reads its (optional) body raw: found by schemathesis, whose
+            // NUL reached PostgreSQL's jsonb and answered 500
+            Method::POST,
+            "/api/v1/management/robots/tonypi_in/emergency-stop",
+            Some(json!({"reason": "sto\u{0}p", "broadcast": true})),
+            "body field reason",
         ),
     ];
     for (method, path, body, field) in nul_cases {

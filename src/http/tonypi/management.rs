@@ -167,12 +167,8 @@ fn stop_request(body: &[u8]) -> Result<EmergencyStopRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(EmergencyStopRequest::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body must be empty or {{\"reason\": text, \"broadcast\": bool}}: {e}"),
-        )
-    })
+    // The API's one body rule (NUL refused, like every other route's body).
+    crate::http::extract::from_json(body)
 }
 
 /// Publishes an emergency stop to `target` and answers with the robots expected to
