@@ -91,10 +91,9 @@ impl TsSource {
     }
 }
 
+/// One value of a message (its robot and time are the message's: [`Decoded`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricRow {
-    pub robot_id: String,
-    pub ts: DateTime<Utc>,
     pub name: String,
     pub value: f64,
     pub unit: Option<String>,
@@ -210,13 +209,7 @@ impl Decoded {
 
     /// Adds a metric row at the message's own robot and time.
     pub fn push_metric(&mut self, name: String, value: f64, unit: Option<String>) {
-        self.metrics.push(MetricRow {
-            robot_id: self.robot_id.clone(),
-            ts: self.ts,
-            name,
-            value,
-            unit,
-        });
+        self.metrics.push(MetricRow { name, value, unit });
     }
 
     /// Rows this message adds to a batch (the robot upsert counts as one).

@@ -48,9 +48,6 @@ pub fn decoded_fleets(
             };
             if let Ok(mut d) = decode::decode(route, topic, payload, at, &opts) {
                 d.robot_id = format!("{}_{k}", d.robot_id);
-                for m in &mut d.metrics {
-                    m.robot_id.clone_from(&d.robot_id);
-                }
                 for l in &mut d.logs {
                     l.robot_id = Some(d.robot_id.clone());
                 }

@@ -8,7 +8,7 @@
 //! fleetsink's own alerts are the rows with `source = 'fleetsink'`; manual alerts of the
 //! same robot and type are neither read nor changed here.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -89,6 +89,11 @@ struct CacheState {
     entries: HashMap<Key, Cached>,
     /// How many entries are dirty.
     dirty: usize,
+    /// Entries in the order they became dirty, with the time they did: what
+    /// [`flush_due`] takes from the front instead of scanning every entry per batch.
+    /// An item whose entry has since been written, forgotten or dirtied anew (another
+    /// time) is stale and dropped when it reaches the front.
+    due: VecDeque<(Instant, Key)>,
     /// The [`AlertEdits`] count this copy has caught up with.
     edits_seen: u64,
 }
@@ -138,6 +143,7 @@ impl AlertCache {
             state: Mutex::new(CacheState {
                 entries: HashMap::new(),
                 dirty: 0,
+                due: VecDeque::new(),
                 edits_seen,
             }),
         }
@@ -177,13 +183,17 @@ impl AlertCache {
     pub fn learn(&self, notes: AlertNotes) {
         let mut s = self.lock();
         for (key, cached) in notes.0 {
-            let now_dirty = cached.as_ref().is_some_and(Cached::is_dirty);
-            let was_dirty = match cached {
+            let since = cached.as_ref().and_then(|c| c.dirty_since);
+            let newly_dirty = since.map(|t| (t, key.clone()));
+            let before = match cached {
                 Some(c) => s.entries.insert(key, c),
                 None => s.entries.remove(&key),
             }
-            .is_some_and(|c| c.is_dirty());
-            s.dirty = s.dirty + usize::from(now_dirty) - usize::from(was_dirty);
+            .and_then(|c| c.dirty_since);
+            s.dirty = s.dirty + usize::from(since.is_some()) - usize::from(before.is_some());
+            if let Some(item) = newly_dirty.filter(|_| since != before) {
+                s.due.push_back(item);
+            }
         }
         if s.entries.len() > MAX_ENTRIES {
             s.entries.retain(|_, c| c.is_dirty());
@@ -209,13 +219,33 @@ impl AlertCache {
         (hits, misses)
     }
 
-    /// The dirty entries, all of them or only those dirty since `before`.
-    fn dirty_entries(&self, before: Option<Instant>) -> Vec<(Key, Alert)> {
+    /// Every dirty entry.
+    fn dirty_entries(&self) -> Vec<(Key, Alert)> {
         let s = self.lock();
         s.entries
             .iter()
-            .filter(|(_, c)| c.dirty_since.is_some_and(|t| before.is_none_or(|b| t <= b)))
+            .filter(|(_, c)| c.is_dirty())
             .filter_map(|(k, c)| Some((k.clone(), c.alert.clone()?)))
+            .collect()
+    }
+
+    /// The entries dirty since `before` or earlier, from the front of the due queue
+    /// (dropping the stale items found there). The queue is in the order entries
+    /// became dirty, so this reads only the entries due and those right behind them.
+    fn due_entries(&self, before: Instant) -> Vec<(Key, Alert)> {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        let live = |entries: &HashMap<Key, Cached>, (t, k): &(Instant, Key)| {
+            entries.get(k).is_some_and(|c| c.dirty_since == Some(*t))
+        };
+        while s.due.front().is_some_and(|item| !live(&s.entries, item)) {
+            s.due.pop_front();
+        }
+        s.due
+            .iter()
+            .take_while(|(t, _)| *t <= before)
+            .filter(|item| live(&s.entries, item))
+            .filter_map(|(_, k)| Some((k.clone(), s.entries[k].alert.clone()?)))
             .collect()
     }
 }
@@ -531,7 +561,7 @@ pub async fn flush(
     cache: &AlertCache,
     notes: &mut AlertNotes,
 ) -> Result<u64, sqlx::Error> {
-    let dirty = cache.dirty_entries(None);
+    let dirty = cache.dirty_entries();
     write_retriggers(conn, dirty, notes).await
 }
 
@@ -550,7 +580,7 @@ pub(super) async fn flush_due(
     let batch = notes.newest();
     let mut due: HashMap<Key, Alert> = HashMap::new();
     if cache.has_dirty() {
-        for (k, a) in cache.dirty_entries(Some(due_since)) {
+        for (k, a) in cache.due_entries(due_since) {
             if !batch.contains_key(&k) {
                 due.insert(k, a);
             }
@@ -816,4 +846,83 @@ async fn update(conn: &mut PgConnection, writes: &[Write<'_>]) -> Result<Vec<i64
     .bind(&was_severity)
     .fetch_all(&mut *conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn open_alert(count: i32) -> Alert {
+        let now = Utc::now();
+        Alert {
+            id: Some(i64::from(count)),
+            level: Level::Warning,
+            value: 1.0,
+            threshold: 1.0,
+            first_triggered: now,
+            last_triggered: now,
+            count,
+            resolved: false,
+            resolved_at: None,
+            resolution_logged: false,
+            last_reading_at: now,
+        }
+    }
+
+    fn note(notes: &mut AlertNotes, robot: &str, count: i32, since: Option<Instant>) {
+        let c = Cached {
+            alert: Some(open_alert(count)),
+            dirty_since: since,
+        };
+        notes.set(robot, Watched::Cpu, c);
+    }
+
+    fn robots(mut due: Vec<(Key, Alert)>) -> Vec<String> {
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        due.into_iter().map(|((r, _), _)| r).collect()
+    }
+
+    #[test]
+    fn given_entries_dirtied_over_time_when_asked_what_is_due_then_only_the_due_live_ones_come_back()
+     {
+        let cache = AlertCache::new(Duration::from_secs(5), Arc::new(AlertEdits::default()));
+        let t0 = Instant::now();
+        let (t1, t2) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
+        let mut n = AlertNotes::default();
+        note(&mut n, "a", 1, Some(t0));
+        note(&mut n, "b", 1, Some(t1));
+        note(&mut n, "c", 1, Some(t2));
+        cache.learn(n);
+        // "a" re-triggered again (same dirty time: not queued twice), "b" written.
+        let mut n = AlertNotes::default();
+        note(&mut n, "a", 2, Some(t0));
+        note(&mut n, "b", 1, None);
+        cache.learn(n);
+
+        assert_eq!(robots(cache.due_entries(t1)), ["a"]);
+        assert_eq!(robots(cache.due_entries(t2)), ["a", "c"]);
+        assert_eq!(
+            cache.lock().due.len(),
+            3,
+            "b is stale but not at the front yet"
+        );
+
+        // "a" written and dirtied anew later: its old item is stale, the new one waits.
+        let t3 = t0 + Duration::from_secs(3);
+        let mut n = AlertNotes::default();
+        note(&mut n, "a", 3, None);
+        note(&mut n, "a", 4, Some(t3));
+        cache.learn(n);
+        assert_eq!(robots(cache.due_entries(t2)), ["c"]);
+        assert_eq!(
+            cache.lock().due.len(),
+            2,
+            "stale items at the front dropped"
+        );
+        assert_eq!(robots(cache.due_entries(t3)), ["a", "c"]);
+        assert_eq!(robots(cache.dirty_entries()), ["a", "c"]);
+        assert_eq!(cache.lock().dirty, 2);
+    }
 }
