@@ -8,7 +8,9 @@
 //! into the cache only after the batch commits ([`Dictionary::learn`]): an id from a
 //! rolled-back transaction must never be reused.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::RwLock;
 
 use sqlx::PgConnection;
@@ -55,11 +57,13 @@ impl Dictionary {
         }
     }
 
+    #[cfg(test)]
     fn name(&self, key: &NameKey) -> Option<i32> {
         let names = self.names.read().unwrap_or_else(|p| p.into_inner());
         names.get(key).copied()
     }
 
+    #[cfg(test)]
     fn set(&self, ids: &[i32]) -> Option<i32> {
         let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
         sets.get(ids).copied()
@@ -72,12 +76,9 @@ impl Dictionary {
         keys: &[&NameKey],
         learned: &mut Learned,
     ) -> Result<Vec<i32>, sqlx::Error> {
-        let mut missing: Vec<&NameKey> = keys
-            .iter()
-            .copied()
-            .filter(|k| self.name(k).is_none() && !learned.names.contains_key(*k))
-            .collect();
-        if !missing.is_empty() {
+        let mut ids = cached(&self.names, &learned.names, keys.iter().copied());
+        if ids.contains(&None) {
+            let mut missing = unknown(keys.iter().copied(), &ids);
             // A fixed order, so two instances adding the same new names cannot deadlock.
             missing.sort_unstable();
             missing.dedup();
@@ -102,13 +103,11 @@ impl Dictionary {
             for (id, name, unit) in found {
                 learned.names.insert((name, unit), id);
             }
+            fill(&mut ids, keys.iter().copied(), &learned.names);
         }
         keys.iter()
-            .map(|k| {
-                self.name(k)
-                    .or_else(|| learned.names.get(*k).copied())
-                    .ok_or_else(|| missing_entry("metric_names", &k.0))
-            })
+            .zip(ids)
+            .map(|(k, id)| id.ok_or_else(|| missing_entry("metric_names", &k.0)))
             .collect()
     }
 
@@ -119,12 +118,9 @@ impl Dictionary {
         sets: &[&[i32]],
         learned: &mut Learned,
     ) -> Result<Vec<i32>, sqlx::Error> {
-        let mut missing: Vec<&[i32]> = sets
-            .iter()
-            .copied()
-            .filter(|s| self.set(s).is_none() && !learned.sets.contains_key(*s))
-            .collect();
-        if !missing.is_empty() {
+        let mut ids = cached(&self.sets, &learned.sets, sets.iter().copied());
+        if ids.contains(&None) {
+            let mut missing = unknown(sets.iter().copied(), &ids);
             missing.sort_unstable();
             missing.dedup();
             // Arrays of different lengths cannot be one 2-D parameter: send each as
@@ -147,14 +143,52 @@ impl Dictionary {
             for (id, ids) in found {
                 learned.sets.insert(ids, id);
             }
+            fill(&mut ids, sets.iter().copied(), &learned.sets);
         }
         sets.iter()
-            .map(|s| {
-                self.set(s)
-                    .or_else(|| learned.sets.get(*s).copied())
-                    .ok_or_else(|| missing_entry("metric_sets", &array_literal(s)))
-            })
+            .zip(ids)
+            .map(|(s, id)| id.ok_or_else(|| missing_entry("metric_sets", &array_literal(s))))
             .collect()
+    }
+}
+
+/// The id of each key from the shared cache (read under one lock) or else from what
+/// this batch has learned; `None` for the ones neither knows.
+fn cached<'k, K, Q>(
+    cache: &RwLock<HashMap<K, i32>>,
+    learned: &HashMap<K, i32>,
+    keys: impl Iterator<Item = &'k Q>,
+) -> Vec<Option<i32>>
+where
+    K: Borrow<Q> + Hash + Eq,
+    Q: Hash + Eq + ?Sized + 'k,
+{
+    let cache = cache.read().unwrap_or_else(|p| p.into_inner());
+    keys.map(|k| cache.get(k).or_else(|| learned.get(k)).copied())
+        .collect()
+}
+
+/// The keys whose id is not known yet.
+fn unknown<'k, Q: ?Sized>(keys: impl Iterator<Item = &'k Q>, ids: &[Option<i32>]) -> Vec<&'k Q> {
+    keys.zip(ids)
+        .filter(|(_, id)| id.is_none())
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Fills the unknown ids from what the batch has just learned.
+fn fill<'k, K, Q>(
+    ids: &mut [Option<i32>],
+    keys: impl Iterator<Item = &'k Q>,
+    learned: &HashMap<K, i32>,
+) where
+    K: Borrow<Q> + Hash + Eq,
+    Q: Hash + Eq + ?Sized + 'k,
+{
+    for (id, k) in ids.iter_mut().zip(keys) {
+        if id.is_none() {
+            *id = learned.get(k).copied();
+        }
     }
 }
 
