@@ -66,7 +66,9 @@ pub struct RobotValue {
 /// robots with these keys: one query whatever the fleet size. The wanted names' places
 /// in each metric set are found first (the sets are a few dozen shapes), so only the
 /// latest rows of sets that hold one are read, and only those values taken out of them,
-/// instead of unnesting every latest row of every robot.
+/// instead of unnesting every latest row of every robot. The set ids are also given as
+/// an array filter: joined only, the planner (which cannot estimate the CTE) hashed
+/// every robot's latest rows (BENCHMARKS.md, "robot-data/status").
 pub async fn battery_and_location(
     pool: &PgPool,
     robots: &[i32],
@@ -80,9 +82,10 @@ pub async fn battery_and_location(
              JOIN metric_names n ON n.id = p.name_id \
              WHERE n.name = 'battery.percentage' OR n.name LIKE 'location.%') \
          SELECT DISTINCT ON (l.robot, w.name) l.robot, w.name, l.vals[w.pos] AS value \
-         FROM wanted w \
-         JOIN metric_latest l ON l.set_id = w.set_id \
-         WHERE l.robot = ANY($1) AND l.ts >= $2 AND l.vals[w.pos] IS NOT NULL \
+         FROM metric_latest l \
+         JOIN wanted w ON w.set_id = l.set_id \
+         WHERE l.set_id = ANY (ARRAY(SELECT set_id FROM wanted)) \
+           AND l.robot = ANY($1) AND l.ts >= $2 AND l.vals[w.pos] IS NOT NULL \
          ORDER BY l.robot, w.name, l.ts DESC",
     )
     .bind(robots)
