@@ -80,12 +80,15 @@ async fn main() -> anyhow::Result<()> {
         .set_request_channel_capacity(20_000);
     let (client, mut events) = AsyncClient::new(opts, 20_000);
     client.subscribe("#", QoS::AtLeastOnce).await?;
-    let (tx, mut rx) = mpsc::channel::<Publish>(20_000);
+    // Unbounded, so that the MQTT task never waits on this loop while this loop waits
+    // on it to take acks (with a bounded channel both sides filled and the sink
+    // stalled); the broker's in-flight window bounds what is held here.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Publish>();
     tokio::spawn(async move {
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).await.is_err() {
+                    if tx.send(p).is_err() {
                         return;
                     }
                 }
