@@ -83,6 +83,31 @@ mod tests {
     }
 
     #[test]
+    fn flatten_under_empty_keys_and_a_prefix() {
+        // An object under an empty top-level key is read as the top level (its
+        // robot_id skipped, its keys unprefixed); an empty key below names "b.".
+        let v: Value =
+            serde_json::from_str(r#"{"":{"robot_id":1,"a":2},"b":{"":3,"c":{"d":4}}}"#).unwrap();
+        let mut got = Vec::new();
+        flatten_numbers(v.as_object().unwrap(), "", &mut |n, x| got.push((n, x)));
+        assert_eq!(
+            got,
+            vec![("a".into(), 2.0), ("b.".into(), 3.0), ("b.c.d".into(), 4.0)]
+        );
+        let mut got = Vec::new();
+        flatten_numbers(v.as_object().unwrap(), "p", &mut |n, x| got.push((n, x)));
+        assert_eq!(
+            got,
+            vec![
+                ("p..a".into(), 2.0),
+                ("p..robot_id".into(), 1.0),
+                ("p.b.".into(), 3.0),
+                ("p.b.c.d".into(), 4.0)
+            ]
+        );
+    }
+
+    #[test]
     fn fields_under_alternative_names() {
         let v: Value = serde_json::from_str(r#"{"percent":13.3,"qr_code":"Q","n":7}"#).unwrap();
         let o = v.as_object().unwrap();
