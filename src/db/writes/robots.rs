@@ -6,7 +6,8 @@
 //! messages change nothing but `last_seen`, and for those [`RobotCache`] remembers the
 //! row as fleetsink last wrote it (an online, active robot, its integer key, address
 //! and camera): such a robot's row is only checked (status, active, silent: one indexed
-//! read for all of the batch's cached robots), and written only once `last_seen` has
+//! read for all of the batch's cached robots, which returns only the rows that differ
+//! from the cache), and written only once `last_seen` has
 //! moved by `robots.last_seen_every`, in the same statement. A change made elsewhere
 //! (swept offline, deactivated, another instance) sends the robot down the full way in
 //! the same transaction, so the rules below hold as if every row were read. A batch with a status
@@ -30,7 +31,7 @@
 //! - `last_seen` is the receive time, so the offline sweeper (`db::robots`) judges
 //!   silence by fleetsink's clock, never by a robot's drifting one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -159,15 +160,6 @@ impl RobotCache {
     }
 }
 
-/// A cached robot's row as the batch found it.
-#[derive(sqlx::FromRow)]
-struct Touched {
-    id: i32,
-    status: String,
-    is_active: bool,
-    silent: bool,
-}
-
 /// The robots of one batch, in robot-id order.
 #[derive(Default)]
 pub(super) struct Robots<'a> {
@@ -247,43 +239,43 @@ impl<'a> Robots<'a> {
             }
         }
         if !checked.is_empty() {
-            // One statement: `last_seen` for the robots due, and the row of every robot
-            // the cache answered for, to catch what changed elsewhere.
+            // One statement: `last_seen` for the robots due, and the robots the cache
+            // answered for whose row changed elsewhere (status, deactivated, gone silent,
+            // deleted): only those come back, most batches none.
             let ids: Vec<i32> = checked.iter().map(|(_, k, _)| k.id).collect();
+            let statuses: Vec<&str> = checked.iter().map(|(_, k, _)| k.status.as_str()).collect();
             let (touch_ids, touch_seen): (Vec<i32>, Vec<DateTime<Utc>>) = checked
                 .iter()
                 .filter_map(|(_, k, due)| due.map(|seen| (k.id, seen)))
                 .unzip();
-            let rows: Vec<Touched> = sqlx::query_as(
+            let changed: Vec<i32> = sqlx::query_scalar(
                 "WITH touched AS ( \
                      UPDATE robots r SET last_seen = GREATEST(r.last_seen, u.seen), updated_at = now() \
                      FROM UNNEST($2::int4[], $3::timestamptz[]) AS u(id, seen) WHERE r.id = u.id) \
-                 SELECT id, status, is_active, silent_since IS NOT NULL AS silent \
-                 FROM robots WHERE id = ANY($1)",
+                 SELECT e.id FROM UNNEST($1::int4[], $4::text[]) AS e(id, status) \
+                 LEFT JOIN robots r ON r.id = e.id \
+                 WHERE r.id IS NULL OR r.status <> e.status OR NOT r.is_active \
+                    OR r.silent_since IS NOT NULL",
             )
             .bind(&ids)
             .bind(&touch_ids)
             .bind(&touch_seen)
+            .bind(&statuses)
             .fetch_all(&mut *conn)
             .await?;
             written += touch_ids.len() as u64;
-            let found: HashMap<i32, Touched> = rows.into_iter().map(|t| (t.id, t)).collect();
+            let changed: HashSet<i32> = changed.into_iter().collect();
             for (id, k, due) in checked {
-                match found.get(&k.id) {
-                    Some(t) if t.status == k.status && t.is_active && !t.silent => {
-                        if let Some(seen) = due {
-                            let known = Known {
-                                last_seen: seen,
-                                ..k.clone()
-                            };
-                            notes.known.push((id.to_string(), known));
-                        }
-                    }
+                if changed.contains(&k.id) {
                     // Changed since fleetsink wrote it: decide again from the row.
-                    _ => {
-                        keys.remove(id);
-                        full.push(id);
-                    }
+                    keys.remove(id);
+                    full.push(id);
+                } else if let Some(seen) = due {
+                    let known = Known {
+                        last_seen: seen,
+                        ..k.clone()
+                    };
+                    notes.known.push((id.to_string(), known));
                 }
             }
         }
