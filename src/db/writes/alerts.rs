@@ -235,17 +235,24 @@ impl AlertCache {
     fn due_entries(&self, before: Instant) -> Vec<(Key, Alert)> {
         let mut guard = self.lock();
         let s = &mut *guard;
-        let live = |entries: &HashMap<Key, Cached>, (t, k): &(Instant, Key)| {
-            entries.get(k).is_some_and(|c| c.dirty_since == Some(*t))
-        };
-        while s.due.front().is_some_and(|item| !live(&s.entries, item)) {
+        // The entry a queue item stands for, if it is still dirty since that item's time.
+        fn live<'e>(
+            entries: &'e HashMap<Key, Cached>,
+            (t, k): &(Instant, Key),
+        ) -> Option<&'e Cached> {
+            entries.get(k).filter(|c| c.dirty_since == Some(*t))
+        }
+        while s
+            .due
+            .front()
+            .is_some_and(|item| live(&s.entries, item).is_none())
+        {
             s.due.pop_front();
         }
         s.due
             .iter()
             .take_while(|(t, _)| *t <= before)
-            .filter(|item| live(&s.entries, item))
-            .filter_map(|(_, k)| Some((k.clone(), s.entries[k].alert.clone()?)))
+            .filter_map(|item| Some((item.1.clone(), live(&s.entries, item)?.alert.clone()?)))
             .collect()
     }
 }

@@ -57,18 +57,6 @@ impl Dictionary {
         }
     }
 
-    #[cfg(test)]
-    fn name(&self, key: &NameKey) -> Option<i32> {
-        let names = self.names.read().unwrap_or_else(|p| p.into_inner());
-        names.get(key).copied()
-    }
-
-    #[cfg(test)]
-    fn set(&self, ids: &[i32]) -> Option<i32> {
-        let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
-        sets.get(ids).copied()
-    }
-
     /// Ids of `keys`, inserting the names PostgreSQL does not know yet.
     pub async fn name_ids(
         &self,
@@ -216,8 +204,15 @@ mod tests {
         l.names.insert(("a".into(), "".into()), 1);
         l.sets.insert(vec![1], 7);
         d.learn(l);
-        assert_eq!(d.name(&("a".into(), "".into())), Some(1));
-        assert_eq!(d.set(&[1]), Some(7));
+        let a: NameKey = ("a".into(), "".into());
+        assert_eq!(
+            cached(&d.names, &HashMap::new(), [&a].into_iter()),
+            [Some(1)]
+        );
+        assert_eq!(
+            cached(&d.sets, &HashMap::new(), [&[1][..]].into_iter()),
+            [Some(7)]
+        );
         let mut big = Learned::default();
         for i in 0..MAX_CACHED as i32 {
             big.sets.insert(vec![i, i], i);
