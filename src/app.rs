@@ -416,6 +416,12 @@ async fn serve_http(
             started: std::time::Instant::now(),
             log_export: http::LogExport::new(cfg.http.logs_export_max_rows),
             alert_edits,
+            pages: Arc::new(http::snapshot::FleetPages::new(
+                http::snapshot::SnapshotPolicy {
+                    min_robots: cfg.http.page_snapshot_robots,
+                    max_stale: cfg.http.page_max_stale,
+                },
+            )),
         },
         &cfg.http.cors_origins,
         cfg.http.max_body_bytes,

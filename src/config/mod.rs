@@ -552,6 +552,12 @@ pub struct HttpConfig {
     /// Most rows a log export (`/api/v1/logs/export/*`) writes; a longer one ends with
     /// a marker saying it was cut.
     pub logs_export_max_rows: u64,
+    /// The fleet pages (`robot-data/status`, `management/robots`) are answered from a
+    /// snapshot once they list this many robots (README, "Scaling").
+    pub page_snapshot_robots: usize,
+    /// The oldest snapshot of a fleet page answered; `0s` computes every request.
+    #[serde(with = "humantime_serde")]
+    pub page_max_stale: Duration,
 }
 
 impl Default for HttpConfig {
@@ -573,6 +579,8 @@ impl Default for HttpConfig {
                 )),
             ],
             logs_export_max_rows: 1_000_000,
+            page_snapshot_robots: 1000,
+            page_max_stale: Duration::from_secs(10),
         }
     }
 }

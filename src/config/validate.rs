@@ -43,6 +43,18 @@ impl Config {
                 db.commit_timeout, db.statement_timeout
             ));
         }
+        if self.http.page_max_stale > std::time::Duration::from_secs(300) {
+            problems.push(format!(
+                "http.page_max_stale must be at most 5m, or 0s to compute every request (is {:?})",
+                self.http.page_max_stale
+            ));
+        }
+        if self.http.page_snapshot_robots == 0 {
+            problems.push(
+                "http.page_snapshot_robots must be at least 1 (http.page_max_stale = \"0s\" turns snapshots off)"
+                    .to_string(),
+            );
+        }
         if self.http.logs_export_max_rows == 0 {
             problems.push("http.logs_export_max_rows must be at least 1".to_string());
         }

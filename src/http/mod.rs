@@ -20,6 +20,7 @@ mod error;
 mod extract;
 mod goauth;
 mod ops;
+pub mod snapshot;
 mod tonypi;
 
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct HttpState {
     pub log_export: LogExport,
     /// Told of every alert the API resolves or deletes (the sink's alert caches).
     pub alert_edits: Arc<crate::db::writes::AlertEdits>,
+    /// The fleet pages' snapshots (`snapshot.rs`), dropped after every API write.
+    pub pages: Arc<snapshot::FleetPages>,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers (`utoipa::path`)
@@ -218,6 +221,10 @@ pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) 
             state.clone(),
             auth::authenticate,
         ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            drop_snapshots_after_writes,
+        ))
         .merge(public)
         .layer(axum::Extension(Arc::new(doc)))
         .layer(middleware::map_response(error::detail_for_rejections));
@@ -233,6 +240,27 @@ pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) 
         ))
         .layer(cors(cors_origins))
         .with_state(state)
+}
+
+/// A change made through the API shows on the fleet pages at once: every successful
+/// request that is not a read drops their snapshots (`snapshot.rs`).
+async fn drop_snapshots_after_writes(
+    axum::extract::State(s): axum::extract::State<HttpState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let res = next.run(req).await;
+    if write && res.status().is_success() {
+        s.pages.invalidate();
+    }
+    res
+}
+
+/// A JSON body computed beforehand (a fleet page's snapshot).
+fn json_bytes(body: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// This document (OpenAPI 3).

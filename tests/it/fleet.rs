@@ -2,6 +2,8 @@
 //! field names and shapes as the TonyPi backend's models give them, status codes and
 //! `{"detail"}` errors, soft delete, job history and statistics.
 
+use std::time::Duration;
+
 use fleetsink::config::MqttMode;
 use reqwest::Method;
 use serde_json::json;
@@ -641,4 +643,78 @@ async fn robot_data_routes_answer_as_the_tonypi_backend() {
     );
     assert_eq!(job["items_total"], 4);
     t.stop().await;
+}
+
+/// The robot's battery and status on `robot-data/status`, and its status on
+/// `management/robots`.
+async fn fleet_pages(t: &TestApp) -> (Option<f64>, Option<String>, Option<String>) {
+    let (code, status) = t.send(Method::GET, "/api/v1/robot-data/status", None).await;
+    assert_eq!(code, 200, "{status}");
+    let (code, managed) = t.send(Method::GET, "/api/v1/management/robots", None).await;
+    assert_eq!(code, 200, "{managed}");
+    (
+        status[0]["battery_percentage"].as_f64(),
+        status[0]["status"].as_str().map(str::to_string),
+        managed[0]["status"].as_str().map(str::to_string),
+    )
+}
+
+/// Fleet pages listing at least `http.page_snapshot_robots` robots are answered from a
+/// snapshot (here: from one robot on, kept up to a minute), refreshed behind the
+/// requests once older than a second; a change made through the API shows at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_pages_are_answered_from_a_snapshot_that_api_writes_drop() {
+    let t = spawn_app(MqttMode::Embedded, |cfg| {
+        cfg.http.page_snapshot_robots = 1;
+        cfg.http.page_max_stale = Duration::from_secs(60);
+    })
+    .await;
+    let mut c = t.robot("tonypi_snap").await;
+    let battery = |pct: f64| {
+        json!({"robot_id": "tonypi_snap", "percentage": pct,
+               "timestamp": chrono::Utc::now().to_rfc3339()})
+        .to_string()
+    };
+    let online = json!({"status": "online"}).to_string();
+    c.publish_acked("tonypi/status/tonypi_snap", online).await;
+    c.publish_acked("tonypi/battery", battery(50.0)).await;
+    let online = Some("online".to_string());
+    assert_eq!(
+        fleet_pages(&t).await,
+        (Some(50.0), online.clone(), online.clone())
+    );
+
+    // A new reading, committed: the snapshot (younger than a second) is answered.
+    c.publish_acked("tonypi/battery", battery(40.0)).await;
+    assert_eq!(
+        fleet_pages(&t).await.0,
+        Some(50.0),
+        "served from the snapshot"
+    );
+    // Older than a second: still answered at once, and refreshed behind the request.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        fleet_pages(&t).await.0,
+        Some(50.0),
+        "the stale snapshot, once"
+    );
+    wait_for_eq(Duration::from_secs(10), Some(40.0), || async {
+        fleet_pages(&t).await.0
+    })
+    .await;
+
+    // A change through the API shows on both pages at the next request.
+    let (code, body) = t
+        .send(
+            Method::PUT,
+            "/api/v1/robots-db/robots/tonypi_snap",
+            Some(json!({"status": "maintenance"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let maintenance = Some("maintenance".to_string());
+    assert_eq!(
+        fleet_pages(&t).await,
+        (Some(40.0), maintenance.clone(), maintenance)
+    );
 }

@@ -133,6 +133,11 @@ pub struct BenchArgs {
     /// Robot ids are PREFIX-00001 …
     #[arg(long, default_value = "bench")]
     pub prefix: String,
+    /// Also report publish→PUBACK p50/p99/max for each second of the window (by the
+    /// second a message was published): shows whether the tail is steady or comes in
+    /// bursts.
+    #[arg(long)]
+    pub per_second: bool,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -596,6 +601,20 @@ async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         None => None,
     };
 
+    let latency_by_second = if args.per_second {
+        let mut pairs: Vec<(u32, u32)> = results
+            .iter()
+            .flat_map(|r| {
+                r.sample_seconds
+                    .iter()
+                    .copied()
+                    .zip(r.latencies_us.iter().copied())
+            })
+            .collect();
+        report::by_second(&mut pairs)
+    } else {
+        Vec::new()
+    };
     let mut samples: Vec<u32> = results
         .iter_mut()
         .flat_map(|r| std::mem::take(&mut r.latencies_us))
@@ -679,5 +698,6 @@ async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         postgres,
         generator: cpu(cpu_start.generator, cpu_end.generator),
         rss_trace,
+        latency_by_second,
     })
 }

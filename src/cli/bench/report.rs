@@ -36,6 +36,37 @@ pub struct Report {
     /// The load generator itself.
     pub generator: Option<Cpu>,
     pub rss_trace: Vec<TracePoint>,
+    /// With `--per-second`: the window's latency by second of publish.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_by_second: Vec<SecondLatency>,
+}
+
+/// The publish→PUBACK latency of the messages published in one second of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SecondLatency {
+    /// Seconds since the window's first sample's second.
+    pub second: u32,
+    pub latency_ms: Latency,
+}
+
+/// Latency by second of publish: `samples` as (Unix second, µs), in any order. Tells a
+/// steady tail (every second alike) from bursts (a few slow seconds, e.g. PostgreSQL's
+/// autovacuum or a checkpoint).
+pub fn by_second(samples: &mut [(u32, u32)]) -> Vec<SecondLatency> {
+    samples.sort_unstable_by_key(|s| s.0);
+    let Some(first) = samples.first().map(|s| s.0) else {
+        return Vec::new();
+    };
+    samples
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter_map(|chunk| {
+            let mut us: Vec<u32> = chunk.iter().map(|s| s.1).collect();
+            Some(SecondLatency {
+                second: chunk[0].0 - first,
+                latency_ms: Latency::from_samples(&mut us)?,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -282,6 +313,20 @@ impl fmt::Display for Report {
         if let Some(g) = &self.generator {
             writeln!(f, "{:<14} {g}", "generator CPU")?;
         }
+        if !self.latency_by_second.is_empty() {
+            writeln!(
+                f,
+                "   s  messages   p50 (ms)   p99 (ms)   max (ms)   by second of publish"
+            )?;
+            for s in &self.latency_by_second {
+                let l = &s.latency_ms;
+                writeln!(
+                    f,
+                    "{:>4} {:>9} {:>10.1} {:>10.1} {:>10.1}",
+                    s.second, l.samples, l.p50, l.p99, l.max
+                )?;
+            }
+        }
         if !self.rss_trace.is_empty() {
             writeln!(f, "   t (s)   RSS (MB)   published       acked")?;
             for p in &self.rss_trace {
@@ -345,6 +390,27 @@ mod tests {
             1e6,
             "no division by zero"
         );
+    }
+
+    #[test]
+    fn latency_by_second_groups_by_second_of_publish() {
+        // Second 100: 1..=100 ms; second 102: one 7 ms sample; none in second 101.
+        let mut s: Vec<(u32, u32)> = (1..=100).map(|ms| (100, ms * 1000)).collect();
+        s.insert(40, (102, 7000));
+        let by = by_second(&mut s);
+        assert_eq!(by.len(), 2, "a second without samples has no line");
+        assert_eq!(by[0].second, 0);
+        assert_eq!(
+            (
+                by[0].latency_ms.samples,
+                by[0].latency_ms.p50,
+                by[0].latency_ms.p99
+            ),
+            (100, 50.0, 99.0)
+        );
+        assert_eq!(by[1].second, 2);
+        assert_eq!((by[1].latency_ms.samples, by[1].latency_ms.max), (1, 7.0));
+        assert!(by_second(&mut []).is_empty());
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct RobotResult {
     pub acked: Vec<bool>,
     /// publish→PUBACK of every acknowledged message published inside the window, µs.
     pub latencies_us: Vec<u32>,
+    /// The Unix second each latency sample's message was published in, in the same
+    /// order (for `--per-second`).
+    pub sample_seconds: Vec<u32>,
 }
 
 /// A message awaiting its PUBACK.
@@ -372,6 +375,10 @@ impl Robot {
                 self.result
                     .latencies_us
                     .push(u32::try_from(us).unwrap_or(u32::MAX));
+                let second = self.result.sent_ts[f.idx].div_euclid(1_000_000);
+                self.result
+                    .sample_seconds
+                    .push(u32::try_from(second).unwrap_or(0));
             }
         }
         rbuf.drain(..at);

@@ -166,6 +166,7 @@ mod tests {
             sent_ts: sent.to_vec(),
             acked: acked.to_vec(),
             latencies_us: Vec::new(),
+            sample_seconds: Vec::new(),
         }
     }
 

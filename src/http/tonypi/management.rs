@@ -8,6 +8,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -15,10 +16,13 @@ use utoipa::ToSchema;
 
 use crate::audit::Actor;
 use crate::commands::{CONFIG, EMERGENCY_STOP, RESUME, Target};
+use crate::config::ThresholdsConfig;
 use crate::db::{edits, reads};
 use crate::http::commands::dispatch;
 use crate::http::extract::{Json, Path};
-use crate::http::{ApiError, Detail, HttpState, robot_key};
+use crate::http::snapshot::Computed;
+use crate::http::{ApiError, Detail, HttpState, json_bytes, robot_key};
+use sqlx::PgPool;
 
 /// `POST /api/v1/management/command`, as the TonyPi backend takes it.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -510,27 +514,38 @@ pub struct ManagedRobot {
 #[utoipa::path(get, path = "/api/v1/management/robots", tag = "commands",
     responses((status = 200, body = Vec<ManagedRobot>),
         (status = 401, body = Detail), (status = 403, body = Detail)))]
-pub async fn robots(State(s): State<HttpState>) -> Result<Json<Vec<ManagedRobot>>, ApiError> {
-    let rows = reads::robots::active(&s.pool, &s.thresholds).await?;
+pub async fn robots(State(s): State<HttpState>) -> Result<Response, ApiError> {
+    let (pool, thresholds) = (s.pool.clone(), s.thresholds.clone());
+    let body = s
+        .pages
+        .managed_robots
+        .get(move || robots_page(pool, thresholds))
+        .await?;
+    Ok(json_bytes(body))
+}
+
+/// The active robots page computed: two queries whatever the fleet size.
+async fn robots_page(pool: PgPool, thresholds: ThresholdsConfig) -> Result<Computed, ApiError> {
+    let rows = reads::robots::active(&pool, &thresholds).await?;
     let keys: Vec<i32> = rows.iter().map(|r| r.id).collect();
     let since = chrono::Utc::now() - chrono::Duration::days(1);
     let battery: std::collections::HashMap<i32, f64> =
-        reads::robot_data::battery_and_location(&s.pool, &keys, since)
+        reads::robot_data::battery_and_location(&pool, &keys, since)
             .await?
             .into_iter()
             .filter(|v| v.name == "battery.percentage")
             .map(|v| (v.robot, v.value))
             .collect();
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| ManagedRobot {
-                battery_level: battery.get(&r.id).copied(),
-                name: r.name.unwrap_or_else(|| r.robot_id.clone()),
-                robot_id: r.robot_id,
-                status: r.status,
-                last_seen: r.last_seen,
-                capabilities: Vec::new(),
-            })
-            .collect(),
-    ))
+    let page: Vec<ManagedRobot> = rows
+        .into_iter()
+        .map(|r| ManagedRobot {
+            battery_level: battery.get(&r.id).copied(),
+            name: r.name.unwrap_or_else(|| r.robot_id.clone()),
+            robot_id: r.robot_id,
+            status: r.status,
+            last_seen: r.last_seen,
+            capabilities: Vec::new(),
+        })
+        .collect();
+    Computed::json(&page, page.len())
 }

@@ -8,6 +8,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
+use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, Utc};
@@ -21,7 +23,8 @@ use crate::db::reads::robot_data::{self, ReadingFilter};
 use crate::db::reads::{jobs, robots};
 use crate::http::commands::{CommandPublished, dispatch, published};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::{ApiError, Detail, HttpState, check_robot_id, known_robot};
+use crate::http::snapshot::Computed;
+use crate::http::{ApiError, Detail, HttpState, check_robot_id, json_bytes, known_robot};
 
 /// TonyPi reads "the last 5 minutes" for current state.
 const RECENT: Duration = Duration::minutes(5);
@@ -222,11 +225,18 @@ pub struct RobotStatus {
 /// size: the robots, then their latest battery and location values.
 #[utoipa::path(get, path = "/api/v1/robot-data/status", tag = "robot-data",
     responses((status = 200, body = Vec<RobotStatus>)))]
-pub async fn status(State(s): State<HttpState>) -> Result<Json<Vec<RobotStatus>>, ApiError> {
+pub async fn status(State(s): State<HttpState>) -> Result<Response, ApiError> {
+    let pool = s.pool.clone();
+    let body = s.pages.status.get(move || status_page(pool)).await?;
+    Ok(json_bytes(body))
+}
+
+/// The status page computed: two queries whatever the fleet size.
+async fn status_page(pool: PgPool) -> Result<Computed, ApiError> {
     let since = Utc::now() - RECENT;
-    let seen = robots::seen_since(&s.pool, since).await?;
+    let seen = robots::seen_since(&pool, since).await?;
     let keys: Vec<i32> = seen.iter().map(|r| r.id).collect();
-    let values = robot_data::battery_and_location(&s.pool, &keys, since).await?;
+    let values = robot_data::battery_and_location(&pool, &keys, since).await?;
     let mut battery: HashMap<i32, f64> = HashMap::new();
     let mut location: HashMap<i32, BTreeMap<String, f64>> = HashMap::new();
     for v in values {
@@ -242,19 +252,19 @@ pub async fn status(State(s): State<HttpState>) -> Result<Json<Vec<RobotStatus>>
             }
         }
     }
-    Ok(Json(
-        seen.into_iter()
-            .map(|r| RobotStatus {
-                battery_percentage: battery.get(&r.id).copied(),
-                location: location.remove(&r.id),
-                robot_id: r.robot_id,
-                status: r.status,
-                last_seen: r.last_seen.map(|t| t.to_rfc3339()),
-                ip_address: r.ip_address,
-                camera_url: r.camera_url,
-            })
-            .collect(),
-    ))
+    let page: Vec<RobotStatus> = seen
+        .into_iter()
+        .map(|r| RobotStatus {
+            battery_percentage: battery.get(&r.id).copied(),
+            location: location.remove(&r.id),
+            robot_id: r.robot_id,
+            status: r.status,
+            last_seen: r.last_seen.map(|t| t.to_rfc3339()),
+            ip_address: r.ip_address,
+            camera_url: r.camera_url,
+        })
+        .collect();
+    Computed::json(&page, page.len())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,0 +1,383 @@
+//! Fleet pages answered from a snapshot once the fleet is large (README, "Scaling").
+//!
+//! `robot-data/status` and `management/robots` list every robot: at 10,000 robots each
+//! costs ~125 ms of the machine while the fleet is quiet and several times that while
+//! it writes, and TonyPi's UI asks for them every 5 s from every open page. A page that
+//! listed at least `http.page_snapshot_robots` robots last time is answered from that
+//! computation while it is at most `http.page_max_stale` old; a request finding it
+//! older than [`REFRESH_AFTER`], and older than [`REFRESH_COST`] times what it took to
+//! compute, starts one refresh in the background (one at a time). So any number of open
+//! browsers cost one computation of a page at a time, taking at most a twentieth of a
+//! core (at 10,000 robots writing, a refresh every few seconds), and none of them waits
+//! for one. Smaller pages are computed for each request, as before;
+//! requests that arrive while one is computed share it.
+//!
+//! A change made through this daemon's API drops every snapshot at once
+//! ([`FleetPages::invalidate`], by the router after any successful write); what else
+//! changes the pages (robots reporting, the offline sweep, another instance, the CLI)
+//! shows within `http.page_max_stale`.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::http::error::ApiError;
+
+/// A snapshot younger than this is served without starting a refresh.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(1);
+
+/// Nor is one younger than this many times its computation took: refreshing a page
+/// takes at most 1/20 of a core however many clients poll it.
+pub const REFRESH_COST: u32 = 20;
+
+/// When a page is served from its snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    /// Pages that listed at least this many robots (`http.page_snapshot_robots`).
+    pub min_robots: usize,
+    /// The oldest snapshot served (`http.page_max_stale`); zero: never.
+    pub max_stale: Duration,
+}
+
+/// A computed page: its JSON and how many robots it lists.
+pub struct Computed {
+    pub body: Bytes,
+    pub robots: usize,
+}
+
+impl Computed {
+    /// `page` as JSON, listing `robots` robots.
+    pub fn json<T: serde::Serialize>(page: &T, robots: usize) -> Result<Computed, ApiError> {
+        let body = serde_json::to_vec(page).map_err(|e| {
+            tracing::error!(error = %e, "a fleet page did not serialize");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            )
+        })?;
+        Ok(Computed {
+            body: Bytes::from(body),
+            robots,
+        })
+    }
+}
+
+/// The snapshots of the fleet pages.
+pub struct FleetPages {
+    pub status: Arc<Snapshot>,
+    pub managed_robots: Arc<Snapshot>,
+}
+
+impl FleetPages {
+    pub fn new(policy: SnapshotPolicy) -> Self {
+        Self {
+            status: Arc::new(Snapshot::new(policy)),
+            managed_robots: Arc::new(Snapshot::new(policy)),
+        }
+    }
+
+    /// Drops every snapshot: the next request computes its page.
+    pub fn invalidate(&self) {
+        self.status.invalidate();
+        self.managed_robots.invalidate();
+    }
+}
+
+#[derive(Clone)]
+struct Page {
+    body: Bytes,
+    robots: usize,
+    /// When its computation started: it shows every change committed before.
+    started: Instant,
+    took: Duration,
+    generation: u64,
+}
+
+impl Page {
+    /// When a request should start its refresh.
+    fn refresh_at(&self) -> Instant {
+        self.started + REFRESH_AFTER.max(self.took.saturating_mul(REFRESH_COST))
+    }
+}
+
+/// One page's last computation; at most one computation of it at a time.
+pub struct Snapshot {
+    policy: SnapshotPolicy,
+    last: Mutex<Option<Page>>,
+    computing: tokio::sync::Mutex<()>,
+    refreshing: AtomicBool,
+    /// Bumped by [`Snapshot::invalidate`]; a page computed under an older one is not
+    /// served.
+    generation: AtomicU64,
+}
+
+impl Snapshot {
+    pub fn new(policy: SnapshotPolicy) -> Self {
+        Self {
+            policy,
+            last: Mutex::new(None),
+            computing: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The page: from the snapshot when it may be (module docs), else computed by
+    /// `compute` (once for all the requests that wait meanwhile).
+    pub async fn get<F, Fut>(self: &Arc<Self>, compute: F) -> Result<Bytes, ApiError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Computed, ApiError>> + Send + 'static,
+    {
+        let asked = Instant::now();
+        if let Some(page) = self.servable(asked) {
+            if asked >= page.refresh_at() && !self.refreshing.swap(true, Ordering::SeqCst) {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _done = Refreshing(&this.refreshing);
+                    let _one = this.computing.lock().await;
+                    if let Err(e) = this.compute_and_keep(compute).await {
+                        tracing::debug!(?e, "fleet page refresh failed; the snapshot stays");
+                    }
+                });
+            }
+            return Ok(page.body);
+        }
+        let _one = self.computing.lock().await;
+        // Computed while this request waited, and after it was made: as good as new.
+        if let Some(page) = self.last()
+            && page.started > asked
+            && page.generation == self.generation()
+        {
+            return Ok(page.body);
+        }
+        self.compute_and_keep(compute).await
+    }
+
+    /// Computes the page and keeps it; the caller holds `computing`.
+    async fn compute_and_keep<F, Fut>(&self, compute: F) -> Result<Bytes, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Computed, ApiError>>,
+    {
+        let generation = self.generation();
+        let started = Instant::now();
+        let computed = compute().await?;
+        let page = Page {
+            body: computed.body,
+            robots: computed.robots,
+            started,
+            took: started.elapsed(),
+            generation,
+        };
+        let body = page.body.clone();
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(page);
+        Ok(body)
+    }
+
+    /// The snapshot, when it may be served at `now` without computing.
+    fn servable(&self, now: Instant) -> Option<Page> {
+        let page = self.last()?;
+        let large = page.robots >= self.policy.min_robots;
+        let young = now.saturating_duration_since(page.started) <= self.policy.max_stale;
+        let current = page.generation == self.generation();
+        (large && young && current && !self.policy.max_stale.is_zero()).then_some(page)
+    }
+
+    fn last(&self) -> Option<Page> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+/// Clears the refresh flag however the refresh ends.
+struct Refreshing<'a>(&'a AtomicBool);
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A page computation that counts its calls, lists `robots` robots and answers
+    /// with its call number.
+    fn page(
+        calls: &Arc<AtomicUsize>,
+        robots: usize,
+        takes: Duration,
+    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Computed, ApiError>> + Send>>
+    + Send
+    + 'static {
+        let calls = Arc::clone(calls);
+        move || {
+            Box::pin(async move {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(takes).await;
+                Ok(Computed {
+                    body: Bytes::from(n.to_string()),
+                    robots,
+                })
+            })
+        }
+    }
+
+    fn snapshot(min_robots: usize, max_stale_secs: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot::new(SnapshotPolicy {
+            min_robots,
+            max_stale: Duration::from_secs(max_stale_secs),
+        }))
+    }
+
+    async fn body(s: &Arc<Snapshot>, calls: &Arc<AtomicUsize>, robots: usize) -> String {
+        let b = s
+            .get(page(calls, robots, Duration::from_millis(100)))
+            .await
+            .expect("page");
+        String::from_utf8(b.to_vec()).expect("utf-8")
+    }
+
+    /// Lets spawned refreshes run to completion (time is paused: sleeps end at once).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_page_is_computed_for_every_request() {
+        let (s, calls) = (snapshot(1000, 10), Arc::new(AtomicUsize::new(0)));
+        assert_eq!(body(&s, &calls, 999).await, "1");
+        assert_eq!(body(&s, &calls, 999).await, "2");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_page_is_served_from_its_snapshot_and_refreshed_behind() {
+        let (s, calls) = (snapshot(1000, 10), Arc::new(AtomicUsize::new(0)));
+        assert_eq!(body(&s, &calls, 1000).await, "1");
+        // Younger than REFRESH_AFTER: served as is, nothing computed.
+        assert_eq!(body(&s, &calls, 1000).await, "1");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Older: still served at once, one refresh starts for all the requests.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(body(&s, &calls, 1000).await, "1");
+        assert_eq!(body(&s, &calls, 1000).await, "1");
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh");
+        assert_eq!(body(&s, &calls, 1000).await, "2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_that_takes_long_is_refreshed_less_often() {
+        let (s, calls) = (snapshot(1, 60), Arc::new(AtomicUsize::new(0)));
+        let slow = || page(&calls, 10, Duration::from_millis(200));
+        assert_eq!(
+            s.get(slow()).await.map(|b| b.to_vec()).ok(),
+            Some(b"1".to_vec())
+        );
+        // 200 ms to compute: not refreshed before 20 × 200 ms = 4 s.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        s.get(slow()).await.expect("page");
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no refresh at 3 s");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        s.get(slow()).await.expect("page");
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "refreshed at 4 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_older_than_max_stale_is_computed_again_before_answering() {
+        let (s, calls) = (snapshot(1000, 10), Arc::new(AtomicUsize::new(0)));
+        assert_eq!(body(&s, &calls, 1000).await, "1");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(body(&s, &calls, 1000).await, "2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalidate_makes_the_next_request_compute() {
+        let (s, calls) = (snapshot(1000, 10), Arc::new(AtomicUsize::new(0)));
+        assert_eq!(body(&s, &calls, 1000).await, "1");
+        s.invalidate();
+        assert_eq!(body(&s, &calls, 1000).await, "2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_page_computed_before_an_invalidation_is_not_served_after_it() {
+        let (s, calls) = (snapshot(1, 10), Arc::new(AtomicUsize::new(0)));
+        let s2 = Arc::clone(&s);
+        let c2 = Arc::clone(&calls);
+        // The first computation is under way when the change is made.
+        let first = tokio::spawn(async move { body(&s2, &c2, 5).await });
+        tokio::task::yield_now().await;
+        s.invalidate();
+        assert_eq!(first.await.expect("task"), "1");
+        assert_eq!(body(&s, &calls, 5).await, "2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_waiting_for_a_computation_share_it() {
+        let (s, calls) = (snapshot(1000, 10), Arc::new(AtomicUsize::new(0)));
+        // The first computation runs; two more requests arrive meanwhile, both after
+        // it started: they wait for it, and the second of them computes again
+        // (asked after the first computation started) only once.
+        let a = tokio::spawn({
+            let (s, c) = (Arc::clone(&s), Arc::clone(&calls));
+            async move { body(&s, &c, 10).await }
+        });
+        tokio::task::yield_now().await;
+        let b = tokio::spawn({
+            let (s, c) = (Arc::clone(&s), Arc::clone(&calls));
+            async move { body(&s, &c, 10).await }
+        });
+        let c = tokio::spawn({
+            let (s, c) = (Arc::clone(&s), Arc::clone(&calls));
+            async move { body(&s, &c, 10).await }
+        });
+        assert_eq!(a.await.expect("a"), "1");
+        let (b, c) = (b.await.expect("b"), c.await.expect("c"));
+        assert_eq!((b.as_str(), c.as_str()), ("2", "2"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_stale_zero_turns_snapshots_off() {
+        let (s, calls) = (snapshot(1, 0), Arc::new(AtomicUsize::new(0)));
+        assert_eq!(body(&s, &calls, 5000).await, "1");
+        assert_eq!(body(&s, &calls, 5000).await, "2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_computation_answers_its_error_and_keeps_nothing() {
+        let s = snapshot(1, 10);
+        let failed = s
+            .get(|| async {
+                Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "down",
+                ))
+            })
+            .await;
+        assert!(failed.is_err());
+        let calls = Arc::new(AtomicUsize::new(0));
+        assert_eq!(body(&s, &calls, 5).await, "1");
+    }
+}
