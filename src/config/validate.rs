@@ -43,10 +43,13 @@ impl Config {
                 db.commit_timeout, db.statement_timeout
             ));
         }
-        if self.http.page_max_stale > std::time::Duration::from_secs(300) {
+        let stale = self.http.page_max_stale;
+        if !stale.is_zero()
+            && (stale < std::time::Duration::from_secs(2)
+                || stale > std::time::Duration::from_secs(300))
+        {
             problems.push(format!(
-                "http.page_max_stale must be at most 5m, or 0s to compute every request (is {:?})",
-                self.http.page_max_stale
+                "http.page_max_stale must be between 2s and 5m, or 0s to compute every request (is {stale:?})"
             ));
         }
         if self.http.page_snapshot_robots == 0 {

@@ -242,20 +242,28 @@ pub fn router(state: HttpState, cors_origins: &[String], max_body_bytes: usize) 
         .with_state(state)
 }
 
-/// A change made through the API shows on the fleet pages at once: every successful
-/// request that is not a read drops their snapshots (`snapshot.rs`).
+/// A change made through the API to the robots shows on the fleet pages at once: a
+/// successful write under `robots-db` or `management` drops their snapshots
+/// (`snapshot.rs`). Other writes (alerts, logs, users) do not change those pages.
 async fn drop_snapshots_after_writes(
     axum::extract::State(s): axum::extract::State<HttpState>,
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
-    use axum::http::Method;
-    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let drops = changes_fleet_pages(req.method(), req.uri().path());
     let res = next.run(req).await;
-    if write && res.status().is_success() {
+    if drops && res.status().is_success() {
         s.pages.invalidate();
     }
     res
+}
+
+/// Whether a request may change what the fleet pages show: a write to the robots.
+fn changes_fleet_pages(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    let robots = ["/api/v1/robots-db/", "/api/v1/management/"];
+    let write = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    write && robots.iter().any(|prefix| path.starts_with(prefix))
 }
 
 /// A JSON body computed beforehand (a fleet page's snapshot).
@@ -352,5 +360,35 @@ pub(crate) fn json_sized<T: serde::Serialize>(value: &T, size_hint: usize) -> Re
             tracing::error!(error = %e, "admin API answer not serializable");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn only_writes_to_the_robots_drop_the_fleet_pages() {
+        let robot = "/api/v1/robots-db/robots/tonypi_07";
+        assert!(changes_fleet_pages(&Method::PUT, robot));
+        assert!(changes_fleet_pages(&Method::DELETE, robot));
+        assert!(changes_fleet_pages(
+            &Method::POST,
+            "/api/v1/robots-db/robots"
+        ));
+        let stop = "/api/v1/management/robots/tonypi_07/emergency-stop";
+        assert!(changes_fleet_pages(&Method::POST, stop));
+        assert!(!changes_fleet_pages(&Method::GET, robot));
+        assert!(!changes_fleet_pages(
+            &Method::GET,
+            "/api/v1/management/robots"
+        ));
+        assert!(!changes_fleet_pages(&Method::POST, "/api/v1/logs"));
+        assert!(!changes_fleet_pages(
+            &Method::POST,
+            "/api/v1/alerts/7/acknowledge"
+        ));
+        assert!(!changes_fleet_pages(&Method::POST, "/api/v1/auth/login"));
     }
 }

@@ -1,21 +1,25 @@
 //! Fleet pages answered from a snapshot once the fleet is large (README, "Scaling").
 //!
 //! `robot-data/status` and `management/robots` list every robot: at 10,000 robots each
-//! costs ~125 ms of the machine while the fleet is quiet and several times that while
-//! it writes, and TonyPi's UI asks for them every 5 s from every open page. A page that
-//! listed at least `http.page_snapshot_robots` robots last time is answered from that
-//! computation while it is at most `http.page_max_stale` old; a request finding it
-//! older than [`REFRESH_AFTER`], and older than [`REFRESH_COST`] times what it took to
-//! compute, starts one refresh in the background (one at a time). So any number of open
-//! browsers cost one computation of a page at a time, taking at most a twentieth of a
-//! core (at 10,000 robots writing, a refresh every few seconds), and none of them waits
-//! for one. Smaller pages are computed for each request, as before;
-//! requests that arrive while one is computed share it.
+//! takes ~0.13 s to compute while the fleet is quiet and 0.3–0.5 s while it writes, and
+//! TonyPi's UI asks for them every 5 s from every open page. A page that listed at least
+//! `http.page_snapshot_robots` robots last time is answered from that computation while
+//! it is at most `http.page_max_stale` old. A request finding it due
+//! ([`Page::refresh_at`]: older than [`REFRESH_AFTER`] and [`REFRESH_COST`] times what it
+//! took to compute, at most half of `max_stale`) starts a background refresh, which
+//! repeats each time the page is due again while anybody asked for it within
+//! `max_stale`. So however many browsers poll, a page is computed one at a time, its
+//! refreshes take at most a twentieth of the wall clock (at 10,000 robots writing, one
+//! every few seconds), requests are answered without waiting for them, and a page
+//! polled every 5 s is about one refresh old, not one poll old. Requests still wait for
+//! a computation when there is no snapshot to serve: the first, the first after an API
+//! write, after `max_stale` without requests, and every request for a small page (as
+//! before; those waiting meanwhile share the next computation).
 //!
-//! A change made through this daemon's API drops every snapshot at once
-//! ([`FleetPages::invalidate`], by the router after any successful write); what else
-//! changes the pages (robots reporting, the offline sweep, another instance, the CLI)
-//! shows within `http.page_max_stale`.
+//! A change made through this daemon's API to the robots (`robots-db`, `management`
+//! routes) drops both snapshots at once ([`FleetPages::invalidate`], by the router); what
+//! else changes the pages (robots reporting, a robot's answer to a command, the offline
+//! sweep, another instance, the CLI) shows within a refresh, at most `max_stale`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,9 +102,12 @@ struct Page {
 }
 
 impl Page {
-    /// When a request should start its refresh.
-    fn refresh_at(&self) -> Instant {
-        self.started + REFRESH_AFTER.max(self.took.saturating_mul(REFRESH_COST))
+    /// When the page is due for a refresh: after [`REFRESH_AFTER`] and [`REFRESH_COST`]
+    /// times its computation, but by half of `max_stale`, so that a refresh ends before
+    /// the snapshot may no longer be served.
+    fn refresh_at(&self, max_stale: Duration) -> Instant {
+        let after = REFRESH_AFTER.max(self.took.saturating_mul(REFRESH_COST));
+        self.started + after.min(max_stale / 2)
     }
 }
 
@@ -110,6 +117,9 @@ pub struct Snapshot {
     last: Mutex<Option<Page>>,
     computing: tokio::sync::Mutex<()>,
     refreshing: AtomicBool,
+    /// The last request, in nanoseconds since `epoch`.
+    asked: AtomicU64,
+    epoch: Instant,
     /// Bumped by [`Snapshot::invalidate`]; a page computed under an older one is not
     /// served.
     generation: AtomicU64,
@@ -122,6 +132,8 @@ impl Snapshot {
             last: Mutex::new(None),
             computing: tokio::sync::Mutex::new(()),
             refreshing: AtomicBool::new(false),
+            asked: AtomicU64::new(0),
+            epoch: Instant::now(),
             generation: AtomicU64::new(0),
         }
     }
@@ -135,38 +147,79 @@ impl Snapshot {
     /// `compute` (once for all the requests that wait meanwhile).
     pub async fn get<F, Fut>(self: &Arc<Self>, compute: F) -> Result<Bytes, ApiError>
     where
-        F: FnOnce() -> Fut + Send + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Computed, ApiError>> + Send + 'static,
     {
         let asked = Instant::now();
+        self.asked_at(asked);
         if let Some(page) = self.servable(asked) {
-            if asked >= page.refresh_at() && !self.refreshing.swap(true, Ordering::SeqCst) {
-                let this = Arc::clone(self);
-                tokio::spawn(async move {
-                    let _done = Refreshing(&this.refreshing);
-                    let _one = this.computing.lock().await;
-                    if let Err(e) = this.compute_and_keep(compute).await {
-                        tracing::debug!(?e, "fleet page refresh failed; the snapshot stays");
-                    }
-                });
+            if asked >= page.refresh_at(self.policy.max_stale)
+                && !self.refreshing.swap(true, Ordering::SeqCst)
+            {
+                tokio::spawn(Arc::clone(self).keep_fresh(compute));
             }
             return Ok(page.body);
         }
         let _one = self.computing.lock().await;
-        // Computed while this request waited, and after it was made: as good as new.
+        // Computed while this request waited: served if it may be now, or if it started
+        // after the request was made (as good as new).
+        if let Some(page) = self.servable(Instant::now()) {
+            return Ok(page.body);
+        }
         if let Some(page) = self.last()
             && page.started > asked
             && page.generation == self.generation()
         {
             return Ok(page.body);
         }
-        self.compute_and_keep(compute).await
+        self.compute_and_keep(&compute).await
+    }
+
+    /// Refreshes the page, then again each time it is due ([`Page::refresh_at`]) for as
+    /// long as it was asked for within `max_stale`: a client polling every few seconds
+    /// then gets a page about one refresh old, not one poll old. Ends when nobody asked
+    /// for that long, the page got small, or a computation failed (the snapshot stays
+    /// until `max_stale`; the next request that finds it due starts again).
+    async fn keep_fresh<F, Fut>(self: Arc<Self>, compute: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Computed, ApiError>>,
+    {
+        let _done = Refreshing(&self.refreshing);
+        loop {
+            let due = Instant::now();
+            let computed = {
+                let _one = self.computing.lock().await;
+                // A request computed it while this refresh waited: nothing to do.
+                match self.last() {
+                    Some(page) if page.started >= due => Ok(page.body),
+                    _ => self.compute_and_keep(&compute).await,
+                }
+            };
+            if let Err(e) = computed {
+                tracing::warn!(
+                    ?e,
+                    "a fleet page's refresh failed; its snapshot is served until it is too old"
+                );
+                return;
+            }
+            // Dropped by an API write meanwhile: the next request computes.
+            let Some(page) = self.last() else { return };
+            if page.robots < self.policy.min_robots {
+                return;
+            }
+            tokio::time::sleep_until(page.refresh_at(self.policy.max_stale)).await;
+            let idle = Instant::now().saturating_duration_since(self.last_asked());
+            if idle > self.policy.max_stale {
+                return;
+            }
+        }
     }
 
     /// Computes the page and keeps it; the caller holds `computing`.
-    async fn compute_and_keep<F, Fut>(&self, compute: F) -> Result<Bytes, ApiError>
+    async fn compute_and_keep<F, Fut>(&self, compute: &F) -> Result<Bytes, ApiError>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<Computed, ApiError>>,
     {
         let generation = self.generation();
@@ -193,6 +246,16 @@ impl Snapshot {
         (large && young && current && !self.policy.max_stale.is_zero()).then_some(page)
     }
 
+    fn asked_at(&self, at: Instant) {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        self.asked
+            .fetch_max(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    fn last_asked(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.asked.load(Ordering::SeqCst))
+    }
+
     fn last(&self) -> Option<Page> {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -216,17 +279,18 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    /// A page computation that counts its calls, lists `robots` robots and answers
-    /// with its call number.
+    type Compute = std::pin::Pin<Box<dyn Future<Output = Result<Computed, ApiError>> + Send>>;
+
+    /// A page computation that counts its calls, takes `takes`, lists `robots` robots
+    /// and answers with its call number.
     fn page(
         calls: &Arc<AtomicUsize>,
         robots: usize,
         takes: Duration,
-    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Computed, ApiError>> + Send>>
-    + Send
-    + 'static {
+    ) -> impl Fn() -> Compute + Send + Sync + 'static {
         let calls = Arc::clone(calls);
         move || {
+            let calls = Arc::clone(&calls);
             Box::pin(async move {
                 let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
                 tokio::time::sleep(takes).await;
@@ -273,7 +337,7 @@ mod tests {
     async fn a_large_page_is_served_from_its_snapshot_and_refreshed_behind() {
         let (s, calls) = (snapshot(1000, 10), Arc::new(AtomicUsize::new(0)));
         assert_eq!(body(&s, &calls, 1000).await, "1");
-        // Younger than REFRESH_AFTER: served as is, nothing computed.
+        // Not due (it took 100 ms: due after 20 × 100 ms = 2 s): served, nothing computed.
         assert_eq!(body(&s, &calls, 1000).await, "1");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // Older: still served at once, one refresh starts for all the requests.
@@ -302,6 +366,85 @@ mod tests {
         s.get(slow()).await.expect("page");
         settle().await;
         assert_eq!(calls.load(Ordering::SeqCst), 2, "refreshed at 4 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_page_is_refreshed_within_half_of_max_stale() {
+        let (s, calls) = (snapshot(1, 4), Arc::new(AtomicUsize::new(0)));
+        let slow = || page(&calls, 10, Duration::from_secs(1));
+        s.get(slow()).await.expect("page");
+        // 20 × 1 s would be past max_stale (4 s): due at 2 s instead, served meanwhile.
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(s.get(slow()).await.expect("page"), "1");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "refreshed at 2.5 s");
+        assert_eq!(s.get(slow()).await.expect("page"), "2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_polled_page_is_kept_fresh_and_left_alone_once_nobody_asks() {
+        let (s, calls) = (snapshot(1, 10), Arc::new(AtomicUsize::new(0)));
+        // 100 ms to compute: due every 2 s. A client polls every 5 s for 20 s.
+        for _ in 0..5 {
+            body(&s, &calls, 10).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let polled = calls.load(Ordering::SeqCst);
+        assert!(
+            polled >= 8,
+            "refreshed every ~2 s while polled, not once per poll: {polled}"
+        );
+        // Nobody asks: the refreshes stop within max_stale (10 s) and a bit.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let idle = calls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            idle,
+            "no refresh without requests"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_the_snapshot_and_the_next_due_request_tries_again() {
+        let s = snapshot(1, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let flaky = {
+            let calls = Arc::clone(&calls);
+            move || -> Compute {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                Box::pin(async move {
+                    if n == 2 {
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "down",
+                        ));
+                    }
+                    Ok(Computed {
+                        body: Bytes::from(n.to_string()),
+                        robots: 10,
+                    })
+                })
+            }
+        };
+        let flaky = Arc::new(flaky);
+        let get = |s: &Arc<Snapshot>| {
+            let f = Arc::clone(&flaky);
+            let s = Arc::clone(s);
+            async move { s.get(move || f()).await.expect("page") }
+        };
+        assert_eq!(get(&s).await, "1");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            get(&s).await,
+            "1",
+            "due: served, refresh 2 starts and fails"
+        );
+        settle().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(get(&s).await, "1", "the snapshot stays; refresh 3 starts");
+        settle().await;
+        assert_eq!(get(&s).await, "3");
     }
 
     #[tokio::test(start_paused = true)]
@@ -336,9 +479,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn requests_waiting_for_a_computation_share_it() {
         let (s, calls) = (snapshot(1000, 10), Arc::new(AtomicUsize::new(0)));
-        // The first computation runs; two more requests arrive meanwhile, both after
-        // it started: they wait for it, and the second of them computes again
-        // (asked after the first computation started) only once.
+        // The first computation runs; two more requests arrive meanwhile (at the instant
+        // it started: the clock is paused): they wait, the first of them computes again,
+        // and the other is answered with that computation, which started after it asked.
         let a = tokio::spawn({
             let (s, c) = (Arc::clone(&s), Arc::clone(&calls));
             async move { body(&s, &c, 10).await }

@@ -519,7 +519,7 @@ pub async fn robots(State(s): State<HttpState>) -> Result<Response, ApiError> {
     let body = s
         .pages
         .managed_robots
-        .get(move || robots_page(pool, thresholds))
+        .get(move || robots_page(pool.clone(), thresholds.clone()))
         .await?;
     Ok(json_bytes(body))
 }

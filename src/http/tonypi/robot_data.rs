@@ -227,7 +227,11 @@ pub struct RobotStatus {
     responses((status = 200, body = Vec<RobotStatus>)))]
 pub async fn status(State(s): State<HttpState>) -> Result<Response, ApiError> {
     let pool = s.pool.clone();
-    let body = s.pages.status.get(move || status_page(pool)).await?;
+    let body = s
+        .pages
+        .status
+        .get(move || status_page(pool.clone()))
+        .await?;
     Ok(json_bytes(body))
 }
 
