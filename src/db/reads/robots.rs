@@ -90,12 +90,18 @@ pub async fn active(
     pool: &PgPool,
     builtin: &ThresholdsConfig,
 ) -> Result<Vec<RobotRow>, sqlx::Error> {
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows = active_rows(pool).await?;
+    with_thresholds(pool, builtin, rows).await
+}
+
+/// The active robots' rows without their thresholds (not read: zero), for pages that
+/// show none (`management/robots`): one query instead of two.
+pub async fn active_rows(pool: &PgPool) -> Result<Vec<RobotRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ROBOT_COLUMNS} FROM robots WHERE is_active ORDER BY robot_id"
     )))
     .fetch_all(pool)
-    .await?;
-    with_thresholds(pool, builtin, rows).await
+    .await
 }
 
 /// One robot, active or not.

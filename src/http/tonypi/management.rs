@@ -16,7 +16,6 @@ use utoipa::ToSchema;
 
 use crate::audit::Actor;
 use crate::commands::{CONFIG, EMERGENCY_STOP, RESUME, Target};
-use crate::config::ThresholdsConfig;
 use crate::db::{edits, reads};
 use crate::http::commands::dispatch;
 use crate::http::extract::{Json, Path};
@@ -515,18 +514,18 @@ pub struct ManagedRobot {
     responses((status = 200, body = Vec<ManagedRobot>),
         (status = 401, body = Detail), (status = 403, body = Detail)))]
 pub async fn robots(State(s): State<HttpState>) -> Result<Response, ApiError> {
-    let (pool, thresholds) = (s.pool.clone(), s.thresholds.clone());
+    let pool = s.pool.clone();
     let body = s
         .pages
         .managed_robots
-        .get(move || robots_page(pool.clone(), thresholds.clone()))
+        .get(move || robots_page(pool.clone()))
         .await?;
     Ok(json_bytes(body))
 }
 
 /// The active robots page computed: two queries whatever the fleet size.
-async fn robots_page(pool: PgPool, thresholds: ThresholdsConfig) -> Result<Computed, ApiError> {
-    let rows = reads::robots::active(&pool, &thresholds).await?;
+async fn robots_page(pool: PgPool) -> Result<Computed, ApiError> {
+    let rows = reads::robots::active_rows(&pool).await?;
     let keys: Vec<i32> = rows.iter().map(|r| r.id).collect();
     let since = chrono::Utc::now() - chrono::Duration::days(1);
     let battery: std::collections::HashMap<i32, f64> =
