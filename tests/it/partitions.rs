@@ -53,6 +53,26 @@ async fn rows_go_by_day_and_retention_drops_old_days() {
     );
     assert_eq!(part("old").await, "metrics_default");
     assert_eq!(part("future").await, "metrics_default");
+    // Day partitions keep their table's statistics targets: none for the values and
+    // the logs' details (never searched), the default for the rest.
+    let day = now.format("%Y%m%d");
+    for (table, column, want) in [
+        (format!("metrics_p{day}"), "vals", 0),
+        (format!("logs_p{day}"), "details", 0),
+        (format!("metrics_p{day}"), "robot", -1),
+    ] {
+        // An int2 and NULL for the default from PostgreSQL 17 on, an int4 and -1 before.
+        let target: i32 = sqlx::query_scalar(
+            "SELECT COALESCE(attstattarget::int4, -1) FROM pg_attribute \
+             WHERE attrelid = $1::regclass AND attname = $2",
+        )
+        .bind(&table)
+        .bind(column)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(target, want, "{table}.{column}");
+    }
 
     // Maintenance for a day 10 days back creates that day's partition and moves the
     // reading out of the default partition.

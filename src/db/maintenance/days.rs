@@ -95,6 +95,21 @@ pub async fn create_day(
     )))
     .execute(&mut *tx)
     .await?;
+    // LIKE copies no statistics targets: the table's own (a migration's `SET
+    // STATISTICS`, e.g. none for the metric values) are set on the new partition.
+    let targets: Vec<String> = sqlx::query_scalar(
+        "SELECT format('ALTER TABLE %I ALTER COLUMN %I SET STATISTICS %s', $1::text, attname, attstattarget) \
+         FROM pg_attribute \
+         WHERE attrelid = $2::regclass AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0",
+    )
+    .bind(&name)
+    .bind(table)
+    .fetch_all(&mut *tx)
+    .await?;
+    for target in targets {
+        // Built by format('%I') from the catalog.
+        sqlx::query(AssertSqlSafe(target)).execute(&mut *tx).await?;
+    }
     let moved = sqlx::query(AssertSqlSafe(format!(
         "WITH moved AS (DELETE FROM {table}_default WHERE {column} >= $1 AND {column} < $2 RETURNING *) \
          INSERT INTO {name} SELECT * FROM moved"
