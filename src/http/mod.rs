@@ -69,7 +69,7 @@ pub struct HttpState {
     pub log_export: LogExport,
     /// Told of every alert the API resolves or deletes (the sink's alert caches).
     pub alert_edits: Arc<crate::db::writes::AlertEdits>,
-    /// The fleet pages' snapshots (`snapshot.rs`), dropped after every API write.
+    /// The fleet pages' snapshots (`snapshot.rs`), dropped after API writes to the robots.
     pub pages: Arc<snapshot::FleetPages>,
 }
 
@@ -266,7 +266,7 @@ fn changes_fleet_pages(method: &axum::http::Method, path: &str) -> bool {
     write && robots.iter().any(|prefix| path.starts_with(prefix))
 }
 
-/// A JSON body computed beforehand (a fleet page's snapshot).
+/// A JSON body computed beforehand (a fleet page's snapshot, [`json_sized`]).
 fn json_bytes(body: bytes::Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -350,16 +350,25 @@ pub(crate) fn csv_field(s: &str) -> String {
     }
 }
 
-/// A JSON answer for a large body (thousands of rows): serialized once into a buffer
-/// of about `size_hint` bytes rather than grown piecewise (what `Json` does).
-pub(crate) fn json_sized<T: serde::Serialize>(value: &T, size_hint: usize) -> Response {
+/// A large body (thousands of rows) as JSON: serialized once into a buffer of about
+/// `size_hint` bytes rather than grown piecewise (what `Json` does).
+pub(crate) fn to_json_sized<T: serde::Serialize>(
+    value: &T,
+    size_hint: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let mut buf = Vec::with_capacity(size_hint);
-    match serde_json::to_writer(&mut buf, value) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], buf).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "admin API answer not serializable");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
+    serde_json::to_writer(&mut buf, value).map_err(|e| {
+        tracing::error!(error = %e, "admin API answer not serializable");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })?;
+    Ok(bytes::Bytes::from(buf))
+}
+
+/// A JSON answer for a large body ([`to_json_sized`]).
+pub(crate) fn json_sized<T: serde::Serialize>(value: &T, size_hint: usize) -> Response {
+    match to_json_sized(value, size_hint) {
+        Ok(body) => json_bytes(body),
+        Err(e) => e.into_response(),
     }
 }
 

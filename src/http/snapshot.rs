@@ -30,6 +30,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::http::error::ApiError;
+use crate::http::to_json_sized;
 
 /// A snapshot younger than this is served without starting a refresh.
 pub const REFRESH_AFTER: Duration = Duration::from_secs(1);
@@ -54,17 +55,15 @@ pub struct Computed {
 }
 
 impl Computed {
-    /// `page` as JSON, listing `robots` robots.
-    pub fn json<T: serde::Serialize>(page: &T, robots: usize) -> Result<Computed, ApiError> {
-        let body = serde_json::to_vec(page).map_err(|e| {
-            tracing::error!(error = %e, "a fleet page did not serialize");
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            )
-        })?;
+    /// `page` as JSON ([`to_json_sized`], about `size_hint` bytes), listing `robots`
+    /// robots.
+    pub fn json<T: serde::Serialize>(
+        page: &T,
+        robots: usize,
+        size_hint: usize,
+    ) -> Result<Computed, ApiError> {
         Ok(Computed {
-            body: Bytes::from(body),
+            body: to_json_sized(page, size_hint)?,
             robots,
         })
     }

