@@ -133,6 +133,9 @@ fn bench_insert(c: &mut Criterion) {
     let caches = Caches::new(std::time::Duration::from_secs(5));
     let alerts = fleetsink::alerts::AlertSettings::default();
     let alert_cache = writes::AlertCache::new(alerts.flush_every, Default::default());
+    // The minute rollups as the daemon runs by default: each batch notes its rows (and
+    // registers the minute the first time).
+    let rollups = writes::RollupCache::new(true);
     rt.block_on(async {
         let mut learned = Learned::default();
         let opts = WriteOptions {
@@ -140,6 +143,7 @@ fn bench_insert(c: &mut Criterion) {
             metrics: MetricsWrite::SkipExisting,
             caches: &caches,
             alert_cache: &alert_cache,
+            rollups: &rollups,
             alerts: &alerts,
         };
         let mut tx = pool.begin().await.unwrap();
@@ -147,7 +151,7 @@ fn bench_insert(c: &mut Criterion) {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        caches.learn(learned, &alert_cache);
+        caches.learn(learned, &alert_cache, &rollups);
         let robots: Vec<&str> = batch.iter().map(|d| d.robot_id.as_str()).collect();
         for sql in [
             "DELETE FROM metrics WHERE robot IN (SELECT id FROM robots WHERE robot_id = ANY($1))",
@@ -173,6 +177,7 @@ fn bench_insert(c: &mut Criterion) {
                     metrics: mode,
                     caches: &caches,
                     alert_cache: &alert_cache,
+                    rollups: &rollups,
                     alerts: &alerts,
                 };
                 let mut learned = Learned::default();

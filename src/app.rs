@@ -29,7 +29,7 @@ use crate::auth::{AuthStore, Authenticator};
 use crate::broker::EmbeddedBroker;
 use crate::config::{Config, MqttMode};
 use crate::db;
-use crate::db::writes::{AlertCache, AlertEdits, Caches};
+use crate::db::writes::{AlertCache, AlertEdits, Caches, RollupCache};
 use crate::health::Health;
 use crate::http::{self, HttpState};
 use crate::mqtt::Qos;
@@ -114,6 +114,7 @@ impl App {
                 cfg.alerts.flush_interval,
                 alert_edits.clone(),
             )),
+            rollups: Arc::new(RollupCache::new(cfg.sink.minute_rollups)),
             health: health.clone(),
         };
         // Closing intake is the drain's first step, so it follows the caller's signal.
@@ -357,7 +358,7 @@ fn start_pipeline(
             let cx = if i == 0 {
                 sink_cx.clone()
             } else {
-                sink_cx.for_worker()
+                sink_cx.for_worker(i32::try_from(i).unwrap_or(i32::MAX))
             };
             tokio::spawn(sink::run(rx, cx, acker.clone()))
         })

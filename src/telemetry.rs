@@ -152,9 +152,10 @@ fn describe() {
 }
 
 /// Tables `ROWS_WRITTEN` counts.
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 7] = [
     "robots",
     "metrics",
+    "metric_rollups",
     "logs",
     "jobs",
     "ingest_errors",

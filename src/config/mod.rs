@@ -331,11 +331,18 @@ pub struct SinkConfig {
     /// sharded by robot id, so one robot's events stay in order. Each worker holds one
     /// database connection while it commits.
     pub workers: usize,
+    /// Per-minute rollups of the metrics (`metric_rollups`), written by the workers a
+    /// few seconds after each minute: the bucketed query reads them for whole minutes
+    /// instead of every row. Off: nothing is rolled up and every query reads the rows.
+    pub minute_rollups: bool,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { workers: 2 }
+        Self {
+            workers: 2,
+            minute_rollups: true,
+        }
     }
 }
 

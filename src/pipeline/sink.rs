@@ -31,8 +31,8 @@ use crate::alerts::AlertSettings;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::db::writes::{
-    self, AlertCache, AlertNotes, Caches, Entry, ErrorRow, Learned, MetricsWrite, WriteOptions,
-    Written,
+    self, AlertCache, AlertNotes, Caches, Entry, ErrorRow, Learned, MetricsWrite, RollupCache,
+    RollupNotes, WriteOptions, Written,
 };
 use crate::db::{is_transient, sqlstate};
 use crate::health::Health;
@@ -60,38 +60,48 @@ impl SinkSettings {
     }
 }
 
-/// What a sink worker works with: shared by all, but for its own alert cache (one
-/// robot's messages always reach the same worker).
+/// What a sink worker works with: shared by all, but for its own alert and rollup
+/// caches (one robot's messages always reach the same worker).
 #[derive(Clone)]
 pub struct SinkContext {
     pub pool: PgPool,
     pub settings: SinkSettings,
     pub caches: Arc<Caches>,
     pub alert_cache: Arc<AlertCache>,
+    pub rollups: Arc<RollupCache>,
     pub health: Arc<Health>,
 }
 
 impl SinkContext {
-    /// The context of one more worker: the same shared parts, an empty alert cache.
-    pub fn for_worker(&self) -> SinkContext {
+    /// The context of worker `worker` (1, 2, …; 0 is the context as built): the same
+    /// shared parts, empty alert and rollup caches.
+    pub fn for_worker(&self, worker: i32) -> SinkContext {
         SinkContext {
             alert_cache: Arc::new(self.alert_cache.sibling()),
+            rollups: Arc::new(self.rollups.sibling(worker)),
             ..self.clone()
         }
     }
 }
 
 /// Commits batches until the batcher hangs up, releasing each batch's acks after commit;
-/// writes the re-triggered alerts it keeps in memory while idle and before it ends.
+/// writes the re-triggered alerts and the minute rollups it keeps in memory while idle
+/// and before it ends.
 pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Acker) {
     loop {
-        // Re-triggered alerts are written by the batches; an idle worker writes them
-        // after alerts.flush_interval without one.
+        // Re-triggered alerts and due rollups are written by the batches; an idle
+        // worker writes them after alerts.flush_interval without one (rollups: see
+        // RollupCache::idle_flush_in).
         let waiting = cx.alert_cache.has_dirty();
+        let rollups_in = cx.rollups.idle_flush_in(Utc::now());
         let next = tokio::select! {
             b = batches.recv() => b,
             () = tokio::time::sleep(cx.settings.alerts.flush_every), if waiting => {
                 flush_alerts(&cx).await;
+                continue;
+            }
+            () = tokio::time::sleep(rollups_in.unwrap_or_default()), if rollups_in.is_some() => {
+                flush_rollups(&cx, false).await;
                 continue;
             }
         };
@@ -123,40 +133,87 @@ pub async fn run(mut batches: mpsc::Receiver<Batch>, cx: SinkContext, acker: Ack
     if cx.alert_cache.has_dirty() {
         flush_alerts(&cx).await;
     }
+    // Stopping: every minute held is written and sealed (this run writes no more).
+    while !cx.rollups.is_empty() {
+        if !flush_rollups(&cx, true).await {
+            break;
+        }
+    }
 }
 
-/// Writes the worker's re-triggered alerts in a transaction of their own, retrying
-/// transient failures like a batch (the drain's deadline ends a hopeless wait; what is
-/// not written then is the re-triggers of the last `alerts.flush_interval`).
+/// What a worker keeps in memory and writes, when no batch does, in transactions of
+/// its own.
+#[derive(Debug, Clone, Copy)]
+enum Kept {
+    /// Re-triggered alerts.
+    Alerts,
+    /// One chunk of the due minute rollups (of all held, when stopping).
+    Rollups { all: bool },
+}
+
+impl Kept {
+    fn table(self) -> &'static str {
+        match self {
+            Kept::Alerts => "alerts",
+            Kept::Rollups { .. } => "metric_rollups",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Kept::Alerts => "re-triggered alerts",
+            Kept::Rollups { .. } => "minute rollups",
+        }
+    }
+}
+
 async fn flush_alerts(cx: &SinkContext) {
+    write_kept(cx, Kept::Alerts).await;
+}
+
+async fn flush_rollups(cx: &SinkContext, all: bool) -> bool {
+    write_kept(cx, Kept::Rollups { all }).await
+}
+
+/// Writes what the worker keeps of `kind` in a transaction of its own, retrying
+/// transient failures like a batch (the drain's deadline ends a hopeless wait). Returns
+/// false when PostgreSQL refused it. Nothing of a batch depends on it: re-triggered
+/// alerts not written then are the counts of the last `alerts.flush_interval`; rollups
+/// not written leave their minutes unsealed, read from the metrics rows.
+async fn write_kept(cx: &SinkContext, kind: Kept) -> bool {
     let mut backoff = Backoff::new(cx.settings.retry_backoff_max);
     loop {
-        match flush_alerts_tx(cx).await {
+        match write_kept_tx(cx, kind).await {
             Ok(n) => {
-                telemetry::rows_written("alerts", n);
-                return;
+                telemetry::rows_written(kind.table(), n);
+                return true;
             }
             Err(e) if is_transient(&e) => {
                 let wait = backoff.next_delay();
-                tracing::warn!(error = %e, retry_in = ?wait, "re-triggered alerts not written; retrying");
+                tracing::warn!(error = %e, retry_in = ?wait, "{} not written; retrying", kind.what());
                 tokio::time::sleep(wait).await;
             }
             Err(e) => {
-                // Nothing of a batch depends on it: the counts wait for the next round.
-                tracing::warn!(error = %e, "re-triggered alerts not written");
-                return;
+                tracing::warn!(error = %e, "{} not written", kind.what());
+                return false;
             }
         }
     }
 }
 
-async fn flush_alerts_tx(cx: &SinkContext) -> Result<u64, sqlx::Error> {
+async fn write_kept_tx(cx: &SinkContext, kind: Kept) -> Result<u64, sqlx::Error> {
     let mut conn = cx.pool.acquire().await?;
     let deadline = cx.settings.commit_timeout;
-    let mut notes = AlertNotes::default();
+    let mut alerts = AlertNotes::default();
+    let mut rollups = RollupNotes::default();
     let attempt = tokio::time::timeout(deadline, async {
         let mut tx = conn.begin().await?;
-        let n = writes::flush_alerts(&mut tx, &cx.alert_cache, &mut notes).await?;
+        let n = match kind {
+            Kept::Alerts => writes::flush_alerts(&mut tx, &cx.alert_cache, &mut alerts).await?,
+            Kept::Rollups { all } => {
+                writes::flush_rollups(&mut tx, &cx.rollups, Utc::now(), all, &mut rollups).await?
+            }
+        };
         tx.commit().await?;
         Ok::<_, sqlx::Error>(n)
     })
@@ -164,13 +221,14 @@ async fn flush_alerts_tx(cx: &SinkContext) -> Result<u64, sqlx::Error> {
     match attempt {
         Ok(result) => {
             let n = result?;
-            cx.alert_cache.learn(notes);
+            cx.alert_cache.learn(alerts);
+            cx.rollups.learn(rollups);
             Ok(n)
         }
         Err(_) => {
             drop(conn.detach());
             Err(crate::db::timed_out(
-                "alert flush (database.commit_timeout)",
+                &format!("write of {} (database.commit_timeout)", kind.what()),
                 deadline,
             ))
         }
@@ -184,6 +242,7 @@ fn record_written(w: &Written) {
     telemetry::rows_written("jobs", w.jobs);
     telemetry::rows_written("ingest_errors", w.ingest_errors);
     telemetry::rows_written("alerts", w.alerts);
+    telemetry::rows_written("metric_rollups", w.rollups);
     let e = w.alert_events;
     telemetry::alert_events(e.opened, e.escalated, e.resolved);
 }
@@ -251,6 +310,7 @@ async fn write_tx_with(
         metrics,
         caches: &cx.caches,
         alert_cache: &cx.alert_cache,
+        rollups: &cx.rollups,
         alerts: &cx.settings.alerts,
     };
     let mut learned = Learned::default();
@@ -258,7 +318,7 @@ async fn write_tx_with(
     let written = writes::write(&mut tx, entries, &opts, &mut learned).await?;
     tx.commit().await?;
     // Only now: ids from a rolled-back transaction must never enter the cache.
-    cx.caches.learn(learned, &cx.alert_cache);
+    cx.caches.learn(learned, &cx.alert_cache, &cx.rollups);
     Ok(written)
 }
 

@@ -29,6 +29,7 @@ mod openapi;
 mod overview;
 mod packaging;
 mod partitions;
+mod rollups;
 mod scale;
 mod schemathesis;
 mod scripts;

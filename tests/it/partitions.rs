@@ -324,6 +324,7 @@ async fn given_info_logging_when_partitions_runs_then_stdout_has_only_its_result
         "dropped ",
         "TABLE\t",
         "metrics\t",
+        "metric_rollups\t",
         "logs\t",
         "ingest_errors\t",
     ];

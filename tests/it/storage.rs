@@ -263,7 +263,9 @@ async fn write_batch(
     batch: &[fleetsink::model::Decoded],
     mode: fleetsink::db::writes::MetricsWrite,
 ) -> Result<(), sqlx::Error> {
-    use fleetsink::db::writes::{self, AlertCache, Caches, Entry, Learned, WriteOptions};
+    use fleetsink::db::writes::{
+        self, AlertCache, Caches, Entry, Learned, RollupCache, WriteOptions,
+    };
     let entries: Vec<Entry> = batch
         .iter()
         .map(|d| Entry::Rows {
@@ -274,11 +276,13 @@ async fn write_batch(
     let alerts = fleetsink::alerts::AlertSettings::default();
     let caches = Caches::new(std::time::Duration::from_secs(5));
     let alert_cache = AlertCache::new(alerts.flush_every, Default::default());
+    let rollups = RollupCache::new(false);
     let opts = WriteOptions {
         error_payload_cap: 4096,
         metrics: mode,
         caches: &caches,
         alert_cache: &alert_cache,
+        rollups: &rollups,
         alerts: &alerts,
     };
     let mut tx = pool.begin().await?;

@@ -1,4 +1,5 @@
-//! One day partition of `metrics`, `logs` or `ingest_errors` (UTC days): its name and
+//! One day partition of `metrics`, `metric_rollups`, `logs` or `ingest_errors` (UTC
+//! days): its name and
 //! creating it. Both the maintenance round (`partitions.rs`) and a restore
 //! (`archive.rs`) create partitions; this file is what they share, so neither imports
 //! the other's internals.
@@ -20,10 +21,14 @@ pub struct Partitioned {
     pub column: &'static str,
 }
 
-pub const TABLES: [Partitioned; 3] = [
+pub const TABLES: [Partitioned; 4] = [
     Partitioned {
         table: "metrics",
         column: "ts",
+    },
+    Partitioned {
+        table: "metric_rollups",
+        column: "minute",
     },
     Partitioned {
         table: "logs",

@@ -1,7 +1,8 @@
-//! Partition maintenance for `metrics`, `logs` and `ingest_errors`: one round creates
-//! today's partition and `premake_days` ahead, drops partitions older than the table's
-//! retention (exported first when `retention.archive_dir` is set, `archive.rs`) and
-//! trims `metric_latest` with the metrics. `background.rs` runs a round at start-up and
+//! Partition maintenance for `metrics`, `metric_rollups`, `logs` and `ingest_errors`:
+//! one round creates today's partition and `premake_days` ahead, drops partitions older
+//! than the table's retention (exported first when `retention.archive_dir` is set,
+//! `archive.rs`; the rollups, derived from the metrics, are not) and trims
+//! `metric_latest` and `metric_rollup_marks` with the metrics. `background.rs` runs a round at start-up and
 //! then every `retention.interval`; `fleetsink partitions --maintain` runs one by hand.
 //!
 //! A session advisory lock makes sure only one fleetsink instance on a database runs a
@@ -34,7 +35,7 @@ pub struct Report {
 
 fn retention_days(cfg: &RetentionConfig, table: &str) -> u32 {
     match table {
-        "metrics" => cfg.metrics_days,
+        "metrics" | "metric_rollups" => cfg.metrics_days,
         "logs" => cfg.logs_days,
         _ => cfg.errors_days,
     }
@@ -91,7 +92,11 @@ async fn maintain_locked(
             if let Some(day) = parse_partition_day(t.table, name)
                 && day < keep_from
             {
-                match &cfg.archive_dir {
+                match cfg
+                    .archive_dir
+                    .as_ref()
+                    .filter(|_| t.table != "metric_rollups")
+                {
                     Some(dir) => {
                         match archive::archive_and_drop(conn, dir, t.table, name, day).await {
                             Ok((path, rows)) => {
@@ -118,10 +123,12 @@ async fn maintain_locked(
         if t.table == "metrics" {
             // The latest-value table must not outlive the rows it summarises.
             let cutoff = keep_from.and_time(NaiveTime::MIN).and_utc();
-            sqlx::query("DELETE FROM metric_latest WHERE ts < $1")
-                .bind(cutoff)
-                .execute(&mut *conn)
-                .await?;
+            for sql in [
+                "DELETE FROM metric_latest WHERE ts < $1",
+                "DELETE FROM metric_rollup_marks WHERE minute < $1",
+            ] {
+                sqlx::query(sql).bind(cutoff).execute(&mut *conn).await?;
+            }
         }
     }
     if !report.created.is_empty() || !report.dropped.is_empty() {
@@ -152,7 +159,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<PartitionInfo>, sqlx::Error> {
                 regexp_replace(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES ', '') AS range \
          FROM pg_inherits i \
          JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
-         WHERE p.relname IN ('metrics', 'logs', 'ingest_errors') \
+         WHERE p.relname IN ('metrics', 'metric_rollups', 'logs', 'ingest_errors') \
          ORDER BY 1, 2",
     )
     .fetch_all(pool)

@@ -30,6 +30,48 @@ pub const METRIC_BUCKETS_SQL: &str = "\
       AND m.set_id IN (SELECT id FROM metric_sets WHERE name_ids && $5::int4[]) \
     GROUP BY n.name, n.unit, bucket ORDER BY n.name, bucket";
 
+/// [`METRIC_BUCKETS_SQL`] over two kinds of sources: the robot's rows in the ranges
+/// `$6`/`$7` (from, to pairs) and its per-minute rollups in the ranges `$8`/`$9`
+/// (minutes the rollups cover completely, `db/writes/rollups.rs`). A row counts as a
+/// partial of one message; a rollup row holds, per name of its set, the minimum,
+/// maximum, sum and newest value (at `vals` positions p, k + p, 2k + p and 3k + p for
+/// the name's position p among the set's k names). The buckets combine partials:
+/// minimum of minimums, sum over count, maximum of maximums, the newest partial's
+/// newest value.
+pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
+    WITH w AS (SELECT unnest($5::int4[]) AS id), \
+    sets AS (SELECT id, name_ids FROM metric_sets WHERE name_ids && $5::int4[]), \
+    parts AS ( \
+        SELECT v.name_id, m.ts AS at, 1::int8 AS n, m.ts AS last_ts, \
+               v.value AS lo, v.value AS hi, v.value AS total, v.value AS newest \
+        FROM unnest($6::timestamptz[], $7::timestamptz[]) AS g(lo, hi) \
+        JOIN metrics m ON m.robot = $1 AND m.ts >= g.lo AND m.ts < g.hi \
+        JOIN sets s ON s.id = m.set_id \
+        CROSS JOIN LATERAL ( \
+            SELECT w.id AS name_id, m.vals[array_position(s.name_ids, w.id)] AS value \
+            FROM w WHERE w.id = ANY (s.name_ids)) AS v \
+        UNION ALL \
+        SELECT v.name_id, r.minute, r.n, r.last_ts, \
+               r.vals[v.p], r.vals[v.k + v.p], r.vals[2 * v.k + v.p], r.vals[3 * v.k + v.p] \
+        FROM unnest($8::timestamptz[], $9::timestamptz[]) AS g(lo, hi) \
+        JOIN metric_rollups r ON r.robot = $1 AND r.minute >= g.lo AND r.minute < g.hi \
+        JOIN sets s ON s.id = r.set_id \
+        CROSS JOIN LATERAL ( \
+            SELECT w.id AS name_id, array_position(s.name_ids, w.id) AS p, \
+                   cardinality(s.name_ids) AS k \
+            FROM w WHERE w.id = ANY (s.name_ids)) AS v) \
+    SELECT n.name, NULLIF(n.unit, '') AS unit, date_bin($4::interval, p.at, 'epoch') AS bucket, \
+           min(p.lo) AS min, sum(p.total) / sum(p.n)::float8 AS avg, max(p.hi) AS max, \
+           (array_agg(p.newest ORDER BY p.last_ts DESC))[1] AS last, sum(p.n)::int8 AS count \
+    FROM parts p JOIN metric_names n ON n.id = p.name_id \
+    GROUP BY n.name, n.unit, bucket ORDER BY n.name, bucket";
+
+/// The minutes of `[from, to)` whose rollups are complete: every worker that inserted
+/// rows in the minute sealed it (`metric_rollup_marks`).
+const SEALED_MINUTES_SQL: &str = "\
+    SELECT minute FROM metric_rollup_marks WHERE minute >= $1 AND minute < $2 \
+    GROUP BY minute HAVING bool_and(sealed) ORDER BY minute";
+
 /// One bucket of one metric.
 #[derive(Debug)]
 pub struct BucketRow {
@@ -62,7 +104,12 @@ impl FromRow<'_, PgRow> for BucketRow {
     }
 }
 
-/// [`METRIC_BUCKETS_SQL`] for robot key `robot` and the metric name ids `names`.
+/// Time-bucketed statistics of robot key `robot`'s metrics `names` over `[from, to)`.
+/// With buckets of whole minutes, the whole minutes the rollups cover completely are
+/// read from them ([`METRIC_BUCKETS_ROLLED_SQL`]: a day at 1-minute buckets reads
+/// ~1,440 rollup rows per metric set instead of every message) and the rest — the
+/// partial minutes at the ends, the current minute, any minute not sealed — from the
+/// rows; otherwise everything from the rows ([`METRIC_BUCKETS_SQL`]).
 pub async fn buckets(
     pool: &PgPool,
     robot: i32,
@@ -71,14 +118,95 @@ pub async fn buckets(
     bucket: Duration,
     names: &[i32],
 ) -> Result<Vec<BucketRow>, sqlx::Error> {
-    sqlx::query_as(METRIC_BUCKETS_SQL)
+    let whole_minutes =
+        bucket.subsec_nanos() == 0 && bucket.as_secs() >= 60 && bucket.as_secs().is_multiple_of(60);
+    let (first, end) = (ceil_minute(from), floor_minute(to));
+    let sealed: Vec<DateTime<Utc>> = if whole_minutes && first < end {
+        sqlx::query_scalar(SEALED_MINUTES_SQL)
+            .bind(first)
+            .bind(end)
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    if sealed.is_empty() {
+        return sqlx::query_as(METRIC_BUCKETS_SQL)
+            .bind(robot)
+            .bind(from)
+            .bind(to)
+            .bind(bucket)
+            .bind(names)
+            .fetch_all(pool)
+            .await;
+    }
+    let s = split(from, to, &sealed);
+    sqlx::query_as(METRIC_BUCKETS_ROLLED_SQL)
         .bind(robot)
         .bind(from)
         .bind(to)
         .bind(bucket)
         .bind(names)
+        .bind(&s.rows_from)
+        .bind(&s.rows_to)
+        .bind(&s.rolled_from)
+        .bind(&s.rolled_to)
         .fetch_all(pool)
         .await
+}
+
+fn floor_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    let s = t.timestamp().div_euclid(60) * 60;
+    DateTime::from_timestamp(s, 0).unwrap_or(t)
+}
+
+fn ceil_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    let f = floor_minute(t);
+    if f == t {
+        t
+    } else {
+        f + chrono::Duration::minutes(1)
+    }
+}
+
+/// `[from, to)` cut into the ranges read from rows and the ranges read from rollups.
+#[derive(Debug, Default, PartialEq)]
+struct Split {
+    rows_from: Vec<DateTime<Utc>>,
+    rows_to: Vec<DateTime<Utc>>,
+    rolled_from: Vec<DateTime<Utc>>,
+    rolled_to: Vec<DateTime<Utc>>,
+}
+
+/// `sealed`: ascending minute starts, each minute inside `[from, to)`. Consecutive
+/// minutes make one range; the gaps and ends are read from rows.
+fn split(from: DateTime<Utc>, to: DateTime<Utc>, sealed: &[DateTime<Utc>]) -> Split {
+    let minute = chrono::Duration::minutes(1);
+    let mut s = Split::default();
+    let mut at = from;
+    for &m in sealed {
+        if m < at || m + minute > to {
+            continue;
+        }
+        if s.rolled_to.last() == Some(&m) {
+            if let Some(end) = s.rolled_to.last_mut() {
+                *end = m + minute;
+            }
+        } else {
+            if at < m {
+                s.rows_from.push(at);
+                s.rows_to.push(m);
+            }
+            s.rolled_from.push(m);
+            s.rolled_to.push(m + minute);
+        }
+        at = m + minute;
+    }
+    if at < to {
+        s.rows_from.push(at);
+        s.rows_to.push(to);
+    }
+    s
 }
 
 /// The ids of the metric names equal to one of `exact` or `LIKE` one of `patterns`.
@@ -152,4 +280,74 @@ pub async fn names_of_robot(pool: &PgPool, robot_id: &str) -> Result<Vec<NameUni
     .bind(robot_id)
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn minutes_round_both_ways() {
+        assert_eq!(
+            floor_minute(t("2026-12-07T10:00:59.9Z")),
+            t("2026-12-07T10:00:00Z")
+        );
+        assert_eq!(
+            ceil_minute(t("2026-12-07T10:00:00.1Z")),
+            t("2026-12-07T10:01:00Z")
+        );
+        assert_eq!(
+            ceil_minute(t("2026-12-07T10:01:00Z")),
+            t("2026-12-07T10:01:00Z")
+        );
+    }
+
+    #[test]
+    fn sealed_minutes_are_read_rolled_and_the_rest_from_rows() {
+        let from = t("2026-12-07T10:00:30Z");
+        let to = t("2026-12-07T10:06:10Z");
+        let sealed = [
+            t("2026-12-07T10:01:00Z"),
+            t("2026-12-07T10:02:00Z"),
+            t("2026-12-07T10:04:00Z"),
+        ];
+        let s = split(from, to, &sealed);
+        assert_eq!(
+            s.rolled_from,
+            vec![t("2026-12-07T10:01:00Z"), t("2026-12-07T10:04:00Z")]
+        );
+        assert_eq!(
+            s.rolled_to,
+            vec![t("2026-12-07T10:03:00Z"), t("2026-12-07T10:05:00Z")]
+        );
+        // The partial first minute, the unsealed 10:03 and the rest from 10:05 on.
+        assert_eq!(
+            s.rows_from,
+            vec![from, t("2026-12-07T10:03:00Z"), t("2026-12-07T10:05:00Z")]
+        );
+        assert_eq!(
+            s.rows_to,
+            vec![t("2026-12-07T10:01:00Z"), t("2026-12-07T10:04:00Z"), to]
+        );
+    }
+
+    #[test]
+    fn a_range_of_sealed_minutes_only_reads_no_rows() {
+        let from = t("2026-12-07T10:00:00Z");
+        let to = t("2026-12-07T10:02:00Z");
+        let s = split(from, to, &[from, t("2026-12-07T10:01:00Z")]);
+        assert!(s.rows_from.is_empty() && s.rows_to.is_empty());
+        assert_eq!((s.rolled_from, s.rolled_to), (vec![from], vec![to]));
+        // Minutes outside the range are ignored.
+        let s = split(
+            from,
+            to,
+            &[t("2026-12-07T09:59:00Z"), t("2026-12-07T10:02:00Z")],
+        );
+        assert_eq!((s.rows_from, s.rows_to), (vec![from], vec![to]));
+    }
 }

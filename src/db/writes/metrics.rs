@@ -14,13 +14,14 @@
 //! unique-index work; BENCHMARKS.md, "Binary COPY against UNNEST"), so the sink uses
 //! the insert.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::clean;
 use super::dictionary::{Dictionary, Learned, NameKey};
+use super::rollups::{self, InsertedRows, RollupCache, RollupNotes};
 use crate::model::Decoded;
 
 /// How metric rows are inserted.
@@ -81,16 +82,26 @@ fn row(d: &Decoded) -> Row<'_> {
     }
 }
 
-/// Inserts the metrics of `messages` (each with at least one metric). `robots` maps
-/// robot ids to `robots.id`. Returns the number of metric values written.
+/// Where a batch's metric rows go besides `metrics`.
+pub(super) struct Targets<'a> {
+    pub dict: &'a Dictionary,
+    pub learned: &'a mut Learned,
+    /// The worker's rollups: the rows inserted are noted for them.
+    pub rollups: &'a RollupCache,
+    pub rollup_notes: &'a mut RollupNotes,
+}
+
+/// Inserts the metrics of `messages` (each with at least one metric), keeps
+/// `metric_latest` and notes the rows that went in for the worker's rollups. `robots`
+/// maps robot ids to `robots.id`. Returns the number of metric values written.
 pub(super) async fn insert(
     conn: &mut PgConnection,
     messages: &[&Decoded],
     robots: &HashMap<String, i32>,
-    dict: &Dictionary,
-    learned: &mut Learned,
+    t: Targets<'_>,
     mode: MetricsWrite,
 ) -> Result<u64, sqlx::Error> {
+    let (dict, learned) = (t.dict, t.learned);
     let rows: Vec<Row> = messages.iter().map(|d| row(d)).collect();
     let keys: Vec<&NameKey> = rows.iter().flat_map(|r| r.names.iter()).collect();
     let name_ids = dict.name_ids(conn, &keys, learned).await?;
@@ -121,6 +132,7 @@ pub(super) async fn insert(
         len.push(i32::try_from(r.values.len()).unwrap_or(i32::MAX));
         values.extend_from_slice(&r.values);
     }
+    let mut fresh_rows: Option<HashSet<usize>> = None;
     let written = match mode {
         MetricsWrite::Plain => {
             sqlx::query(insert_sql!())
@@ -145,11 +157,11 @@ pub(super) async fn insert(
             values.len() as u64
         }
         MetricsWrite::SkipExisting => {
-            let written: i64 = sqlx::query_scalar(concat!(
-                "WITH ins AS (",
+            // The rows that went in, for the rollups: a skipped (redelivered) row is
+            // already folded into them.
+            let inserted: Vec<(i32, DateTime<Utc>, i32)> = sqlx::query_as(concat!(
                 insert_sql!(),
-                " ON CONFLICT DO NOTHING RETURNING cardinality(vals) AS n) \
-                 SELECT COALESCE(sum(n), 0)::int8 FROM ins"
+                " ON CONFLICT DO NOTHING RETURNING robot, ts, set_id"
             ))
             .bind(&robot)
             .bind(&ts)
@@ -157,11 +169,36 @@ pub(super) async fn insert(
             .bind(&offset)
             .bind(&len)
             .bind(&values)
-            .fetch_one(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
-            written.max(0) as u64
+            // By microsecond, as PostgreSQL keeps the times sqlx sends (truncated).
+            // Each row returned is one row of the batch: of two equal keys in one batch
+            // the first went in (the second conflicted with it).
+            let mut inserted: HashSet<(i32, i64, i32)> = inserted
+                .into_iter()
+                .map(|(r, t, s)| (r, t.timestamp_micros(), s))
+                .collect();
+            let fresh: HashSet<usize> = (0..n)
+                .filter(|&i| inserted.remove(&(robot[i], ts[i].timestamp_micros(), set_ids[i])))
+                .collect();
+            let written = fresh
+                .iter()
+                .map(|&i| u64::try_from(len[i]).unwrap_or(0))
+                .sum();
+            fresh_rows = Some(fresh);
+            written
         }
     };
+    let rows = InsertedRows {
+        robot: &robot,
+        ts: &ts,
+        set_ids: &set_ids,
+        offset: &offset,
+        len: &len,
+        values: &values,
+        fresh: fresh_rows.as_ref(),
+    };
+    rollups::record(conn, t.rollups, rows, t.rollup_notes).await?;
     upsert_latest(conn, &robot, &ts, &set_ids, &offset, &len, &values).await?;
     Ok(written)
 }

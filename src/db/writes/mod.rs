@@ -21,6 +21,7 @@ mod jobs;
 mod logs;
 mod metrics;
 mod robots;
+mod rollups;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -35,6 +36,7 @@ pub use errors::ErrorRow;
 pub(crate) use logs::insert as insert_logs;
 pub use metrics::{MetricsWrite, is_unique_violation};
 pub use robots::RobotCache;
+pub use rollups::{RollupCache, RollupNotes, flush_due as flush_rollups};
 
 /// One message's contribution to a batch write.
 pub enum Entry<'a> {
@@ -59,6 +61,8 @@ pub struct Written {
     pub ingest_errors: u64,
     /// Alert rows opened or changed.
     pub alerts: u64,
+    /// `metric_rollups` rows (per-minute partials) written.
+    pub rollups: u64,
     pub alert_events: AlertEvents,
 }
 
@@ -89,6 +93,7 @@ impl std::ops::AddAssign for Written {
         self.jobs += w.jobs;
         self.ingest_errors += w.ingest_errors;
         self.alerts += w.alerts;
+        self.rollups += w.rollups;
         self.alert_events.opened += w.alert_events.opened;
         self.alert_events.escalated += w.alert_events.escalated;
         self.alert_events.resolved += w.alert_events.resolved;
@@ -111,12 +116,14 @@ pub struct Caches {
     pub robots: RobotCache,
 }
 
-/// What one batch learned for the [`Caches`] and its worker's [`AlertCache`].
+/// What one batch learned for the [`Caches`] and its worker's [`AlertCache`] and
+/// [`RollupCache`].
 #[derive(Debug, Default)]
 pub struct Learned {
     dictionary: dictionary::Learned,
     robots: robots::RobotNotes,
     alerts: AlertNotes,
+    rollups: RollupNotes,
 }
 
 impl Caches {
@@ -128,12 +135,13 @@ impl Caches {
         }
     }
 
-    /// Keeps what a committed batch learned (its alerts: in `alerts`, the cache of
+    /// Keeps what a committed batch learned (its alerts and rollups: in the caches of
     /// the worker that wrote it).
-    pub fn learn(&self, learned: Learned, alerts: &AlertCache) {
+    pub fn learn(&self, learned: Learned, alerts: &AlertCache, rollups: &RollupCache) {
         self.dictionary.learn(learned.dictionary);
         self.robots.note(learned.robots);
         alerts.learn(learned.alerts);
+        rollups.learn(learned.rollups);
     }
 }
 
@@ -144,6 +152,8 @@ pub struct WriteOptions<'a> {
     pub caches: &'a Caches,
     /// The writing worker's alerts.
     pub alert_cache: &'a AlertCache,
+    /// The writing worker's per-minute rollups.
+    pub rollups: &'a RollupCache,
     /// Thresholds and the alert policy.
     pub alerts: &'a AlertSettings,
 }
@@ -208,16 +218,18 @@ pub async fn write(
         ids
     };
     if !metrics.is_empty() {
-        written.metrics = metrics::insert(
-            conn,
-            &metrics,
-            &robot_ids,
-            &opts.caches.dictionary,
-            &mut learned.dictionary,
-            opts.metrics,
-        )
-        .await?;
+        let targets = metrics::Targets {
+            dict: &opts.caches.dictionary,
+            learned: &mut learned.dictionary,
+            rollups: opts.rollups,
+            rollup_notes: &mut learned.rollups,
+        };
+        written.metrics =
+            metrics::insert(conn, &metrics, &robot_ids, targets, opts.metrics).await?;
     }
+    // After the batch's own rows are noted: a minute they fall in is not sealed.
+    written.rollups =
+        rollups::flush_due(conn, opts.rollups, Utc::now(), false, &mut learned.rollups).await?;
     if !readings.is_empty() {
         written.alerts = alerts::evaluate(
             conn,

@@ -1,0 +1,522 @@
+//! `metric_rollups` and `metric_rollup_marks`: per-minute partial statistics of the
+//! metric rows a sink worker inserted, for the bucketed query (`reads/metrics.rs`).
+//!
+//! Each worker keeps a [`RollupCache`]: per open minute and (robot, metric set), the
+//! count, minimum, maximum, sum and newest value of every name, folded from the rows
+//! its committed transactions actually inserted (a redelivered row that was skipped is
+//! never folded in, so nothing counts twice). A minute is registered in
+//! `metric_rollup_marks` (run, worker, sealed false) in the transaction of the first
+//! rows the worker inserts in it. Once the minute has been over for [`GRACE`], the
+//! worker's next batches each write up to [`CHUNK`] of its partial rows in their own
+//! transaction, and the batch writing the last of them seals the minute's mark; an
+//! idle worker writes them by itself ([`flush_one`]), and a stopping one writes all it
+//! holds. Nothing of a transaction enters the cache before it commits
+//! ([`RollupNotes`]).
+//!
+//! Why a reader can trust a sealed minute: every row of the minute was inserted in a
+//! transaction that also registered the minute for its (run, worker), and that mark
+//! is sealed only by the transaction writing the worker's last partial of the minute.
+//! A row that arrives for a minute the worker already sealed registers the minute
+//! again (`sealed = false`) and its partial is written like any other. A worker that
+//! dies leaves its marks unsealed, and the minute is read from `metrics` from then on.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// Partial rows written with one batch (or one idle flush) at most.
+pub const CHUNK: usize = 500;
+
+/// How long after its end a minute is written: rows stamped by a robot's clock a few
+/// seconds behind still fold into it instead of reopening it.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// An idle worker writes due partials itself once a minute has been due this long
+/// (a busy one writes them with its batches well before)...
+pub const IDLE_AFTER: Duration = Duration::from_secs(10);
+
+/// ...and once no batch came for this long (between the batches of a robot sending
+/// its backlog the worker is idle for moments; its rows should fold into one partial).
+pub const IDLE_QUIET: Duration = Duration::from_secs(1);
+
+/// A minute starting further ahead than this (a robot's clock ahead, within
+/// `ingest.max_clock_skew`) is written as soon as possible instead of being held
+/// until then.
+const AHEAD: i64 = 120;
+
+/// A minute: the Unix time of its first second.
+type Minute = i64;
+/// (robot key, metric set id).
+type Key = (i32, i32);
+
+fn minute_of(ts: DateTime<Utc>) -> Minute {
+    ts.timestamp().div_euclid(60) * 60
+}
+
+fn minute_start(m: Minute) -> DateTime<Utc> {
+    DateTime::from_timestamp(m, 0).unwrap_or_default()
+}
+
+/// One (robot, set, minute)'s statistics: `vals` holds the minimums, maximums, sums
+/// and newest values of the set's names, in that order (the row's `vals`).
+#[derive(Debug, Clone, PartialEq)]
+struct Partial {
+    n: i32,
+    last_ts: DateTime<Utc>,
+    vals: Box<[f64]>,
+}
+
+impl Partial {
+    fn new(ts: DateTime<Utc>, values: &[f64]) -> Self {
+        Partial {
+            n: 1,
+            last_ts: ts,
+            vals: [values, values, values, values].concat().into_boxed_slice(),
+        }
+    }
+
+    /// Folds in one more row of the same set (so of the same length).
+    fn add(&mut self, ts: DateTime<Utc>, values: &[f64]) {
+        let k = values.len();
+        if self.vals.len() != 4 * k {
+            return;
+        }
+        let (mins, rest) = self.vals.split_at_mut(k);
+        let (maxs, rest) = rest.split_at_mut(k);
+        let (sums, lasts) = rest.split_at_mut(k);
+        for (i, &v) in values.iter().enumerate() {
+            mins[i] = mins[i].min(v);
+            maxs[i] = maxs[i].max(v);
+            sums[i] += v;
+        }
+        if ts >= self.last_ts {
+            self.last_ts = ts;
+            lasts.copy_from_slice(values);
+        }
+        self.n = self.n.saturating_add(1);
+    }
+}
+
+/// One worker's partials of the minutes it registered and has not sealed yet.
+#[derive(Debug)]
+pub struct RollupCache {
+    enabled: bool,
+    run: i64,
+    worker: i32,
+    minutes: Mutex<BTreeMap<Minute, HashMap<Key, Partial>>>,
+}
+
+impl RollupCache {
+    /// Worker 0's cache of a process run: `run` is random (so a restarted process
+    /// never takes over a dead one's marks). Disabled (`sink.minute_rollups = false`),
+    /// it keeps and writes nothing, and every minute is read from `metrics`.
+    pub fn new(enabled: bool) -> Self {
+        let mut b = [0u8; 8];
+        // On failure the time of day stands in: runs need to differ, not be secret.
+        if getrandom::fill(&mut b).is_err() {
+            b = Utc::now()
+                .timestamp_nanos_opt()
+                .unwrap_or_default()
+                .to_le_bytes();
+        }
+        Self::for_run(enabled, i64::from_le_bytes(b), 0)
+    }
+
+    fn for_run(enabled: bool, run: i64, worker: i32) -> Self {
+        RollupCache {
+            enabled,
+            run,
+            worker,
+            minutes: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// An empty cache for worker `worker` of the same run.
+    pub fn sibling(&self, worker: i32) -> Self {
+        Self::for_run(self.enabled, self.run, worker)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Minute, HashMap<Key, Partial>>> {
+        // A panic while holding the lock leaves only plain data behind.
+        self.minutes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long an idle worker waits for a batch before it writes partials itself:
+    /// [`IDLE_AFTER`] past the first minute due, at least [`IDLE_QUIET`]; `None` when
+    /// it holds none.
+    pub fn idle_flush_in(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let now = now.timestamp();
+        let idle = IDLE_AFTER.as_secs() as i64;
+        self.lock()
+            .keys()
+            .map(|&m| {
+                let at = if m - now > AHEAD {
+                    now
+                } else {
+                    due_at(m) + idle
+                };
+                Duration::from_secs(at.saturating_sub(now).max(0) as u64).max(IDLE_QUIET)
+            })
+            .min()
+    }
+
+    /// Whether it holds anything (a stopping worker writes it all).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Keeps what a committed transaction did: minutes it registered, partials it
+    /// wrote, minutes it sealed, then the rows it inserted.
+    pub fn learn(&self, notes: RollupNotes) {
+        if !self.enabled {
+            return;
+        }
+        let mut minutes = self.lock();
+        for m in notes.registered {
+            minutes.entry(m).or_default();
+        }
+        for (m, keys) in notes.written {
+            if let Some(open) = minutes.get_mut(&m) {
+                for k in keys {
+                    open.remove(&k);
+                }
+            }
+        }
+        for m in notes.sealed {
+            if minutes.get(&m).is_some_and(HashMap::is_empty) {
+                minutes.remove(&m);
+            }
+        }
+        for r in &notes.rows {
+            let values = &notes.values[r.from..r.from + r.len];
+            let Some(open) = minutes.get_mut(&minute_of(r.ts)) else {
+                // Not registered: cannot happen (`record` registers every minute of
+                // the rows it notes); folding it in would let a seal cover a row
+                // whose minute has no mark.
+                continue;
+            };
+            match open.get_mut(&r.key) {
+                Some(p) => p.add(r.ts, values),
+                None => {
+                    open.insert(r.key, Partial::new(r.ts, values));
+                }
+            }
+        }
+    }
+}
+
+/// The Unix time a minute becomes due: its end plus [`GRACE`].
+fn due_at(m: Minute) -> i64 {
+    m + 60 + GRACE.as_secs() as i64
+}
+
+fn is_due(m: Minute, now: i64) -> bool {
+    due_at(m) <= now || m - now > AHEAD
+}
+
+/// One inserted row, its values in [`RollupNotes::values`].
+#[derive(Debug)]
+struct Row {
+    key: Key,
+    ts: DateTime<Utc>,
+    from: usize,
+    len: usize,
+}
+
+/// What one transaction did to its worker's rollups, kept by [`RollupCache::learn`]
+/// after the commit.
+#[derive(Debug, Default)]
+pub struct RollupNotes {
+    registered: Vec<Minute>,
+    rows: Vec<Row>,
+    values: Vec<f64>,
+    written: Vec<(Minute, Vec<Key>)>,
+    sealed: Vec<Minute>,
+}
+
+impl RollupNotes {
+    fn touches(&self, m: Minute) -> bool {
+        self.rows.iter().any(|r| minute_of(r.ts) == m)
+    }
+}
+
+/// The metric rows a batch inserted, as `metrics.rs` bound them: row `i` is robot
+/// `robot[i]`, time `ts[i]`, set `set_ids[i]`, values `values[offset[i]..][..len[i]]`,
+/// inserted unless `fresh` says otherwise.
+pub(super) struct InsertedRows<'a> {
+    pub robot: &'a [i32],
+    pub ts: &'a [DateTime<Utc>],
+    pub set_ids: &'a [i32],
+    pub offset: &'a [i32],
+    pub len: &'a [i32],
+    pub values: &'a [f64],
+    /// `None`: every row went in.
+    pub fresh: Option<&'a HashSet<usize>>,
+}
+
+/// Notes the rows a batch inserted for its worker's rollups and registers, in the
+/// batch's transaction, every minute of them the worker has no open mark for.
+pub(super) async fn record(
+    conn: &mut PgConnection,
+    cache: &RollupCache,
+    rows: InsertedRows<'_>,
+    notes: &mut RollupNotes,
+) -> Result<(), sqlx::Error> {
+    if !cache.enabled {
+        return Ok(());
+    }
+    let mut new: Vec<Minute> = Vec::new();
+    {
+        let minutes = cache.lock();
+        for i in 0..rows.robot.len() {
+            if rows.fresh.is_some_and(|f| !f.contains(&i)) {
+                continue;
+            }
+            let from = usize::try_from(rows.offset[i]).unwrap_or(0);
+            let len = usize::try_from(rows.len[i]).unwrap_or(0);
+            let Some(values) = rows.values.get(from..from + len) else {
+                continue;
+            };
+            let m = minute_of(rows.ts[i]);
+            if !minutes.contains_key(&m) && !notes.registered.contains(&m) && !new.contains(&m) {
+                new.push(m);
+            }
+            notes.rows.push(Row {
+                key: (rows.robot[i], rows.set_ids[i]),
+                ts: rows.ts[i],
+                from: notes.values.len(),
+                len,
+            });
+            notes.values.extend_from_slice(values);
+        }
+    }
+    if new.is_empty() {
+        return Ok(());
+    }
+    let starts: Vec<DateTime<Utc>> = new.iter().map(|&m| minute_start(m)).collect();
+    sqlx::query(
+        "INSERT INTO metric_rollup_marks (minute, run, worker) \
+         SELECT unnest($1::timestamptz[]), $2, $3 \
+         ON CONFLICT (minute, run, worker) DO UPDATE SET sealed = false",
+    )
+    .bind(&starts)
+    .bind(cache.run)
+    .bind(cache.worker)
+    .execute(&mut *conn)
+    .await?;
+    notes.registered.extend(new);
+    Ok(())
+}
+
+/// Writes up to [`CHUNK`] partials of the minutes due as of `now` (all minutes when
+/// `all`), oldest minute first, and seals each minute whose last partial it writes.
+/// Minutes the transaction's own rows fall in are left for a later transaction (those
+/// rows are folded in only after the commit). Returns the partial rows written.
+pub async fn flush_due(
+    conn: &mut PgConnection,
+    cache: &RollupCache,
+    now: DateTime<Utc>,
+    all: bool,
+    notes: &mut RollupNotes,
+) -> Result<u64, sqlx::Error> {
+    if !cache.enabled {
+        return Ok(0);
+    }
+    let now = now.timestamp();
+    let mut minute = Vec::new();
+    let mut robot = Vec::new();
+    let mut set_id = Vec::new();
+    let mut n = Vec::new();
+    let mut last_ts = Vec::new();
+    let mut offset = Vec::new();
+    let mut len = Vec::new();
+    let mut values: Vec<f64> = Vec::new();
+    let mut sealed: Vec<Minute> = Vec::new();
+    {
+        let minutes = cache.lock();
+        for (&m, open) in minutes.iter() {
+            // A minute the transaction's own rows fall in waits for a later one: rows
+            // still arriving for it (a robot sending its backlog) fold into the same
+            // partials instead of one partial per batch.
+            if (!all && !is_due(m, now)) || notes.touches(m) {
+                continue;
+            }
+            let room = CHUNK - robot.len();
+            let mut keys = Vec::with_capacity(open.len().min(room));
+            for (k, p) in open.iter().take(room) {
+                minute.push(minute_start(m));
+                robot.push(k.0);
+                set_id.push(k.1);
+                n.push(p.n);
+                last_ts.push(p.last_ts);
+                offset.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
+                len.push(i32::try_from(p.vals.len()).unwrap_or(i32::MAX));
+                values.extend_from_slice(&p.vals);
+                keys.push(*k);
+            }
+            let whole = keys.len() == open.len();
+            if !keys.is_empty() {
+                notes.written.push((m, keys));
+            }
+            if whole {
+                sealed.push(m);
+            }
+            if robot.len() >= CHUNK {
+                break;
+            }
+        }
+    }
+    if !robot.is_empty() {
+        sqlx::query(
+            "INSERT INTO metric_rollups (minute, robot, set_id, n, last_ts, vals) \
+             SELECT m, r, s, n, t, ($7::float8[])[o + 1 : o + l] \
+             FROM UNNEST($1::timestamptz[], $2::int4[], $3::int4[], $4::int4[], \
+                         $5::timestamptz[], $6::int4[], $8::int4[]) AS x(m, r, s, n, t, o, l)",
+        )
+        .bind(&minute)
+        .bind(&robot)
+        .bind(&set_id)
+        .bind(&n)
+        .bind(&last_ts)
+        .bind(&offset)
+        .bind(&values)
+        .bind(&len)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !sealed.is_empty() {
+        let starts: Vec<DateTime<Utc>> = sealed.iter().map(|&m| minute_start(m)).collect();
+        sqlx::query(
+            "UPDATE metric_rollup_marks SET sealed = true \
+             WHERE minute = ANY ($1::timestamptz[]) AND run = $2 AND worker = $3",
+        )
+        .bind(&starts)
+        .bind(cache.run)
+        .bind(cache.worker)
+        .execute(&mut *conn)
+        .await?;
+        notes.sealed.extend(sealed);
+    }
+    Ok(robot.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn a_partial_keeps_min_max_sum_and_the_newest_values() {
+        let mut p = Partial::new(at(120), &[1.0, 10.0]);
+        p.add(at(150), &[3.0, 5.0]);
+        p.add(at(130), &[-2.0, 7.0]);
+        assert_eq!(p.n, 3);
+        assert_eq!(p.last_ts, at(150));
+        assert_eq!(&*p.vals, &[-2.0, 5.0, 3.0, 10.0, 2.0, 22.0, 3.0, 5.0]);
+        // A row of another length (cannot be the same set) changes nothing.
+        p.add(at(160), &[1.0]);
+        assert_eq!(p.n, 3);
+    }
+
+    #[test]
+    fn minutes_and_due_times() {
+        assert_eq!(minute_of(at(119)), 60);
+        assert_eq!(minute_of(at(-1)), -60);
+        // Minute 60..120 is due at 120 + GRACE.
+        let grace = GRACE.as_secs() as i64;
+        assert!(!is_due(60, 120 + grace - 1));
+        assert!(is_due(60, 120 + grace));
+        // Far ahead of the clock: due at once.
+        assert!(is_due(10_000, 10_000 - AHEAD - 60));
+        assert!(!is_due(10_000, 10_000 - AHEAD));
+    }
+
+    fn notes_with(rows: &[(Key, i64, &[f64])], registered: &[Minute]) -> RollupNotes {
+        let mut notes = RollupNotes {
+            registered: registered.to_vec(),
+            ..RollupNotes::default()
+        };
+        for (key, s, vals) in rows {
+            notes.rows.push(Row {
+                key: *key,
+                ts: at(*s),
+                from: notes.values.len(),
+                len: vals.len(),
+            });
+            notes.values.extend_from_slice(vals);
+        }
+        notes
+    }
+
+    #[test]
+    fn learning_folds_rows_into_registered_minutes_only() {
+        let cache = RollupCache::for_run(true, 7, 0);
+        cache.learn(notes_with(
+            &[
+                ((1, 2), 61, &[1.0]),
+                ((1, 2), 62, &[4.0]),
+                ((1, 3), 130, &[9.0]),
+            ],
+            &[60],
+        ));
+        let minutes = cache.lock();
+        assert_eq!(minutes.len(), 1);
+        let p = &minutes[&60][&(1, 2)];
+        assert_eq!((p.n, &*p.vals), (2, &[1.0, 4.0, 5.0, 4.0][..]));
+        // Minute 120 was never registered: its row is not folded in.
+        assert!(!minutes.contains_key(&120));
+    }
+
+    #[test]
+    fn written_partials_leave_and_a_sealed_minute_closes() {
+        let cache = RollupCache::for_run(true, 7, 0);
+        cache.learn(notes_with(
+            &[((1, 2), 61, &[1.0]), ((5, 2), 61, &[2.0])],
+            &[60],
+        ));
+        cache.learn(RollupNotes {
+            written: vec![(60, vec![(1, 2)])],
+            ..RollupNotes::default()
+        });
+        assert_eq!(cache.lock()[&60].len(), 1);
+        // A seal with a partial still held (cannot be issued so) keeps the minute.
+        cache.learn(RollupNotes {
+            sealed: vec![60],
+            ..RollupNotes::default()
+        });
+        assert!(!cache.is_empty());
+        cache.learn(RollupNotes {
+            written: vec![(60, vec![(5, 2)])],
+            sealed: vec![60],
+            ..RollupNotes::default()
+        });
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn an_idle_worker_writes_after_the_grace_and_the_idle_wait() {
+        let cache = RollupCache::for_run(true, 7, 0);
+        assert_eq!(cache.idle_flush_in(at(0)), None);
+        cache.learn(notes_with(&[((1, 2), 61, &[1.0])], &[60]));
+        // Minute 60 ends at 120.
+        let wait = GRACE + IDLE_AFTER;
+        assert_eq!(cache.idle_flush_in(at(120)), Some(wait));
+        assert_eq!(cache.idle_flush_in(at(1_000)), Some(IDLE_QUIET));
+        // A minute far ahead of the clock is written once the worker is quiet.
+        cache.learn(notes_with(&[((1, 2), 10_000, &[1.0])], &[9_960]));
+        assert_eq!(cache.idle_flush_in(at(121)), Some(IDLE_QUIET));
+    }
+
+    #[test]
+    fn a_disabled_cache_keeps_nothing() {
+        let cache = RollupCache::for_run(false, 7, 0);
+        cache.learn(notes_with(&[((1, 2), 61, &[1.0])], &[60]));
+        assert!(cache.is_empty());
+    }
+}
