@@ -37,7 +37,8 @@ pub const METRIC_BUCKETS_SQL: &str = "\
 /// maximum, sum and newest value (at `vals` positions p, k + p, 2k + p and 3k + p for
 /// the name's position p among the set's k names). The buckets combine partials:
 /// minimum of minimums, sum over count, maximum of maximums, the newest partial's
-/// newest value.
+/// newest value. Each range is its own index scan (`OFFSET 0` keeps the planner from
+/// merging the ranges into one scan of all the robot's rows filtered afterwards).
 pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
     WITH w AS (SELECT unnest($5::int4[]) AS id), \
     sets AS (SELECT id, name_ids FROM metric_sets WHERE name_ids && $5::int4[]), \
@@ -45,7 +46,9 @@ pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
         SELECT v.name_id, m.ts AS at, 1::int8 AS n, m.ts AS last_ts, \
                v.value AS lo, v.value AS hi, v.value AS total, v.value AS newest \
         FROM unnest($6::timestamptz[], $7::timestamptz[]) AS g(lo, hi) \
-        JOIN metrics m ON m.robot = $1 AND m.ts >= g.lo AND m.ts < g.hi \
+        CROSS JOIN LATERAL ( \
+            SELECT ts, set_id, vals FROM metrics \
+            WHERE robot = $1 AND ts >= g.lo AND ts < g.hi OFFSET 0) AS m \
         JOIN sets s ON s.id = m.set_id \
         CROSS JOIN LATERAL ( \
             SELECT w.id AS name_id, m.vals[array_position(s.name_ids, w.id)] AS value \
@@ -54,7 +57,9 @@ pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
         SELECT v.name_id, r.minute, r.n, r.last_ts, \
                r.vals[v.p], r.vals[v.k + v.p], r.vals[2 * v.k + v.p], r.vals[3 * v.k + v.p] \
         FROM unnest($8::timestamptz[], $9::timestamptz[]) AS g(lo, hi) \
-        JOIN metric_rollups r ON r.robot = $1 AND r.minute >= g.lo AND r.minute < g.hi \
+        CROSS JOIN LATERAL ( \
+            SELECT minute, set_id, n, last_ts, vals FROM metric_rollups \
+            WHERE robot = $1 AND minute >= g.lo AND minute < g.hi OFFSET 0) AS r \
         JOIN sets s ON s.id = r.set_id \
         CROSS JOIN LATERAL ( \
             SELECT w.id AS name_id, array_position(s.name_ids, w.id) AS p, \
