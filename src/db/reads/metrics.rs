@@ -32,39 +32,38 @@ pub const METRIC_BUCKETS_SQL: &str = "\
 
 /// [`METRIC_BUCKETS_SQL`] over two kinds of sources: the robot's rows in the ranges
 /// `$6`/`$7` (from, to pairs) and its per-minute rollups in the ranges `$8`/`$9`
-/// (minutes the rollups cover completely, `db/writes/rollups.rs`). A row counts as a
-/// partial of one message; a rollup row holds, per name of its set, the minimum,
-/// maximum, sum and newest value (at `vals` positions p, k + p, 2k + p and 3k + p for
-/// the name's position p among the set's k names). The buckets combine partials:
-/// minimum of minimums, sum over count, maximum of maximums, the newest partial's
-/// newest value. Each range is its own index scan (`OFFSET 0` keeps the planner from
-/// merging the ranges into one scan of all the robot's rows filtered afterwards).
+/// (minutes the rollups cover completely, `db/writes/rollups.rs`). `picks` says, once
+/// per metric set holding a wanted name, where the name is in the set (p, of k names).
+/// A row counts as a partial of one message; a rollup row holds, per name of its set,
+/// the minimum, maximum, sum and newest value (at `vals` positions p, k + p, 2k + p and
+/// 3k + p). The buckets combine partials: minimum of minimums, sum over count, maximum
+/// of maximums, the newest partial's newest value. Each range is its own index scan
+/// (`OFFSET 0` keeps the planner from merging the ranges into one scan of all the
+/// robot's rows filtered afterwards), of the wanted sets only.
 pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
-    WITH w AS (SELECT unnest($5::int4[]) AS id), \
-    sets AS (SELECT id, name_ids FROM metric_sets WHERE name_ids && $5::int4[]), \
+    WITH picks AS ( \
+        SELECT s.id AS set_id, w.id AS name_id, array_position(s.name_ids, w.id) AS p, \
+               cardinality(s.name_ids) AS k \
+        FROM metric_sets s JOIN unnest($5::int4[]) AS w(id) ON w.id = ANY (s.name_ids) \
+        WHERE s.name_ids && $5::int4[]), \
     parts AS ( \
-        SELECT v.name_id, m.ts AS at, 1::int8 AS n, m.ts AS last_ts, \
-               v.value AS lo, v.value AS hi, v.value AS total, v.value AS newest \
+        SELECT c.name_id, m.ts AS at, 1::int8 AS n, m.ts AS last_ts, \
+               m.vals[c.p] AS lo, m.vals[c.p] AS hi, m.vals[c.p] AS total, m.vals[c.p] AS newest \
         FROM unnest($6::timestamptz[], $7::timestamptz[]) AS g(lo, hi) \
         CROSS JOIN LATERAL ( \
             SELECT ts, set_id, vals FROM metrics \
-            WHERE robot = $1 AND ts >= g.lo AND ts < g.hi OFFSET 0) AS m \
-        JOIN sets s ON s.id = m.set_id \
-        CROSS JOIN LATERAL ( \
-            SELECT w.id AS name_id, m.vals[array_position(s.name_ids, w.id)] AS value \
-            FROM w WHERE w.id = ANY (s.name_ids)) AS v \
+            WHERE robot = $1 AND ts >= g.lo AND ts < g.hi \
+              AND set_id IN (SELECT set_id FROM picks) OFFSET 0) AS m \
+        JOIN picks c ON c.set_id = m.set_id \
         UNION ALL \
-        SELECT v.name_id, r.minute, r.n, r.last_ts, \
-               r.vals[v.p], r.vals[v.k + v.p], r.vals[2 * v.k + v.p], r.vals[3 * v.k + v.p] \
+        SELECT c.name_id, r.minute, r.n, r.last_ts, \
+               r.vals[c.p], r.vals[c.k + c.p], r.vals[2 * c.k + c.p], r.vals[3 * c.k + c.p] \
         FROM unnest($8::timestamptz[], $9::timestamptz[]) AS g(lo, hi) \
         CROSS JOIN LATERAL ( \
             SELECT minute, set_id, n, last_ts, vals FROM metric_rollups \
-            WHERE robot = $1 AND minute >= g.lo AND minute < g.hi OFFSET 0) AS r \
-        JOIN sets s ON s.id = r.set_id \
-        CROSS JOIN LATERAL ( \
-            SELECT w.id AS name_id, array_position(s.name_ids, w.id) AS p, \
-                   cardinality(s.name_ids) AS k \
-            FROM w WHERE w.id = ANY (s.name_ids)) AS v) \
+            WHERE robot = $1 AND set_id = ANY (ARRAY(SELECT set_id FROM picks)) \
+              AND minute >= g.lo AND minute < g.hi OFFSET 0) AS r \
+        JOIN picks c ON c.set_id = r.set_id) \
     SELECT n.name, NULLIF(n.unit, '') AS unit, date_bin($4::interval, p.at, 'epoch') AS bucket, \
            min(p.lo) AS min, sum(p.total) / sum(p.n)::float8 AS avg, max(p.hi) AS max, \
            (array_agg(p.newest ORDER BY p.last_ts DESC))[1] AS last, sum(p.n)::int8 AS count \
