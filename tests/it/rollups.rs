@@ -252,3 +252,45 @@ async fn a_stopping_daemon_seals_the_current_minute_and_off_writes_none() {
     assert_eq!(t.count("SELECT count(*) FROM metric_rollup_marks").await, 0);
     assert_eq!(t.count("SELECT count(*) FROM metric_rollups").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_postgresql_refuses_cost_no_message_and_their_minutes_read_raw() {
+    // GIVEN a metric_rollups table that refuses every row (a constraint nobody meets)
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    sqlx::query("ALTER TABLE metric_rollups ADD CONSTRAINT refuse_all CHECK (n < 0)")
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    // WHEN a robot sends four minutes of readings from an hour ago, and more after
+    let mut c = t.robot("tonypi_rx").await;
+    let start = minute_start(chrono::Utc::now() - chrono::Duration::hours(1));
+    publish_span(&mut c, "tonypi_rx", start, 30).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    publish_span(
+        &mut c,
+        "tonypi_rx",
+        start + chrono::Duration::minutes(10),
+        3,
+    )
+    .await;
+    // THEN every message is stored (none went to ingest_errors),
+    assert_eq!(t.count("SELECT count(*) FROM metrics").await, 66);
+    assert_eq!(t.count("SELECT count(*) FROM ingest_errors").await, 0);
+    // AND no rollup row exists, the minutes stay unsealed
+    assert_eq!(t.count("SELECT count(*) FROM metric_rollups").await, 0);
+    assert_eq!(
+        t.count("SELECT count(*) FROM metric_rollup_marks WHERE sealed")
+            .await,
+        0
+    );
+    // AND the buckets come from the rows: every reading counted
+    let points = buckets(&t, "tonypi_rx", start, 4).await;
+    let battery: i64 = points
+        .iter()
+        .filter(|p| p.0 == "battery.percentage")
+        .map(|p| p.6)
+        .sum();
+    assert_eq!(battery, 30);
+    t.stop().await;
+    assert_eq!(t.count("SELECT count(*) FROM metric_rollups").await, 0);
+}

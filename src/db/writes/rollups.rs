@@ -20,7 +20,7 @@
 //! again (`sealed = false`) and its partial is written like any other. A worker that
 //! dies leaves its marks unsealed, and the minute is read from `metrics` from then on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -106,8 +106,19 @@ pub struct RollupCache {
     enabled: bool,
     run: i64,
     worker: i32,
-    minutes: Mutex<BTreeMap<Minute, HashMap<Key, Partial>>>,
+    state: Mutex<State>,
 }
+
+#[derive(Debug, Default)]
+struct State {
+    minutes: BTreeMap<Minute, HashMap<Key, Partial>>,
+    /// Minutes whose partials PostgreSQL refused (not for a passing reason): never
+    /// sealed by this worker, so read from the rows; their rows are not folded again.
+    refused: BTreeSet<Minute>,
+}
+
+/// Refused minutes remembered at most (the oldest are forgotten first).
+const MAX_REFUSED: usize = 10_000;
 
 impl RollupCache {
     /// Worker 0's cache of a process run: `run` is random (so a restarted process
@@ -130,7 +141,7 @@ impl RollupCache {
             enabled,
             run,
             worker,
-            minutes: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -139,9 +150,9 @@ impl RollupCache {
         Self::for_run(self.enabled, self.run, worker)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Minute, HashMap<Key, Partial>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves only plain data behind.
-        self.minutes.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How long an idle worker waits for a batch before it writes partials itself:
@@ -151,6 +162,7 @@ impl RollupCache {
         let now = now.timestamp();
         let idle = IDLE_AFTER.as_secs() as i64;
         self.lock()
+            .minutes
             .keys()
             .map(|&m| {
                 let at = if m - now > AHEAD {
@@ -165,16 +177,24 @@ impl RollupCache {
 
     /// Whether it holds anything (a stopping worker writes it all).
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().minutes.is_empty()
     }
 
     /// Keeps what a committed transaction did: minutes it registered, partials it
-    /// wrote, minutes it sealed, then the rows it inserted.
+    /// wrote, minutes it sealed or found refused, then the rows it inserted.
     pub fn learn(&self, notes: RollupNotes) {
         if !self.enabled {
             return;
         }
-        let mut minutes = self.lock();
+        let mut state = self.lock();
+        let State { minutes, refused } = &mut *state;
+        for m in notes.refused {
+            minutes.remove(&m);
+            refused.insert(m);
+            if refused.len() > MAX_REFUSED {
+                refused.pop_first();
+            }
+        }
         for m in notes.registered {
             minutes.entry(m).or_default();
         }
@@ -235,6 +255,7 @@ pub struct RollupNotes {
     values: Vec<f64>,
     written: Vec<(Minute, Vec<Key>)>,
     sealed: Vec<Minute>,
+    refused: Vec<Minute>,
 }
 
 impl RollupNotes {
@@ -269,46 +290,92 @@ pub(super) async fn record(
         return Ok(());
     }
     let mut new: Vec<Minute> = Vec::new();
+    let mut kept: Vec<(usize, Minute)> = Vec::new();
     {
-        let minutes = cache.lock();
+        let state = cache.lock();
         for i in 0..rows.robot.len() {
             if rows.fresh.is_some_and(|f| !f.contains(&i)) {
                 continue;
             }
-            let from = usize::try_from(rows.offset[i]).unwrap_or(0);
-            let len = usize::try_from(rows.len[i]).unwrap_or(0);
-            let Some(values) = rows.values.get(from..from + len) else {
-                continue;
-            };
             let m = minute_of(rows.ts[i]);
-            if !minutes.contains_key(&m) && !notes.registered.contains(&m) && !new.contains(&m) {
+            if state.refused.contains(&m) {
+                continue;
+            }
+            if !state.minutes.contains_key(&m)
+                && !notes.registered.contains(&m)
+                && !new.contains(&m)
+            {
                 new.push(m);
             }
-            notes.rows.push(Row {
-                key: (rows.robot[i], rows.set_ids[i]),
-                ts: rows.ts[i],
-                from: notes.values.len(),
-                len,
-            });
-            notes.values.extend_from_slice(values);
+            kept.push((i, m));
         }
     }
-    if new.is_empty() {
-        return Ok(());
+    if !new.is_empty() {
+        let starts: Vec<DateTime<Utc>> = new.iter().map(|&m| minute_start(m)).collect();
+        let registered = guarded(conn, "registering minutes for rollups", async |c| {
+            sqlx::query(
+                "INSERT INTO metric_rollup_marks (minute, run, worker) \
+                 SELECT unnest($1::timestamptz[]), $2, $3 \
+                 ON CONFLICT (minute, run, worker) DO UPDATE SET sealed = false",
+            )
+            .bind(&starts)
+            .bind(cache.run)
+            .bind(cache.worker)
+            .execute(c)
+            .await
+        })
+        .await?;
+        match registered {
+            Some(_) => notes.registered.extend(new),
+            None => notes.refused.extend(new),
+        }
     }
-    let starts: Vec<DateTime<Utc>> = new.iter().map(|&m| minute_start(m)).collect();
-    sqlx::query(
-        "INSERT INTO metric_rollup_marks (minute, run, worker) \
-         SELECT unnest($1::timestamptz[]), $2, $3 \
-         ON CONFLICT (minute, run, worker) DO UPDATE SET sealed = false",
-    )
-    .bind(&starts)
-    .bind(cache.run)
-    .bind(cache.worker)
-    .execute(&mut *conn)
-    .await?;
-    notes.registered.extend(new);
+    for (i, m) in kept {
+        if notes.refused.contains(&m) {
+            continue;
+        }
+        let from = usize::try_from(rows.offset[i]).unwrap_or(0);
+        let len = usize::try_from(rows.len[i]).unwrap_or(0);
+        let Some(values) = rows.values.get(from..from + len) else {
+            continue;
+        };
+        notes.rows.push(Row {
+            key: (rows.robot[i], rows.set_ids[i]),
+            ts: rows.ts[i],
+            from: notes.values.len(),
+            len,
+        });
+        notes.values.extend_from_slice(values);
+    }
     Ok(())
+}
+
+/// Runs `write` under a savepoint: what PostgreSQL refuses for good (not a passing
+/// failure, which fails the transaction as before) is rolled back alone and logged,
+/// and `None` returned, so the batch around it still commits. Rollups are derived:
+/// a minute whose rollups cannot be written is read from the rows.
+async fn guarded<T>(
+    conn: &mut PgConnection,
+    what: &str,
+    write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<Option<T>, sqlx::Error> {
+    sqlx::query("SAVEPOINT rollups").execute(&mut *conn).await?;
+    match write(&mut *conn).await {
+        Ok(v) => {
+            sqlx::query("RELEASE SAVEPOINT rollups")
+                .execute(&mut *conn)
+                .await?;
+            Ok(Some(v))
+        }
+        Err(e) if crate::db::is_transient(&e) => Err(e),
+        Err(e) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT rollups")
+                .execute(&mut *conn)
+                .await?;
+            tracing::warn!(error = %e, "{what}: refused by PostgreSQL; those minutes are read from the metrics rows");
+            Ok(None)
+        }
+    }
 }
 
 /// Writes up to [`CHUNK`] partials of the minutes due as of `now` (all minutes when
@@ -335,9 +402,10 @@ pub async fn flush_due(
     let mut len = Vec::new();
     let mut values: Vec<f64> = Vec::new();
     let mut sealed: Vec<Minute> = Vec::new();
+    let mut chunk: Vec<(Minute, Vec<Key>)> = Vec::new();
     {
-        let minutes = cache.lock();
-        for (&m, open) in minutes.iter() {
+        let state = cache.lock();
+        for (&m, open) in state.minutes.iter() {
             // A minute the transaction's own rows fall in waits for a later one: rows
             // still arriving for it (a robot sending its backlog) fold into the same
             // partials instead of one partial per batch.
@@ -359,7 +427,7 @@ pub async fn flush_due(
             }
             let whole = keys.len() == open.len();
             if !keys.is_empty() {
-                notes.written.push((m, keys));
+                chunk.push((m, keys));
             }
             if whole {
                 sealed.push(m);
@@ -369,37 +437,52 @@ pub async fn flush_due(
             }
         }
     }
-    if !robot.is_empty() {
-        sqlx::query(
-            "INSERT INTO metric_rollups (minute, robot, set_id, n, last_ts, vals) \
-             SELECT m, r, s, n, t, ($7::float8[])[o + 1 : o + l] \
-             FROM UNNEST($1::timestamptz[], $2::int4[], $3::int4[], $4::int4[], \
-                         $5::timestamptz[], $6::int4[], $8::int4[]) AS x(m, r, s, n, t, o, l)",
-        )
-        .bind(&minute)
-        .bind(&robot)
-        .bind(&set_id)
-        .bind(&n)
-        .bind(&last_ts)
-        .bind(&offset)
-        .bind(&values)
-        .bind(&len)
-        .execute(&mut *conn)
-        .await?;
+    if robot.is_empty() && sealed.is_empty() {
+        return Ok(0);
     }
-    if !sealed.is_empty() {
-        let starts: Vec<DateTime<Utc>> = sealed.iter().map(|&m| minute_start(m)).collect();
-        sqlx::query(
-            "UPDATE metric_rollup_marks SET sealed = true \
-             WHERE minute = ANY ($1::timestamptz[]) AND run = $2 AND worker = $3",
-        )
-        .bind(&starts)
-        .bind(cache.run)
-        .bind(cache.worker)
-        .execute(&mut *conn)
-        .await?;
-        notes.sealed.extend(sealed);
+    let starts: Vec<DateTime<Utc>> = sealed.iter().map(|&m| minute_start(m)).collect();
+    let written = guarded(conn, "writing minute rollups", async |c| {
+        if !robot.is_empty() {
+            sqlx::query(
+                "INSERT INTO metric_rollups (minute, robot, set_id, n, last_ts, vals) \
+                 SELECT m, r, s, n, t, ($7::float8[])[o + 1 : o + l] \
+                 FROM UNNEST($1::timestamptz[], $2::int4[], $3::int4[], $4::int4[], \
+                             $5::timestamptz[], $6::int4[], $8::int4[]) AS x(m, r, s, n, t, o, l)",
+            )
+            .bind(&minute)
+            .bind(&robot)
+            .bind(&set_id)
+            .bind(&n)
+            .bind(&last_ts)
+            .bind(&offset)
+            .bind(&values)
+            .bind(&len)
+            .execute(&mut *c)
+            .await?;
+        }
+        if !starts.is_empty() {
+            sqlx::query(
+                "UPDATE metric_rollup_marks SET sealed = true \
+                 WHERE minute = ANY ($1::timestamptz[]) AND run = $2 AND worker = $3",
+            )
+            .bind(&starts)
+            .bind(cache.run)
+            .bind(cache.worker)
+            .execute(&mut *c)
+            .await?;
+        }
+        Ok(())
+    })
+    .await?;
+    if written.is_none() {
+        // Never sealed by this worker now: its rows of those minutes are read raw.
+        notes
+            .refused
+            .extend(chunk.iter().map(|(m, _)| *m).chain(sealed.iter().copied()));
+        return Ok(0);
     }
+    notes.written.extend(chunk);
+    notes.sealed.extend(sealed);
     Ok(robot.len() as u64)
 }
 
@@ -465,7 +548,8 @@ mod tests {
             ],
             &[60],
         ));
-        let minutes = cache.lock();
+        let state = cache.lock();
+        let minutes = &state.minutes;
         assert_eq!(minutes.len(), 1);
         let p = &minutes[&60][&(1, 2)];
         assert_eq!((p.n, &*p.vals), (2, &[1.0, 4.0, 5.0, 4.0][..]));
@@ -484,7 +568,7 @@ mod tests {
             written: vec![(60, vec![(1, 2)])],
             ..RollupNotes::default()
         });
-        assert_eq!(cache.lock()[&60].len(), 1);
+        assert_eq!(cache.lock().minutes[&60].len(), 1);
         // A seal with a partial still held (cannot be issued so) keeps the minute.
         cache.learn(RollupNotes {
             sealed: vec![60],
@@ -511,6 +595,22 @@ mod tests {
         // A minute far ahead of the clock is written once the worker is quiet.
         cache.learn(notes_with(&[((1, 2), 10_000, &[1.0])], &[9_960]));
         assert_eq!(cache.idle_flush_in(at(121)), Some(IDLE_QUIET));
+    }
+
+    #[test]
+    fn a_refused_minute_is_dropped_and_its_late_rows_are_not_folded() {
+        let cache = RollupCache::for_run(true, 7, 0);
+        cache.learn(notes_with(&[((1, 2), 61, &[1.0])], &[60]));
+        cache.learn(RollupNotes {
+            refused: vec![60],
+            ..RollupNotes::default()
+        });
+        assert!(cache.is_empty());
+        assert!(cache.lock().refused.contains(&60));
+        // Even registered again (cannot be: `record` skips refused minutes), its rows
+        // are not folded into a minute this worker would seal.
+        cache.learn(notes_with(&[((1, 2), 62, &[2.0])], &[]));
+        assert!(cache.is_empty());
     }
 
     #[test]
