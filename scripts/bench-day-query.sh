@@ -46,9 +46,10 @@ FROM generate_series(43199, 0, -1) k, robots r
 ORDER BY k DESC, r.id;
 SQL
 if [ "$ROLLUPS" != 0 ]; then
-  # What each worker writes for a minute: per (robot, set, minute) the count, the newest
-  # time, and the minimums, maximums, sums and newest values of the set's names. The
-  # current minute is left unsealed (read from the rows, as the daemon's would be).
+  # What each worker writes for a minute: per robot and minute one row, per metric set
+  # the count, the newest time, and the minimums, maximums, sums and newest values of the
+  # set's names (here one set per robot). The current minute is left unsealed (read from
+  # the rows, as the daemon's would be).
   psql "$DB" -qv ON_ERROR_STOP=1 <<'SQL'
 WITH v AS (
   SELECT m.robot, m.set_id, date_trunc('minute', m.ts) AS minute, u.ord,
@@ -56,11 +57,11 @@ WITH v AS (
          (array_agg(u.v ORDER BY m.ts DESC))[1] AS newest, count(*) AS n, max(m.ts) AS last_ts
   FROM metrics m CROSS JOIN LATERAL unnest(m.vals) WITH ORDINALITY AS u(v, ord)
   GROUP BY 1, 2, 3, 4)
-INSERT INTO metric_rollups (minute, robot, set_id, n, last_ts, vals)
-SELECT minute, robot, set_id, max(n), max(last_ts),
+INSERT INTO metric_rollups (minute, robot, set_ids, ns, last_ts, offs, vals)
+SELECT minute, robot, ARRAY[set_id], ARRAY[max(n)::int4], ARRAY[max(last_ts)], ARRAY[0],
        array_agg(lo ORDER BY ord) || array_agg(hi ORDER BY ord)
          || array_agg(total ORDER BY ord) || array_agg(newest ORDER BY ord)
-FROM v GROUP BY 1, 2, 3;
+FROM v GROUP BY minute, robot, set_id;
 INSERT INTO metric_rollup_marks (minute, run, worker, sealed)
 SELECT DISTINCT minute, 0, 0, true FROM metric_rollups WHERE minute < date_trunc('minute', now());
 SQL

@@ -257,7 +257,7 @@ async fn a_stopping_daemon_seals_the_current_minute_and_off_writes_none() {
 async fn rollups_postgresql_refuses_cost_no_message_and_their_minutes_read_raw() {
     // GIVEN a metric_rollups table that refuses every row (a constraint nobody meets)
     let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
-    sqlx::query("ALTER TABLE metric_rollups ADD CONSTRAINT refuse_all CHECK (n < 0)")
+    sqlx::query("ALTER TABLE metric_rollups ADD CONSTRAINT refuse_all CHECK (robot < 0)")
         .execute(&t.pool)
         .await
         .unwrap();

@@ -14,29 +14,36 @@ use chrono::{Duration, NaiveDate};
 // from input, which is what makes the `AssertSqlSafe` wrappers true.
 use sqlx::{AssertSqlSafe, PgConnection};
 
-/// A partitioned table and its partition key.
+/// A partitioned table, its partition key and its partitions' storage parameters
+/// (`WITH (…)`, or empty).
 #[derive(Debug, Clone, Copy)]
 pub struct Partitioned {
     pub table: &'static str,
     pub column: &'static str,
+    pub with: &'static str,
 }
 
 pub const TABLES: [Partitioned; 4] = [
     Partitioned {
         table: "metrics",
         column: "ts",
+        with: "",
     },
     Partitioned {
         table: "metric_rollups",
         column: "minute",
+        // A robot's minute (~2 KB) inline and uncompressed (the migration says why).
+        with: "WITH (toast_tuple_target = 8160)",
     },
     Partitioned {
         table: "logs",
         column: "ts",
+        with: "",
     },
     Partitioned {
         table: "ingest_errors",
         column: "received_at",
+        with: "",
     },
 ];
 
@@ -96,7 +103,8 @@ pub async fn create_day(
     );
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) {}",
+        t.with
     )))
     .execute(&mut *tx)
     .await?;

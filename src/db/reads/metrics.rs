@@ -34,12 +34,13 @@ pub const METRIC_BUCKETS_SQL: &str = "\
 /// `$6`/`$7` (from, to pairs) and its per-minute rollups in the ranges `$8`/`$9`
 /// (minutes the rollups cover completely, `db/writes/rollups.rs`). `picks` says, once
 /// per metric set holding a wanted name, where the name is in the set (p, of k names).
-/// A row counts as a partial of one message; a rollup row holds, per name of its set,
-/// the minimum, maximum, sum and newest value (at `vals` positions p, k + p, 2k + p and
-/// 3k + p). The buckets combine partials: minimum of minimums, sum over count, maximum
-/// of maximums, the newest partial's newest value. Each range is its own index scan
-/// (`OFFSET 0` keeps the planner from merging the ranges into one scan of all the
-/// robot's rows filtered afterwards), of the wanted sets only.
+/// A row counts as a partial of one message; a rollup row holds a robot's minute, per
+/// set (at position i of its arrays, found without unnesting them) its count, newest
+/// time and block of values at offset o: the minimum, maximum, sum and newest value of
+/// the name at p are at o + p, o + k + p, o + 2k + p and o + 3k + p. The buckets combine partials: minimum of minimums, sum over count,
+/// maximum of maximums, the newest partial's newest value. Each range is its own index
+/// scan (`OFFSET 0` keeps the planner from merging the ranges into one scan of all the
+/// robot's rows filtered afterwards).
 pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
     WITH picks AS ( \
         SELECT s.id AS set_id, w.id AS name_id, array_position(s.name_ids, w.id) AS p, \
@@ -56,14 +57,15 @@ pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
               AND set_id IN (SELECT set_id FROM picks) OFFSET 0) AS m \
         JOIN picks c ON c.set_id = m.set_id \
         UNION ALL \
-        SELECT c.name_id, r.minute, r.n, r.last_ts, \
-               r.vals[c.p], r.vals[c.k + c.p], r.vals[2 * c.k + c.p], r.vals[3 * c.k + c.p] \
+        SELECT c.name_id, r.minute, r.ns[x.i], r.last_ts[x.i], \
+               r.vals[r.offs[x.i] + c.p], r.vals[r.offs[x.i] + c.k + c.p], \
+               r.vals[r.offs[x.i] + 2 * c.k + c.p], r.vals[r.offs[x.i] + 3 * c.k + c.p] \
         FROM unnest($8::timestamptz[], $9::timestamptz[]) AS g(lo, hi) \
         CROSS JOIN LATERAL ( \
-            SELECT minute, set_id, n, last_ts, vals FROM metric_rollups \
-            WHERE robot = $1 AND set_id = ANY (ARRAY(SELECT set_id FROM picks)) \
-              AND minute >= g.lo AND minute < g.hi OFFSET 0) AS r \
-        JOIN picks c ON c.set_id = r.set_id) \
+            SELECT minute, set_ids, ns, last_ts, offs, vals FROM metric_rollups \
+            WHERE robot = $1 AND minute >= g.lo AND minute < g.hi OFFSET 0) AS r \
+        JOIN picks c ON c.set_id = ANY (r.set_ids) \
+        CROSS JOIN LATERAL (SELECT array_position(r.set_ids, c.set_id) AS i) AS x) \
     SELECT n.name, NULLIF(n.unit, '') AS unit, date_bin($4::interval, p.at, 'epoch') AS bucket, \
            min(p.lo) AS min, sum(p.total) / sum(p.n)::float8 AS avg, max(p.hi) AS max, \
            (array_agg(p.newest ORDER BY p.last_ts DESC))[1] AS last, sum(p.n)::int8 AS count \

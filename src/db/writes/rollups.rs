@@ -1,17 +1,19 @@
 //! `metric_rollups` and `metric_rollup_marks`: per-minute partial statistics of the
 //! metric rows a sink worker inserted, for the bucketed query (`reads/metrics.rs`).
 //!
-//! Each worker keeps a [`RollupCache`]: per open minute and (robot, metric set), the
+//! Each worker keeps a [`RollupCache`]: per open minute, robot and metric set, the
 //! count, minimum, maximum, sum and newest value of every name, folded from the rows
 //! its committed transactions actually inserted (a redelivered row that was skipped is
 //! never folded in, so nothing counts twice). A minute is registered in
 //! `metric_rollup_marks` (run, worker, sealed false) in the transaction of the first
 //! rows the worker inserts in it. Once the minute has been over for [`GRACE`], the
-//! worker's next batches each write up to [`CHUNK`] of its partial rows in their own
-//! transaction, and the batch writing the last of them seals the minute's mark; an
-//! idle worker writes them by itself ([`flush_one`]), and a stopping one writes all it
-//! holds. Nothing of a transaction enters the cache before it commits
-//! ([`RollupNotes`]).
+//! worker's next batches each write up to [`CHUNK`] of its robots' minutes (one row
+//! each, all of the robot's sets) in their own transaction, and the batch writing the
+//! last of them seals the minute's mark; an idle worker writes them by itself
+//! (`pipeline/sink.rs`), and a stopping one writes all it holds. Nothing of a
+//! transaction enters the cache before it commits ([`RollupNotes`]). What PostgreSQL
+//! refuses for good is rolled back alone (a savepoint) and its minutes are never sealed
+//! by this worker: rollups are derived, and no message is lost over them.
 //!
 //! Why a reader can trust a sealed minute: every row of the minute was inserted in a
 //! transaction that also registered the minute for its (run, worker), and that mark
@@ -27,8 +29,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-/// Partial rows written with one batch (or one idle flush) at most.
-pub const CHUNK: usize = 500;
+/// Rollup rows (robot minutes) written with one batch (or one idle flush) at most.
+pub const CHUNK: usize = 100;
 
 /// How long after its end a minute is written: rows stamped by a robot's clock a few
 /// seconds behind still fold into it instead of reopening it.
@@ -51,6 +53,8 @@ const AHEAD: i64 = 120;
 type Minute = i64;
 /// (robot key, metric set id).
 type Key = (i32, i32);
+/// One robot's minute: a partial per metric set (a robot sends a handful of sets).
+type RobotMinute = Vec<(i32, Partial)>;
 
 fn minute_of(ts: DateTime<Utc>) -> Minute {
     ts.timestamp().div_euclid(60) * 60
@@ -111,7 +115,8 @@ pub struct RollupCache {
 
 #[derive(Debug, Default)]
 struct State {
-    minutes: BTreeMap<Minute, HashMap<Key, Partial>>,
+    /// Per minute, per robot key.
+    minutes: BTreeMap<Minute, HashMap<i32, RobotMinute>>,
     /// Minutes whose partials PostgreSQL refused (not for a passing reason): never
     /// sealed by this worker, so read from the rows; their rows are not folded again.
     refused: BTreeSet<Minute>,
@@ -198,10 +203,10 @@ impl RollupCache {
         for m in notes.registered {
             minutes.entry(m).or_default();
         }
-        for (m, keys) in notes.written {
+        for (m, robots) in notes.written {
             if let Some(open) = minutes.get_mut(&m) {
-                for k in keys {
-                    open.remove(&k);
+                for r in robots {
+                    open.remove(&r);
                 }
             }
         }
@@ -218,11 +223,11 @@ impl RollupCache {
                 // whose minute has no mark.
                 continue;
             };
-            match open.get_mut(&r.key) {
-                Some(p) => p.add(r.ts, values),
-                None => {
-                    open.insert(r.key, Partial::new(r.ts, values));
-                }
+            let (robot, set) = r.key;
+            let sets = open.entry(robot).or_default();
+            match sets.iter_mut().find(|(s, _)| *s == set) {
+                Some((_, p)) => p.add(r.ts, values),
+                None => sets.push((set, Partial::new(r.ts, values))),
             }
         }
     }
@@ -253,7 +258,8 @@ pub struct RollupNotes {
     registered: Vec<Minute>,
     rows: Vec<Row>,
     values: Vec<f64>,
-    written: Vec<(Minute, Vec<Key>)>,
+    /// Robot minutes written, by robot key.
+    written: Vec<(Minute, Vec<i32>)>,
     sealed: Vec<Minute>,
     refused: Vec<Minute>,
 }
@@ -393,16 +399,19 @@ pub async fn flush_due(
         return Ok(0);
     }
     let now = now.timestamp();
+    // One row per robot minute; its per-set arrays (set ids, counts, newest times,
+    // offsets into its values) and its values travel flat, each row's share given by
+    // an offset and a length (rows differ in length; a 2-D parameter is rectangular).
     let mut minute = Vec::new();
     let mut robot = Vec::new();
-    let mut set_id = Vec::new();
-    let mut n = Vec::new();
-    let mut last_ts = Vec::new();
-    let mut offset = Vec::new();
-    let mut len = Vec::new();
+    let (mut set_ids, mut ns, mut last_ts, mut offs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut sets_from, mut sets_len) = (Vec::new(), Vec::new());
     let mut values: Vec<f64> = Vec::new();
+    let (mut vals_from, mut vals_len) = (Vec::new(), Vec::new());
     let mut sealed: Vec<Minute> = Vec::new();
-    let mut chunk: Vec<(Minute, Vec<Key>)> = Vec::new();
+    let mut chunk: Vec<(Minute, Vec<i32>)> = Vec::new();
+    let len32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     {
         let state = cache.lock();
         for (&m, open) in state.minutes.iter() {
@@ -413,21 +422,28 @@ pub async fn flush_due(
                 continue;
             }
             let room = CHUNK - robot.len();
-            let mut keys = Vec::with_capacity(open.len().min(room));
-            for (k, p) in open.iter().take(room) {
+            let mut robots = Vec::with_capacity(open.len().min(room));
+            for (&r, sets) in open.iter().take(room) {
                 minute.push(minute_start(m));
-                robot.push(k.0);
-                set_id.push(k.1);
-                n.push(p.n);
-                last_ts.push(p.last_ts);
-                offset.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
-                len.push(i32::try_from(p.vals.len()).unwrap_or(i32::MAX));
-                values.extend_from_slice(&p.vals);
-                keys.push(*k);
+                robot.push(r);
+                sets_from.push(len32(set_ids.len()));
+                sets_len.push(len32(sets.len()));
+                vals_from.push(len32(values.len()));
+                let mut off = 0;
+                for (set, p) in sets {
+                    set_ids.push(*set);
+                    ns.push(p.n);
+                    last_ts.push(p.last_ts);
+                    offs.push(len32(off));
+                    off += p.vals.len();
+                    values.extend_from_slice(&p.vals);
+                }
+                vals_len.push(len32(off));
+                robots.push(r);
             }
-            let whole = keys.len() == open.len();
-            if !keys.is_empty() {
-                chunk.push((m, keys));
+            let whole = robots.len() == open.len();
+            if !robots.is_empty() {
+                chunk.push((m, robots));
             }
             if whole {
                 sealed.push(m);
@@ -444,19 +460,24 @@ pub async fn flush_due(
     let written = guarded(conn, "writing minute rollups", async |c| {
         if !robot.is_empty() {
             sqlx::query(
-                "INSERT INTO metric_rollups (minute, robot, set_id, n, last_ts, vals) \
-                 SELECT m, r, s, n, t, ($7::float8[])[o + 1 : o + l] \
-                 FROM UNNEST($1::timestamptz[], $2::int4[], $3::int4[], $4::int4[], \
-                             $5::timestamptz[], $6::int4[], $8::int4[]) AS x(m, r, s, n, t, o, l)",
+                "INSERT INTO metric_rollups (minute, robot, set_ids, ns, last_ts, offs, vals) \
+                 SELECT m, r, ($3::int4[])[so + 1 : so + sl], ($4::int4[])[so + 1 : so + sl], \
+                        ($5::timestamptz[])[so + 1 : so + sl], ($6::int4[])[so + 1 : so + sl], \
+                        ($7::float8[])[vo + 1 : vo + vl] \
+                 FROM UNNEST($1::timestamptz[], $2::int4[], $8::int4[], $9::int4[], \
+                             $10::int4[], $11::int4[]) AS x(m, r, so, sl, vo, vl)",
             )
             .bind(&minute)
             .bind(&robot)
-            .bind(&set_id)
-            .bind(&n)
+            .bind(&set_ids)
+            .bind(&ns)
             .bind(&last_ts)
-            .bind(&offset)
+            .bind(&offs)
             .bind(&values)
-            .bind(&len)
+            .bind(&sets_from)
+            .bind(&sets_len)
+            .bind(&vals_from)
+            .bind(&vals_len)
             .execute(&mut *c)
             .await?;
         }
@@ -544,6 +565,7 @@ mod tests {
             &[
                 ((1, 2), 61, &[1.0]),
                 ((1, 2), 62, &[4.0]),
+                ((1, 5), 63, &[7.0, 8.0]),
                 ((1, 3), 130, &[9.0]),
             ],
             &[60],
@@ -551,8 +573,12 @@ mod tests {
         let state = cache.lock();
         let minutes = &state.minutes;
         assert_eq!(minutes.len(), 1);
-        let p = &minutes[&60][&(1, 2)];
-        assert_eq!((p.n, &*p.vals), (2, &[1.0, 4.0, 5.0, 4.0][..]));
+        // Robot 1's minute: a partial per set, in the order the sets came.
+        let sets = &minutes[&60][&1];
+        assert_eq!(sets.len(), 2);
+        let (set, p) = &sets[0];
+        assert_eq!((*set, p.n, &*p.vals), (2, 2, &[1.0, 4.0, 5.0, 4.0][..]));
+        assert_eq!(sets[1].0, 5);
         // Minute 120 was never registered: its row is not folded in.
         assert!(!minutes.contains_key(&120));
     }
@@ -565,7 +591,7 @@ mod tests {
             &[60],
         ));
         cache.learn(RollupNotes {
-            written: vec![(60, vec![(1, 2)])],
+            written: vec![(60, vec![1])],
             ..RollupNotes::default()
         });
         assert_eq!(cache.lock().minutes[&60].len(), 1);
@@ -576,7 +602,7 @@ mod tests {
         });
         assert!(!cache.is_empty());
         cache.learn(RollupNotes {
-            written: vec![(60, vec![(5, 2)])],
+            written: vec![(60, vec![5])],
             sealed: vec![60],
             ..RollupNotes::default()
         });
