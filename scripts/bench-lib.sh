@@ -2,7 +2,8 @@
 # HTTP_PORT set. bench_setup raises the open-files limit, creates a fresh database (DB,
 # DB_NAME), a work directory (WORK), the daemon's environment for MODE (after-commit |
 # on-receipt: the embedded broker; external: a Mosquitto of its own, started here) and a
-# trap that stops everything in `pids` and removes WORK. time_routes times a list of
+# trap that stops everything in `pids`, removes WORK and drops the database (KEEP_DB=1
+# keeps it). time_routes times a list of
 # routes. BENCH_INFLIGHT (default 1000): Mosquitto's max_inflight_messages in external
 # mode, the messages a subscriber may hold unacknowledged.
 bench_setup() {
@@ -44,6 +45,13 @@ bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
+  # A database left behind is autovacuumed later and slows the next runs on the same
+  # server; KEEP_DB=1 keeps it for inspection.
+  if [ "${KEEP_DB:-0}" != 1 ] && [ -n "${DB_NAME:-}" ]; then
+    for d in "$DB_NAME" "${DB_NAME}_ingest"; do
+      psql "$BENCH_PG" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+  fi
 }
 
 # Waits up to 10 s for the daemon on `port` to be ready.
