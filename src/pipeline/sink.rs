@@ -219,14 +219,21 @@ async fn write_kept_tx(cx: &SinkContext, kind: Kept) -> Result<u64, sqlx::Error>
     })
     .await;
     match attempt {
-        Ok(result) => {
-            let n = result?;
+        Ok(Err(e)) => {
+            if is_transient(&e) {
+                // The connection may have failed around the COMMIT.
+                cx.rollups.unknown_outcome(&rollups);
+            }
+            Err(e)
+        }
+        Ok(Ok(n)) => {
             cx.alert_cache.learn(alerts);
             cx.rollups.learn(rollups);
             Ok(n)
         }
         Err(_) => {
             drop(conn.detach());
+            cx.rollups.unknown_outcome(&rollups);
             Err(crate::db::timed_out(
                 &format!("write of {} (database.commit_timeout)", kind.what()),
                 deadline,
@@ -271,25 +278,47 @@ async fn write_tx(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sq
     // Bounded by database.connect_timeout (the pool's acquire timeout).
     let mut conn = cx.pool.acquire().await?;
     let deadline = cx.settings.commit_timeout;
+    // Outside the deadline's future, so what a timed-out attempt did is still known.
+    let mut plain = Learned::default();
+    let mut skipping = Learned::default();
     let attempt = tokio::time::timeout(deadline, async {
-        match write_tx_with(cx, &mut conn, entries, MetricsWrite::Plain).await {
+        match write_tx_with(cx, &mut conn, entries, MetricsWrite::Plain, &mut plain).await {
             Err(e) if writes::is_unique_violation(&e) => {
+                // Rolled back: nothing of that attempt happened.
+                plain = Learned::default();
                 telemetry::commit_failure("redelivered");
                 tracing::debug!(
                     "batch holds rows already stored (a redelivery); rewriting it skipping them"
                 );
-                write_tx_with(cx, &mut conn, entries, MetricsWrite::SkipExisting).await
+                write_tx_with(
+                    cx,
+                    &mut conn,
+                    entries,
+                    MetricsWrite::SkipExisting,
+                    &mut skipping,
+                )
+                .await
             }
             other => other,
         }
     })
     .await;
+    let unknown_outcome = |cx: &SinkContext| {
+        cx.rollups.unknown_outcome(plain.rollups());
+        cx.rollups.unknown_outcome(skipping.rollups());
+    };
     match attempt {
+        Ok(Err(e)) if is_transient(&e) => {
+            // The connection may have failed around the COMMIT.
+            unknown_outcome(cx);
+            Err(e)
+        }
         Ok(result) => result,
         Err(_) => {
             // The connection's state is unknown (a statement, a ROLLBACK or a COMMIT
             // may still be on its way): close it here, never hand it back.
             drop(conn.detach());
+            unknown_outcome(cx);
             telemetry::commit_failure("timeout");
             Err(crate::db::timed_out(
                 "batch transaction (database.commit_timeout)",
@@ -299,11 +328,15 @@ async fn write_tx(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sq
     }
 }
 
+/// Writes `entries` in one transaction with `metrics`; what it learned goes to the
+/// caches once committed, and stays in `learned` when it fails (for the caller to
+/// judge).
 async fn write_tx_with(
     cx: &SinkContext,
     conn: &mut PgConnection,
     entries: &[Entry<'_>],
     metrics: MetricsWrite,
+    learned: &mut Learned,
 ) -> Result<Written, sqlx::Error> {
     let opts = WriteOptions {
         error_payload_cap: cx.settings.error_payload_cap,
@@ -313,12 +346,12 @@ async fn write_tx_with(
         rollups: &cx.rollups,
         alerts: &cx.settings.alerts,
     };
-    let mut learned = Learned::default();
     let mut tx = conn.begin().await?;
-    let written = writes::write(&mut tx, entries, &opts, &mut learned).await?;
+    let written = writes::write(&mut tx, entries, &opts, learned).await?;
     tx.commit().await?;
     // Only now: ids from a rolled-back transaction must never enter the cache.
-    cx.caches.learn(learned, &cx.alert_cache, &cx.rollups);
+    cx.caches
+        .learn(std::mem::take(learned), &cx.alert_cache, &cx.rollups);
     Ok(written)
 }
 

@@ -126,6 +126,14 @@ pub struct Learned {
     rollups: RollupNotes,
 }
 
+impl Learned {
+    /// What the transaction did to its worker's rollups (for
+    /// [`RollupCache::unknown_outcome`] when its commit's outcome is unknown).
+    pub fn rollups(&self) -> &RollupNotes {
+        &self.rollups
+    }
+}
+
 impl Caches {
     /// `last_seen_every`: `robots.last_seen_interval()`.
     pub fn new(last_seen_every: std::time::Duration) -> Self {

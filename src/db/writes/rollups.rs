@@ -117,18 +117,19 @@ pub struct RollupCache {
 struct State {
     /// Per minute, per robot key.
     minutes: BTreeMap<Minute, HashMap<i32, RobotMinute>>,
-    /// Minutes whose partials PostgreSQL refused (not for a passing reason): never
-    /// sealed by this worker, so read from the rows; their rows are not folded again.
-    refused: BTreeSet<Minute>,
+    /// Minutes this worker will never seal, so they are read from the rows: all of
+    /// them when disabled; else those whose partials PostgreSQL refused, or that a
+    /// transaction of unknown outcome touched (its partials may or may not be in the
+    /// table). Their rows are not folded; the value says whether this run registered
+    /// the minute (unsealed) since, which a row in it does first.
+    raw_only: BTreeMap<Minute, bool>,
 }
-
-/// Refused minutes remembered at most (the oldest are forgotten first).
-const MAX_REFUSED: usize = 10_000;
-
 impl RollupCache {
     /// Worker 0's cache of a process run: `run` is random (so a restarted process
     /// never takes over a dead one's marks). Disabled (`sink.minute_rollups = false`),
-    /// it keeps and writes nothing, and every minute is read from `metrics`.
+    /// it folds and writes no partials but still registers every minute it writes rows
+    /// in, never sealed: those minutes are read from `metrics`, also after rollups are
+    /// turned on again or by another instance that has them on.
     pub fn new(enabled: bool) -> Self {
         let mut b = [0u8; 8];
         // On failure the time of day stands in: runs need to differ, not be secret.
@@ -185,20 +186,19 @@ impl RollupCache {
         self.lock().minutes.is_empty()
     }
 
-    /// Keeps what a committed transaction did: minutes it registered, partials it
-    /// wrote, minutes it sealed or found refused, then the rows it inserted.
+    /// Keeps what a committed transaction did: minutes it registered (raw-only ones
+    /// too), partials it wrote, minutes it sealed or found refused, then the rows it
+    /// inserted. The two kinds of registration never share a minute, nor do refusals
+    /// and registrations (a transaction registers only minutes it holds nothing of).
     pub fn learn(&self, notes: RollupNotes) {
-        if !self.enabled {
-            return;
-        }
         let mut state = self.lock();
-        let State { minutes, refused } = &mut *state;
+        let State { minutes, raw_only } = &mut *state;
         for m in notes.refused {
             minutes.remove(&m);
-            refused.insert(m);
-            if refused.len() > MAX_REFUSED {
-                refused.pop_first();
-            }
+            raw_only.entry(m).or_insert(false);
+        }
+        for m in notes.registered_raw {
+            raw_only.insert(m, true);
         }
         for m in notes.registered {
             minutes.entry(m).or_default();
@@ -230,8 +230,41 @@ impl RollupCache {
                 None => sets.push((set, Partial::new(r.ts, values))),
             }
         }
+        // Rows older than ingest.max_clock_skew (at most days) are stamped with their
+        // receive time, so nothing arrives for a minute this old: forgetting it is safe.
+        if let Some(oldest) = Utc::now().timestamp().checked_sub(RAW_ONLY_KEPT) {
+            raw_only.retain(|&m, _| m >= oldest);
+        }
+    }
+
+    /// After a transaction whose outcome is unknown (a lost connection, a missed
+    /// `database.commit_timeout`: its COMMIT may have landed): every minute it touched
+    /// becomes raw-only. Its partials may be in the table once, or not at all, and its
+    /// rows may be stored, so neither writing them again nor sealing without them is
+    /// right; read from the rows, the minutes stay exact.
+    pub fn unknown_outcome(&self, notes: &RollupNotes) {
+        let touched: BTreeSet<Minute> = notes
+            .registered
+            .iter()
+            .chain(&notes.sealed)
+            .chain(notes.written.iter().map(|(m, _)| m))
+            .copied()
+            .chain(notes.rows.iter().map(|r| minute_of(r.ts)))
+            .collect();
+        if touched.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for m in touched {
+            state.minutes.remove(&m);
+            // Registered again (unsealed) by its next row: a seal of it may have landed.
+            state.raw_only.insert(m, false);
+        }
     }
 }
+
+/// How long raw-only minutes are remembered: beyond any sane `ingest.max_clock_skew`.
+const RAW_ONLY_KEPT: i64 = 8 * 24 * 3600;
 
 /// The Unix time a minute becomes due: its end plus [`GRACE`].
 fn due_at(m: Minute) -> i64 {
@@ -262,6 +295,8 @@ pub struct RollupNotes {
     written: Vec<(Minute, Vec<i32>)>,
     sealed: Vec<Minute>,
     refused: Vec<Minute>,
+    /// Raw-only minutes this transaction registered (unsealed).
+    registered_raw: Vec<Minute>,
 }
 
 impl RollupNotes {
@@ -292,10 +327,8 @@ pub(super) async fn record(
     rows: InsertedRows<'_>,
     notes: &mut RollupNotes,
 ) -> Result<(), sqlx::Error> {
-    if !cache.enabled {
-        return Ok(());
-    }
     let mut new: Vec<Minute> = Vec::new();
+    let mut new_raw: Vec<Minute> = Vec::new();
     let mut kept: Vec<(usize, Minute)> = Vec::new();
     {
         let state = cache.lock();
@@ -304,7 +337,11 @@ pub(super) async fn record(
                 continue;
             }
             let m = minute_of(rows.ts[i]);
-            if state.refused.contains(&m) {
+            let raw = !cache.enabled || state.raw_only.contains_key(&m);
+            if raw {
+                if state.raw_only.get(&m) != Some(&true) && !new_raw.contains(&m) {
+                    new_raw.push(m);
+                }
                 continue;
             }
             if !state.minutes.contains_key(&m)
@@ -316,30 +353,29 @@ pub(super) async fn record(
             kept.push((i, m));
         }
     }
-    if !new.is_empty() {
-        let starts: Vec<DateTime<Utc>> = new.iter().map(|&m| minute_start(m)).collect();
-        let registered = guarded(conn, "registering minutes for rollups", async |c| {
-            sqlx::query(
-                "INSERT INTO metric_rollup_marks (minute, run, worker) \
-                 SELECT unnest($1::timestamptz[]), $2, $3 \
-                 ON CONFLICT (minute, run, worker) DO UPDATE SET sealed = false",
-            )
-            .bind(&starts)
-            .bind(cache.run)
-            .bind(cache.worker)
-            .execute(c)
-            .await
-        })
+    // Every minute this worker writes rows in has its mark, unsealed until it sealed
+    // the minute with all its partials. A refusal here fails the batch like any other
+    // write: rows without a mark could be sealed over by another worker.
+    let register: Vec<DateTime<Utc>> = new
+        .iter()
+        .chain(&new_raw)
+        .map(|&m| minute_start(m))
+        .collect();
+    if !register.is_empty() {
+        sqlx::query(
+            "INSERT INTO metric_rollup_marks (minute, run, worker) \
+             SELECT unnest($1::timestamptz[]), $2, $3 \
+             ON CONFLICT (minute, run, worker) DO UPDATE SET sealed = false",
+        )
+        .bind(&register)
+        .bind(cache.run)
+        .bind(cache.worker)
+        .execute(&mut *conn)
         .await?;
-        match registered {
-            Some(_) => notes.registered.extend(new),
-            None => notes.refused.extend(new),
-        }
+        notes.registered.extend(new);
+        notes.registered_raw.extend(new_raw);
     }
-    for (i, m) in kept {
-        if notes.refused.contains(&m) {
-            continue;
-        }
+    for (i, _) in kept {
         let from = usize::try_from(rows.offset[i]).unwrap_or(0);
         let len = usize::try_from(rows.len[i]).unwrap_or(0);
         let Some(values) = rows.values.get(from..from + len) else {
@@ -624,25 +660,60 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_minute_is_dropped_and_its_late_rows_are_not_folded() {
+    fn a_refused_minute_becomes_raw_only_and_is_registered_again_once() {
+        // Recent minutes (raw-only ones older than RAW_ONLY_KEPT are forgotten).
+        let b = minute_of(Utc::now());
         let cache = RollupCache::for_run(true, 7, 0);
-        cache.learn(notes_with(&[((1, 2), 61, &[1.0])], &[60]));
+        cache.learn(notes_with(&[((1, 2), b + 1, &[1.0])], &[b]));
         cache.learn(RollupNotes {
-            refused: vec![60],
+            refused: vec![b],
             ..RollupNotes::default()
         });
         assert!(cache.is_empty());
-        assert!(cache.lock().refused.contains(&60));
-        // Even registered again (cannot be: `record` skips refused minutes), its rows
-        // are not folded into a minute this worker would seal.
-        cache.learn(notes_with(&[((1, 2), 62, &[2.0])], &[]));
-        assert!(cache.is_empty());
+        // Not yet registered since: its next row registers it (unsealed) first.
+        assert_eq!(cache.lock().raw_only.get(&b), Some(&false));
+        cache.learn(RollupNotes {
+            registered_raw: vec![b],
+            ..RollupNotes::default()
+        });
+        assert_eq!(cache.lock().raw_only.get(&b), Some(&true));
     }
 
     #[test]
-    fn a_disabled_cache_keeps_nothing() {
+    fn a_transaction_of_unknown_outcome_makes_its_minutes_raw_only() {
+        let b = minute_of(Utc::now());
+        let cache = RollupCache::for_run(true, 7, 0);
+        cache.learn(notes_with(
+            &[((1, 2), b + 1, &[1.0]), ((1, 2), b + 65, &[2.0])],
+            &[b, b + 60],
+        ));
+        // A transaction wrote minute b's partial and sealed it, and had a row in minute
+        // b + 120; its COMMIT's outcome is unknown.
+        let mut notes = notes_with(&[((1, 2), b + 121, &[3.0])], &[b + 120]);
+        notes.written.push((b, vec![1]));
+        notes.sealed.push(b);
+        cache.unknown_outcome(&notes);
+        let state = cache.lock();
+        assert_eq!(
+            state.minutes.keys().copied().collect::<Vec<_>>(),
+            vec![b + 60]
+        );
+        assert_eq!(
+            state.raw_only.keys().copied().collect::<Vec<_>>(),
+            vec![b, b + 120]
+        );
+        assert!(state.raw_only.values().all(|registered| !registered));
+    }
+
+    #[test]
+    fn a_disabled_cache_keeps_no_partials() {
+        // Disabled, `record` registers minutes as raw-only and notes no rows.
         let cache = RollupCache::for_run(false, 7, 0);
-        cache.learn(notes_with(&[((1, 2), 61, &[1.0])], &[60]));
+        cache.learn(RollupNotes {
+            registered_raw: vec![60],
+            ..RollupNotes::default()
+        });
         assert!(cache.is_empty());
+        assert_eq!(cache.idle_flush_in(at(0)), None);
     }
 }
