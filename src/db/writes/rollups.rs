@@ -29,8 +29,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-/// Rollup rows (robot minutes) written with one batch (or one idle flush) at most.
+/// Rollup rows (robot minutes) written with one batch (or one idle flush) at most...
 pub const CHUNK: usize = 100;
+
+/// ...unless more than this many robot minutes are due (a backlog being replayed brings
+/// hundreds of new ones a batch): then [`CHUNK_BEHIND`], so memory stays bounded.
+const BEHIND: usize = 20_000;
+const CHUNK_BEHIND: usize = 2_000;
 
 /// How long after its end a minute is written: rows stamped by a robot's clock a few
 /// seconds behind still fold into it instead of reopening it.
@@ -300,8 +305,9 @@ pub struct RollupNotes {
 }
 
 impl RollupNotes {
-    fn touches(&self, m: Minute) -> bool {
-        self.rows.iter().any(|r| minute_of(r.ts) == m)
+    /// The minutes the transaction's rows fall in.
+    fn minutes(&self) -> HashSet<Minute> {
+        self.rows.iter().map(|r| minute_of(r.ts)).collect()
     }
 }
 
@@ -420,10 +426,11 @@ async fn guarded<T>(
     }
 }
 
-/// Writes up to [`CHUNK`] partials of the minutes due as of `now` (all minutes when
-/// `all`), oldest minute first, and seals each minute whose last partial it writes.
-/// Minutes the transaction's own rows fall in are left for a later transaction (those
-/// rows are folded in only after the commit). Returns the partial rows written.
+/// Writes up to [`CHUNK`] (when far behind, [`CHUNK_BEHIND`]) robot minutes of the
+/// minutes due as of `now` (all minutes when `all`), oldest minute first, and seals
+/// each minute whose last partial it writes. Minutes the transaction's own rows fall
+/// in are left for a later transaction (those rows are folded in only after the
+/// commit). Returns the rollup rows written.
 pub async fn flush_due(
     conn: &mut PgConnection,
     cache: &RollupCache,
@@ -448,16 +455,29 @@ pub async fn flush_due(
     let mut sealed: Vec<Minute> = Vec::new();
     let mut chunk: Vec<(Minute, Vec<i32>)> = Vec::new();
     let len32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let touched = notes.minutes();
     {
         let state = cache.lock();
+        // A minute the transaction's own rows fall in waits for a later one: rows
+        // still arriving for it (a robot sending its backlog) fold into the same
+        // partials instead of one partial per batch.
+        let due = |m: Minute| (all || is_due(m, now)) && !touched.contains(&m);
+        let waiting: usize = state
+            .minutes
+            .iter()
+            .filter(|&(&m, _)| due(m))
+            .map(|(_, open)| open.len())
+            .sum();
+        let most = if waiting > BEHIND {
+            CHUNK_BEHIND
+        } else {
+            CHUNK
+        };
         for (&m, open) in state.minutes.iter() {
-            // A minute the transaction's own rows fall in waits for a later one: rows
-            // still arriving for it (a robot sending its backlog) fold into the same
-            // partials instead of one partial per batch.
-            if (!all && !is_due(m, now)) || notes.touches(m) {
+            if !due(m) {
                 continue;
             }
-            let room = CHUNK - robot.len();
+            let room = most - robot.len();
             let mut robots = Vec::with_capacity(open.len().min(room));
             for (&r, sets) in open.iter().take(room) {
                 minute.push(minute_start(m));
@@ -484,7 +504,7 @@ pub async fn flush_due(
             if whole {
                 sealed.push(m);
             }
-            if robot.len() >= CHUNK {
+            if robot.len() >= most {
                 break;
             }
         }
