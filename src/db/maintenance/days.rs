@@ -14,13 +14,15 @@ use chrono::{Duration, NaiveDate};
 // from input, which is what makes the `AssertSqlSafe` wrappers true.
 use sqlx::{AssertSqlSafe, PgConnection};
 
-/// A partitioned table, its partition key and its partitions' storage parameters
-/// (`WITH (…)`, or empty).
+/// A partitioned table, its partition key, its partitions' storage parameters
+/// (`WITH (…)`, or empty) and whether a partition due for dropping is archived first
+/// (when `retention.archive_dir` is set; derived tables are not).
 #[derive(Debug, Clone, Copy)]
 pub struct Partitioned {
     pub table: &'static str,
     pub column: &'static str,
     pub with: &'static str,
+    pub archived: bool,
 }
 
 pub const TABLES: [Partitioned; 4] = [
@@ -28,22 +30,27 @@ pub const TABLES: [Partitioned; 4] = [
         table: "metrics",
         column: "ts",
         with: "",
+        archived: true,
     },
     Partitioned {
         table: "metric_rollups",
         column: "minute",
         // A robot's minute (~2 KB) inline and uncompressed (the migration says why).
         with: "WITH (toast_tuple_target = 8160)",
+        // Derived from the metrics: dropped with them, never archived.
+        archived: false,
     },
     Partitioned {
         table: "logs",
         column: "ts",
         with: "",
+        archived: true,
     },
     Partitioned {
         table: "ingest_errors",
         column: "received_at",
         with: "",
+        archived: true,
     },
 ];
 

@@ -92,11 +92,7 @@ async fn maintain_locked(
             if let Some(day) = parse_partition_day(t.table, name)
                 && day < keep_from
             {
-                match cfg
-                    .archive_dir
-                    .as_ref()
-                    .filter(|_| t.table != "metric_rollups")
-                {
+                match cfg.archive_dir.as_ref().filter(|_| t.archived) {
                     Some(dir) => {
                         match archive::archive_and_drop(conn, dir, t.table, name, day).await {
                             Ok((path, rows)) => {

@@ -335,7 +335,7 @@ pub(super) async fn record(
 ) -> Result<(), sqlx::Error> {
     let mut new: Vec<Minute> = Vec::new();
     let mut new_raw: Vec<Minute> = Vec::new();
-    let mut kept: Vec<(usize, Minute)> = Vec::new();
+    let mut kept: Vec<usize> = Vec::new();
     {
         let state = cache.lock();
         for i in 0..rows.robot.len() {
@@ -356,7 +356,7 @@ pub(super) async fn record(
             {
                 new.push(m);
             }
-            kept.push((i, m));
+            kept.push(i);
         }
     }
     // Every minute this worker writes rows in has its mark, unsealed until it sealed
@@ -381,7 +381,7 @@ pub(super) async fn record(
         notes.registered.extend(new);
         notes.registered_raw.extend(new_raw);
     }
-    for (i, _) in kept {
+    for i in kept {
         let from = usize::try_from(rows.offset[i]).unwrap_or(0);
         let len = usize::try_from(rows.len[i]).unwrap_or(0);
         let Some(values) = rows.values.get(from..from + len) else {
@@ -400,28 +400,27 @@ pub(super) async fn record(
 
 /// Runs `write` under a savepoint: what PostgreSQL refuses for good (not a passing
 /// failure, which fails the transaction as before) is rolled back alone and logged,
-/// and `None` returned, so the batch around it still commits. Rollups are derived:
+/// and false returned, so the batch around it still commits. Rollups are derived:
 /// a minute whose rollups cannot be written is read from the rows.
-async fn guarded<T>(
+async fn guarded(
     conn: &mut PgConnection,
-    what: &str,
-    write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
-) -> Result<Option<T>, sqlx::Error> {
+    write: impl AsyncFnOnce(&mut PgConnection) -> Result<(), sqlx::Error>,
+) -> Result<bool, sqlx::Error> {
     sqlx::query("SAVEPOINT rollups").execute(&mut *conn).await?;
     match write(&mut *conn).await {
-        Ok(v) => {
+        Ok(()) => {
             sqlx::query("RELEASE SAVEPOINT rollups")
                 .execute(&mut *conn)
                 .await?;
-            Ok(Some(v))
+            Ok(true)
         }
         Err(e) if crate::db::is_transient(&e) => Err(e),
         Err(e) => {
             sqlx::query("ROLLBACK TO SAVEPOINT rollups")
                 .execute(&mut *conn)
                 .await?;
-            tracing::warn!(error = %e, "{what}: refused by PostgreSQL; those minutes are read from the metrics rows");
-            Ok(None)
+            tracing::warn!(error = %e, "minute rollups refused by PostgreSQL; those minutes are read from the metrics rows");
+            Ok(false)
         }
     }
 }
@@ -513,7 +512,7 @@ pub async fn flush_due(
         return Ok(0);
     }
     let starts: Vec<DateTime<Utc>> = sealed.iter().map(|&m| minute_start(m)).collect();
-    let written = guarded(conn, "writing minute rollups", async |c| {
+    let written = guarded(conn, async |c| {
         if !robot.is_empty() {
             sqlx::query(
                 "INSERT INTO metric_rollups (minute, robot, set_ids, ns, last_ts, offs, vals) \
@@ -551,7 +550,7 @@ pub async fn flush_due(
         Ok(())
     })
     .await?;
-    if written.is_none() {
+    if !written {
         // Never sealed by this worker now: its rows of those minutes are read raw.
         notes
             .refused
