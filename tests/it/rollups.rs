@@ -218,6 +218,92 @@ async fn a_late_row_reopens_its_minute_and_counts_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_whose_clock_is_behind_gets_one_partial_per_minute() {
+    // GIVEN a robot whose clock is three minutes behind fleetsink's: every minute it
+    // sends into is already due when its rows arrive
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let mut c = t.robot("tonypi_rb").await;
+    let start = minute_start(chrono::Utc::now() - chrono::Duration::minutes(3))
+        + chrono::Duration::seconds(2);
+    // WHEN it sends a reading every 2 s for 10 s, all in one minute by its clock
+    for i in 0..5 {
+        let at = (start + chrono::Duration::seconds(2 * i)).to_rfc3339();
+        c.publish_acked(
+            "tonypi/battery",
+            json!({"robot_id": "tonypi_rb", "percentage": 60.0 + i as f64, "voltage": 11.1, "timestamp": at})
+                .to_string(),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    // THEN once it is quiet its minute is written as one partial holding all five
+    // readings (not one per reading), and sealed
+    all_sealed(&t).await;
+    let partials: Vec<Vec<i32>> = sqlx::query_scalar("SELECT ns FROM metric_rollups")
+        .fetch_all(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(partials, vec![vec![5]]);
+    let got = buckets(&t, "tonypi_rb", minute_start(start), 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].2, got[0].4, got[0].5, got[0].6),
+        (60.0, 64.0, 64.0, 5)
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_a_version_before_rollups_count_in_the_minutes_around_the_upgrade() {
+    // GIVEN readings half an hour ago stored by a version before the rollups (no marks,
+    // no rollups)
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let mut c = t.robot("tonypi_up").await;
+    let start = minute_start(chrono::Utc::now() - chrono::Duration::minutes(30))
+        + chrono::Duration::seconds(1);
+    publish_span(&mut c, "tonypi_up", start, 4).await;
+    drop(c);
+    t.stop().await;
+    for sql in [
+        "DELETE FROM metric_rollup_marks",
+        "DELETE FROM metric_rollups",
+    ] {
+        sqlx::query(sql).execute(&t.pool).await.unwrap();
+    }
+    // WHEN the upgrade's migration runs, and the new version stores readings in the
+    // same minute and seals it
+    sqlx::raw_sql(include_str!(
+        "../../migrations/20261211000001_rollups_upgrade_boundary.sql"
+    ))
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    t.start().await;
+    let mut c = t.robot("tonypi_up").await;
+    publish_span(
+        &mut c,
+        "tonypi_up",
+        start + chrono::Duration::seconds(30),
+        4,
+    )
+    .await;
+    drop(c);
+    t.stop().await;
+    assert!(
+        t.count("SELECT count(*) FROM metric_rollup_marks WHERE sealed AND worker >= 0")
+            .await
+            > 0
+    );
+    // THEN the minute counts the readings of both versions (it is read from the rows)
+    t.start().await;
+    let got = buckets(&t, "tonypi_up", minute_start(start), 1).await;
+    let battery: Vec<&Point> = got.iter().filter(|p| p.0 == "battery.percentage").collect();
+    assert_eq!(battery.len(), 1, "{got:?}");
+    assert_eq!(battery[0].6, 8);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_daemon_seals_the_current_minute_and_off_seals_nothing() {
     // GIVEN readings of the current minute
     let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;

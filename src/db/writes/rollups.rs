@@ -49,6 +49,13 @@ pub const IDLE_AFTER: Duration = Duration::from_secs(10);
 /// its backlog the worker is idle for moments; its rows should fold into one partial).
 pub const IDLE_QUIET: Duration = Duration::from_secs(1);
 
+/// A robot's minute is written once none of its rows came for this long: a robot whose
+/// clock is behind fleetsink's (or that replays its backlog, or whose rows wait behind
+/// a slow database) sends rows for a minute already due, and they fold into one partial
+/// instead of one per batch. A robot in step with the clock sends its last row of a
+/// minute at the minute's end, so this costs it nothing past [`GRACE`].
+pub const ROBOT_QUIET: Duration = Duration::from_secs(5);
+
 /// A minute starting further ahead than this (a robot's clock ahead, within
 /// `ingest.max_clock_skew`) is written as soon as possible instead of being held
 /// until then.
@@ -58,8 +65,22 @@ const AHEAD: i64 = 120;
 type Minute = i64;
 /// (robot key, metric set id).
 type Key = (i32, i32);
+
 /// One robot's minute: a partial per metric set (a robot sends a handful of sets).
-type RobotMinute = Vec<(i32, Partial)>;
+#[derive(Debug, Default)]
+struct RobotMinute {
+    sets: Vec<(i32, Partial)>,
+    /// When (Unix seconds, fleetsink's clock) a row was last folded in.
+    folded_at: i64,
+}
+
+/// A minute's partials, per robot key.
+#[derive(Debug, Default)]
+struct Open {
+    robots: HashMap<i32, RobotMinute>,
+    /// The latest of the robots' `folded_at`.
+    folded_at: i64,
+}
 
 fn minute_of(ts: DateTime<Utc>) -> Minute {
     ts.timestamp().div_euclid(60) * 60
@@ -120,8 +141,7 @@ pub struct RollupCache {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Per minute, per robot key.
-    minutes: BTreeMap<Minute, HashMap<i32, RobotMinute>>,
+    minutes: BTreeMap<Minute, Open>,
     /// Minutes this worker will never seal, so they are read from the rows: all of
     /// them when disabled; else those whose partials PostgreSQL refused, or that a
     /// transaction of unknown outcome touched (its partials may or may not be in the
@@ -167,20 +187,22 @@ impl RollupCache {
     }
 
     /// How long an idle worker waits for a batch before it writes partials itself:
-    /// [`IDLE_AFTER`] past the first minute due, at least [`IDLE_QUIET`]; `None` when
-    /// it holds none.
+    /// [`IDLE_AFTER`] past the first minute due, and until its robots were quiet for
+    /// [`ROBOT_QUIET`], at least [`IDLE_QUIET`]; `None` when it holds none.
     pub fn idle_flush_in(&self, now: DateTime<Utc>) -> Option<Duration> {
         let now = now.timestamp();
         let idle = IDLE_AFTER.as_secs() as i64;
+        let quiet = ROBOT_QUIET.as_secs() as i64;
         self.lock()
             .minutes
-            .keys()
-            .map(|&m| {
-                let at = if m - now > AHEAD {
+            .iter()
+            .map(|(&m, open)| {
+                let due = if m - now > AHEAD {
                     now
                 } else {
                     due_at(m) + idle
                 };
+                let at = due.max(open.folded_at + quiet);
                 Duration::from_secs(at.saturating_sub(now).max(0) as u64).max(IDLE_QUIET)
             })
             .min()
@@ -196,6 +218,11 @@ impl RollupCache {
     /// inserted. The two kinds of registration never share a minute, nor do refusals
     /// and registrations (a transaction registers only minutes it holds nothing of).
     pub fn learn(&self, notes: RollupNotes) {
+        self.learn_at(notes, Utc::now().timestamp());
+    }
+
+    /// [`Self::learn`] at `now` (Unix seconds).
+    fn learn_at(&self, notes: RollupNotes, now: i64) {
         let mut state = self.lock();
         let State { minutes, raw_only } = &mut *state;
         for m in notes.refused {
@@ -211,12 +238,12 @@ impl RollupCache {
         for (m, robots) in notes.written {
             if let Some(open) = minutes.get_mut(&m) {
                 for r in robots {
-                    open.remove(&r);
+                    open.robots.remove(&r);
                 }
             }
         }
         for m in notes.sealed {
-            if minutes.get(&m).is_some_and(HashMap::is_empty) {
+            if minutes.get(&m).is_some_and(|open| open.robots.is_empty()) {
                 minutes.remove(&m);
             }
         }
@@ -229,15 +256,17 @@ impl RollupCache {
                 continue;
             };
             let (robot, set) = r.key;
-            let sets = open.entry(robot).or_default();
-            match sets.iter_mut().find(|(s, _)| *s == set) {
+            open.folded_at = now;
+            let rm = open.robots.entry(robot).or_default();
+            rm.folded_at = now;
+            match rm.sets.iter_mut().find(|(s, _)| *s == set) {
                 Some((_, p)) => p.add(r.ts, values),
-                None => sets.push((set, Partial::new(r.ts, values))),
+                None => rm.sets.push((set, Partial::new(r.ts, values))),
             }
         }
         // Rows older than ingest.max_clock_skew (at most days) are stamped with their
         // receive time, so nothing arrives for a minute this old: forgetting it is safe.
-        if let Some(oldest) = Utc::now().timestamp().checked_sub(RAW_ONLY_KEPT) {
+        if let Some(oldest) = now.checked_sub(RAW_ONLY_KEPT) {
             raw_only.retain(|&m, _| m >= oldest);
         }
     }
@@ -425,11 +454,100 @@ async fn guarded(
     }
 }
 
-/// Writes up to [`CHUNK`] (when far behind, [`CHUNK_BEHIND`]) robot minutes of the
-/// minutes due as of `now` (all minutes when `all`), oldest minute first, and seals
-/// each minute whose last partial it writes. Minutes the transaction's own rows fall
-/// in are left for a later transaction (those rows are folded in only after the
-/// commit). Returns the rollup rows written.
+/// The robot minutes one transaction writes: one row per robot minute; its per-set
+/// arrays (set ids, counts, newest times, offsets into its values) and its values
+/// travel flat, each row's share given by an offset and a length (rows differ in
+/// length; a 2-D parameter is rectangular).
+#[derive(Debug, Default)]
+struct DueChunk {
+    minute: Vec<DateTime<Utc>>,
+    robot: Vec<i32>,
+    sets_from: Vec<i32>,
+    sets_len: Vec<i32>,
+    set_ids: Vec<i32>,
+    ns: Vec<i32>,
+    last_ts: Vec<DateTime<Utc>>,
+    offs: Vec<i32>,
+    vals_from: Vec<i32>,
+    vals_len: Vec<i32>,
+    values: Vec<f64>,
+    /// Robot minutes written, by robot key.
+    written: Vec<(Minute, Vec<i32>)>,
+    /// Minutes whose last partial is in the chunk.
+    sealed: Vec<Minute>,
+}
+
+impl DueChunk {
+    fn push(&mut self, m: Minute, r: i32, sets: &[(i32, Partial)]) {
+        let len32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        self.minute.push(minute_start(m));
+        self.robot.push(r);
+        self.sets_from.push(len32(self.set_ids.len()));
+        self.sets_len.push(len32(sets.len()));
+        self.vals_from.push(len32(self.values.len()));
+        let mut off = 0;
+        for (set, p) in sets {
+            self.set_ids.push(*set);
+            self.ns.push(p.n);
+            self.last_ts.push(p.last_ts);
+            self.offs.push(len32(off));
+            off += p.vals.len();
+            self.values.extend_from_slice(&p.vals);
+        }
+        self.vals_len.push(len32(off));
+    }
+}
+
+impl State {
+    /// Up to [`CHUNK`] (when far behind, [`CHUNK_BEHIND`]) robot minutes due at `now`
+    /// whose robots were quiet for [`ROBOT_QUIET`] (all, when `all`), oldest minute
+    /// first, and the minutes whose last partials they are. A minute a transaction's
+    /// own rows fall in (`touched`) waits for a later one: those rows are folded in
+    /// only after the commit, and rows still arriving for it (a robot sending its
+    /// backlog) fold into the same partials instead of one partial per batch.
+    fn due_chunk(&self, now: i64, all: bool, touched: &HashSet<Minute>) -> DueChunk {
+        let due = |m: Minute| (all || is_due(m, now)) && !touched.contains(&m);
+        let quiet = |rm: &RobotMinute| all || rm.folded_at + ROBOT_QUIET.as_secs() as i64 <= now;
+        let waiting: usize = self
+            .minutes
+            .iter()
+            .filter(|&(&m, _)| due(m))
+            .map(|(_, open)| open.robots.len())
+            .sum();
+        let most = if waiting > BEHIND {
+            CHUNK_BEHIND
+        } else {
+            CHUNK
+        };
+        let mut chunk = DueChunk::default();
+        for (&m, open) in &self.minutes {
+            if !due(m) {
+                continue;
+            }
+            let room = most - chunk.robot.len();
+            let mut robots = Vec::with_capacity(open.robots.len().min(room));
+            let ready = open.robots.iter().filter(|(_, rm)| quiet(rm));
+            for (&r, rm) in ready.take(room) {
+                chunk.push(m, r, &rm.sets);
+                robots.push(r);
+            }
+            let whole = robots.len() == open.robots.len();
+            if !robots.is_empty() {
+                chunk.written.push((m, robots));
+            }
+            if whole {
+                chunk.sealed.push(m);
+            }
+            if chunk.robot.len() >= most {
+                break;
+            }
+        }
+        chunk
+    }
+}
+
+/// Writes the robot minutes [`State::due_chunk`] picks and seals each minute whose
+/// last partial it writes. Returns the rollup rows written.
 pub async fn flush_due(
     conn: &mut PgConnection,
     cache: &RollupCache,
@@ -440,80 +558,14 @@ pub async fn flush_due(
     if !cache.enabled {
         return Ok(0);
     }
-    let now = now.timestamp();
-    // One row per robot minute; its per-set arrays (set ids, counts, newest times,
-    // offsets into its values) and its values travel flat, each row's share given by
-    // an offset and a length (rows differ in length; a 2-D parameter is rectangular).
-    let mut minute = Vec::new();
-    let mut robot = Vec::new();
-    let (mut set_ids, mut ns, mut last_ts, mut offs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut sets_from, mut sets_len) = (Vec::new(), Vec::new());
-    let mut values: Vec<f64> = Vec::new();
-    let (mut vals_from, mut vals_len) = (Vec::new(), Vec::new());
-    let mut sealed: Vec<Minute> = Vec::new();
-    let mut chunk: Vec<(Minute, Vec<i32>)> = Vec::new();
-    let len32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let touched = notes.minutes();
-    {
-        let state = cache.lock();
-        // A minute the transaction's own rows fall in waits for a later one: rows
-        // still arriving for it (a robot sending its backlog) fold into the same
-        // partials instead of one partial per batch.
-        let due = |m: Minute| (all || is_due(m, now)) && !touched.contains(&m);
-        let waiting: usize = state
-            .minutes
-            .iter()
-            .filter(|&(&m, _)| due(m))
-            .map(|(_, open)| open.len())
-            .sum();
-        let most = if waiting > BEHIND {
-            CHUNK_BEHIND
-        } else {
-            CHUNK
-        };
-        for (&m, open) in state.minutes.iter() {
-            if !due(m) {
-                continue;
-            }
-            let room = most - robot.len();
-            let mut robots = Vec::with_capacity(open.len().min(room));
-            for (&r, sets) in open.iter().take(room) {
-                minute.push(minute_start(m));
-                robot.push(r);
-                sets_from.push(len32(set_ids.len()));
-                sets_len.push(len32(sets.len()));
-                vals_from.push(len32(values.len()));
-                let mut off = 0;
-                for (set, p) in sets {
-                    set_ids.push(*set);
-                    ns.push(p.n);
-                    last_ts.push(p.last_ts);
-                    offs.push(len32(off));
-                    off += p.vals.len();
-                    values.extend_from_slice(&p.vals);
-                }
-                vals_len.push(len32(off));
-                robots.push(r);
-            }
-            let whole = robots.len() == open.len();
-            if !robots.is_empty() {
-                chunk.push((m, robots));
-            }
-            if whole {
-                sealed.push(m);
-            }
-            if robot.len() >= most {
-                break;
-            }
-        }
-    }
-    if robot.is_empty() && sealed.is_empty() {
+    let due = cache.lock().due_chunk(now.timestamp(), all, &touched);
+    if due.robot.is_empty() && due.sealed.is_empty() {
         return Ok(0);
     }
-    let starts: Vec<DateTime<Utc>> = sealed.iter().map(|&m| minute_start(m)).collect();
+    let starts: Vec<DateTime<Utc>> = due.sealed.iter().map(|&m| minute_start(m)).collect();
     let written = guarded(conn, async |c| {
-        if !robot.is_empty() {
+        if !due.robot.is_empty() {
             sqlx::query(
                 "INSERT INTO metric_rollups (minute, robot, set_ids, ns, last_ts, offs, vals) \
                  SELECT m, r, ($3::int4[])[so + 1 : so + sl], ($4::int4[])[so + 1 : so + sl], \
@@ -522,17 +574,17 @@ pub async fn flush_due(
                  FROM UNNEST($1::timestamptz[], $2::int4[], $8::int4[], $9::int4[], \
                              $10::int4[], $11::int4[]) AS x(m, r, so, sl, vo, vl)",
             )
-            .bind(&minute)
-            .bind(&robot)
-            .bind(&set_ids)
-            .bind(&ns)
-            .bind(&last_ts)
-            .bind(&offs)
-            .bind(&values)
-            .bind(&sets_from)
-            .bind(&sets_len)
-            .bind(&vals_from)
-            .bind(&vals_len)
+            .bind(&due.minute)
+            .bind(&due.robot)
+            .bind(&due.set_ids)
+            .bind(&due.ns)
+            .bind(&due.last_ts)
+            .bind(&due.offs)
+            .bind(&due.values)
+            .bind(&due.sets_from)
+            .bind(&due.sets_len)
+            .bind(&due.vals_from)
+            .bind(&due.vals_len)
             .execute(&mut *c)
             .await?;
         }
@@ -554,12 +606,13 @@ pub async fn flush_due(
         // Never sealed by this worker now: its rows of those minutes are read raw.
         notes
             .refused
-            .extend(chunk.iter().map(|(m, _)| *m).chain(sealed.iter().copied()));
+            .extend(due.written.iter().map(|(m, _)| *m).chain(due.sealed));
         return Ok(0);
     }
-    notes.written.extend(chunk);
-    notes.sealed.extend(sealed);
-    Ok(robot.len() as u64)
+    let rows = due.robot.len() as u64;
+    notes.written.extend(due.written);
+    notes.sealed.extend(due.sealed);
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -629,7 +682,7 @@ mod tests {
         let minutes = &state.minutes;
         assert_eq!(minutes.len(), 1);
         // Robot 1's minute: a partial per set, in the order the sets came.
-        let sets = &minutes[&60][&1];
+        let sets = &minutes[&60].robots[&1].sets;
         assert_eq!(sets.len(), 2);
         let (set, p) = &sets[0];
         assert_eq!((*set, p.n, &*p.vals), (2, 2, &[1.0, 4.0, 5.0, 4.0][..]));
@@ -649,7 +702,7 @@ mod tests {
             written: vec![(60, vec![1])],
             ..RollupNotes::default()
         });
-        assert_eq!(cache.lock().minutes[&60].len(), 1);
+        assert_eq!(cache.lock().minutes[&60].robots.len(), 1);
         // A seal with a partial still held (cannot be issued so) keeps the minute.
         cache.learn(RollupNotes {
             sealed: vec![60],
@@ -668,14 +721,97 @@ mod tests {
     fn an_idle_worker_writes_after_the_grace_and_the_idle_wait() {
         let cache = RollupCache::for_run(true, 7, 0);
         assert_eq!(cache.idle_flush_in(at(0)), None);
-        cache.learn(notes_with(&[((1, 2), 61, &[1.0])], &[60]));
+        cache.learn_at(notes_with(&[((1, 2), 61, &[1.0])], &[60]), 70);
         // Minute 60 ends at 120.
         let wait = GRACE + IDLE_AFTER;
         assert_eq!(cache.idle_flush_in(at(120)), Some(wait));
         assert_eq!(cache.idle_flush_in(at(1_000)), Some(IDLE_QUIET));
-        // A minute far ahead of the clock is written once the worker is quiet.
-        cache.learn(notes_with(&[((1, 2), 10_000, &[1.0])], &[9_960]));
-        assert_eq!(cache.idle_flush_in(at(121)), Some(IDLE_QUIET));
+        // A minute far ahead of the clock is written once its robots were quiet.
+        cache.learn_at(notes_with(&[((1, 2), 10_000, &[1.0])], &[9_960]), 121);
+        assert_eq!(cache.idle_flush_in(at(121)), Some(ROBOT_QUIET));
+        assert_eq!(cache.idle_flush_in(at(126)), Some(IDLE_QUIET));
+        // A row of a minute long due (a robot's clock behind) waits for quiet too.
+        let cache = RollupCache::for_run(true, 7, 0);
+        cache.learn_at(notes_with(&[((1, 2), 61, &[1.0])], &[60]), 990);
+        assert_eq!(cache.idle_flush_in(at(991)), Some(Duration::from_secs(4)));
+    }
+
+    fn chunk_robots(c: &DueChunk) -> Vec<(Minute, Vec<i32>)> {
+        c.written
+            .iter()
+            .map(|(m, rs)| {
+                let mut rs = rs.clone();
+                rs.sort();
+                (*m, rs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_due_minute_writes_its_quiet_robots_and_seals_with_the_last() {
+        let cache = RollupCache::for_run(true, 7, 0);
+        // Robots 1 and 2 in step with the clock: their last rows of minute 60 came at
+        // its end. Robot 3's clock is three minutes behind: its rows of minute 60
+        // arrive from 240 on, one every 2 s.
+        cache.learn_at(
+            notes_with(&[((1, 9), 119, &[1.0]), ((2, 9), 119, &[2.0])], &[60]),
+            120,
+        );
+        let none = HashSet::new();
+        let state = cache.lock();
+        assert!(state.due_chunk(124, false, &none).written.is_empty());
+        let c = state.due_chunk(125, false, &none);
+        assert_eq!(chunk_robots(&c), vec![(60, vec![1, 2])]);
+        assert_eq!(c.sealed, vec![60]);
+        // Written and sealed; the late robot's first row registers minute 60 again.
+        drop(state);
+        cache.learn_at(
+            RollupNotes {
+                written: c.written,
+                sealed: c.sealed,
+                ..RollupNotes::default()
+            },
+            125,
+        );
+        for (i, now) in (240..250).step_by(2).enumerate() {
+            let registered = if i == 0 { vec![60] } else { vec![] };
+            let row = [((3, 9), 61 + i as i64, &[i as f64][..])];
+            cache.learn_at(notes_with(&row, &registered), now);
+            // While its rows keep coming, its partial waits: one partial, not one
+            // per row.
+            assert!(
+                cache
+                    .lock()
+                    .due_chunk(now + 1, false, &none)
+                    .written
+                    .is_empty()
+            );
+        }
+        let state = cache.lock();
+        assert!(state.due_chunk(252, false, &none).written.is_empty());
+        let c = state.due_chunk(253, false, &none);
+        assert_eq!(chunk_robots(&c), vec![(60, vec![3])]);
+        assert_eq!(c.sealed, vec![60]);
+        assert_eq!(c.ns, vec![5]);
+        // A minute the transaction's own rows touch waits; stopping writes all.
+        assert!(
+            state
+                .due_chunk(253, false, &HashSet::from([60]))
+                .written
+                .is_empty()
+        );
+        assert_eq!(state.due_chunk(241, true, &none).ns, vec![5]);
+    }
+
+    #[test]
+    fn a_due_minute_with_a_robot_still_sending_is_written_but_not_sealed() {
+        let cache = RollupCache::for_run(true, 7, 0);
+        cache.learn_at(notes_with(&[((1, 9), 119, &[1.0])], &[60]), 120);
+        cache.learn_at(notes_with(&[((2, 9), 100, &[2.0])], &[]), 160);
+        let state = cache.lock();
+        let c = state.due_chunk(161, false, &HashSet::new());
+        assert_eq!(chunk_robots(&c), vec![(60, vec![1])]);
+        assert!(c.sealed.is_empty());
     }
 
     #[test]
