@@ -20,8 +20,31 @@ use sqlx::PgConnection;
 /// fleetsink's memory without bound.
 const MAX_CACHED: usize = 200_000;
 
-/// A metric name with its unit (`""` for none).
-pub type NameKey = (String, String);
+/// A metric name with its unit (`""` for none) as one key: `name`, NUL, `unit`. Neither
+/// holds a NUL (PostgreSQL text cannot; the sink removes them), so the key is
+/// unambiguous, and a batch looks its names up as slices of one buffer, without a
+/// string per name ([`push_name_key`]).
+pub type NameKey = String;
+
+/// Appends `name` and `unit`'s key (see [`NameKey`]) to `buf`, their NULs removed.
+pub fn push_name_key(buf: &mut String, name: &str, unit: &str) {
+    push_without_nuls(buf, name);
+    buf.push('\0');
+    push_without_nuls(buf, unit);
+}
+
+fn push_without_nuls(buf: &mut String, s: &str) {
+    if s.contains('\0') {
+        buf.extend(s.chars().filter(|&c| c != '\0'));
+    } else {
+        buf.push_str(s);
+    }
+}
+
+/// The name and unit of a [`NameKey`].
+fn split_name_key(key: &str) -> (&str, &str) {
+    key.split_once('\0').unwrap_or((key, ""))
+}
 
 /// The process-wide dictionary cache, shared by every sink worker.
 #[derive(Debug, Default)]
@@ -61,7 +84,7 @@ impl Dictionary {
     pub async fn name_ids(
         &self,
         conn: &mut PgConnection,
-        keys: &[&NameKey],
+        keys: &[&str],
         learned: &mut Learned,
     ) -> Result<Vec<i32>, sqlx::Error> {
         let mut ids = cached(&self.names, &learned.names, keys.iter().copied());
@@ -70,8 +93,8 @@ impl Dictionary {
             // A fixed order, so two instances adding the same new names cannot deadlock.
             missing.sort_unstable();
             missing.dedup();
-            let names: Vec<&str> = missing.iter().map(|k| k.0.as_str()).collect();
-            let units: Vec<&str> = missing.iter().map(|k| k.1.as_str()).collect();
+            let (names, units): (Vec<&str>, Vec<&str>) =
+                missing.iter().map(|k| split_name_key(k)).unzip();
             sqlx::query(
                 "INSERT INTO metric_names (name, unit) \
                  SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
@@ -89,13 +112,15 @@ impl Dictionary {
             .fetch_all(&mut *conn)
             .await?;
             for (id, name, unit) in found {
-                learned.names.insert((name, unit), id);
+                let mut key = NameKey::with_capacity(name.len() + 1 + unit.len());
+                push_name_key(&mut key, &name, &unit);
+                learned.names.insert(key, id);
             }
             fill(&mut ids, keys.iter().copied(), &learned.names);
         }
         keys.iter()
             .zip(ids)
-            .map(|(k, id)| id.ok_or_else(|| missing_entry("metric_names", &k.0)))
+            .map(|(k, id)| id.ok_or_else(|| missing_entry("metric_names", split_name_key(k).0)))
             .collect()
     }
 
@@ -201,12 +226,11 @@ mod tests {
     fn learn_fills_and_bounds_the_cache() {
         let d = Dictionary::default();
         let mut l = Learned::default();
-        l.names.insert(("a".into(), "".into()), 1);
+        l.names.insert("a\0".into(), 1);
         l.sets.insert(vec![1], 7);
         d.learn(l);
-        let a: NameKey = ("a".into(), "".into());
         assert_eq!(
-            cached(&d.names, &HashMap::new(), [&a].into_iter()),
+            cached(&d.names, &HashMap::new(), ["a\0"].into_iter()),
             [Some(1)]
         );
         assert_eq!(
@@ -220,5 +244,16 @@ mod tests {
         d.learn(big);
         assert!(d.sets.read().unwrap().len() <= MAX_CACHED);
         assert_eq!(array_literal(&[3, 1, 2]), "{3,1,2}");
+    }
+
+    #[test]
+    fn name_keys_hold_name_and_unit_without_nuls() {
+        let mut buf = String::new();
+        push_name_key(&mut buf, "servo\0.temp", "°C\0");
+        assert_eq!(buf, "servo.temp\0°C");
+        assert_eq!(split_name_key(&buf), ("servo.temp", "°C"));
+        buf.clear();
+        push_name_key(&mut buf, "battery", "");
+        assert_eq!(split_name_key(&buf), ("battery", ""));
     }
 }

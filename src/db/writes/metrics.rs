@@ -19,8 +19,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use super::clean;
-use super::dictionary::{Dictionary, Learned, NameKey};
+use super::dictionary::{Dictionary, Learned, push_name_key};
 use super::rollups::{self, InsertedRows, RollupCache, RollupNotes};
 use crate::model::Decoded;
 
@@ -52,33 +51,85 @@ macro_rules! insert_sql {
     };
 }
 
-/// One message's values, names deduplicated (a payload like `{"a":{"b":1},"a.b":2}`
-/// flattens to the same name twice; the first value wins).
-struct Row<'a> {
-    robot_id: &'a str,
-    ts: DateTime<Utc>,
-    names: Vec<NameKey>,
+/// The metric rows of a batch, before their ids are known: per message its robot,
+/// time and the range of its names and values (names deduplicated: a payload like
+/// `{"a":{"b":1},"a.b":2}` flattens to the same name twice; the first value wins). The
+/// names are [`NameKey`](super::dictionary::NameKey)s, slices of one buffer: no string per value.
+struct Rows<'a> {
+    robot_id: Vec<&'a str>,
+    ts: Vec<DateTime<Utc>>,
+    /// Each row's range in `spans` and `values`.
+    range: Vec<std::ops::Range<usize>>,
+    /// Each name key's bytes in `buf`.
+    spans: Vec<std::ops::Range<usize>>,
+    buf: String,
     values: Vec<f64>,
 }
 
-fn row(d: &Decoded) -> Row<'_> {
-    let mut names: Vec<NameKey> = Vec::with_capacity(d.metrics.len());
-    let mut values = Vec::with_capacity(d.metrics.len());
-    for m in &d.metrics {
-        let key = (
-            clean(&m.name),
-            m.unit.as_deref().map(clean).unwrap_or_default(),
-        );
-        if !names.contains(&key) {
-            names.push(key);
-            values.push(m.value);
+impl<'a> Rows<'a> {
+    fn of(messages: &[&'a Decoded]) -> Self {
+        let values_len: usize = messages.iter().map(|d| d.metrics.len()).sum();
+        let mut rows = Rows {
+            robot_id: Vec::with_capacity(messages.len()),
+            ts: Vec::with_capacity(messages.len()),
+            range: Vec::with_capacity(messages.len()),
+            spans: Vec::with_capacity(values_len),
+            buf: String::with_capacity(values_len * 24),
+            values: Vec::with_capacity(values_len),
+        };
+        for d in messages {
+            let first = rows.spans.len();
+            for m in &d.metrics {
+                let start = rows.buf.len();
+                push_name_key(&mut rows.buf, &m.name, m.unit.as_deref().unwrap_or(""));
+                rows.spans.push(start..rows.buf.len());
+                rows.values.push(m.value);
+            }
+            rows.drop_repeated_names(first);
+            rows.robot_id.push(&d.robot_id);
+            rows.ts.push(d.ts);
+            rows.range.push(first..rows.spans.len());
         }
+        rows
     }
-    Row {
-        robot_id: &d.robot_id,
-        ts: d.ts,
-        names,
-        values,
+
+    /// Drops the names (and their values) of the message starting at span `first`
+    /// that an earlier name of it repeats. A handful of names are compared pairwise;
+    /// more are sorted, so a payload of thousands of values costs n log n, not n².
+    fn drop_repeated_names(&mut self, first: usize) {
+        let n = self.spans.len() - first;
+        let key = |i: usize| &self.buf[self.spans[first + i].clone()];
+        let repeated: Vec<bool> = if n <= 16 {
+            (0..n).map(|i| (0..i).any(|j| key(j) == key(i))).collect()
+        } else {
+            let mut order: Vec<usize> = (0..n).collect();
+            // Equal names in their order in the message: the first one stays.
+            order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
+            let mut repeated = vec![false; n];
+            for w in order.windows(2) {
+                if key(w[0]) == key(w[1]) {
+                    repeated[w[1]] = true;
+                }
+            }
+            repeated
+        };
+        if !repeated.contains(&true) {
+            return;
+        }
+        let mut i = 0;
+        self.spans.retain(|_| {
+            i += 1;
+            i <= first || !repeated[i - 1 - first]
+        });
+        let mut i = 0;
+        self.values.retain(|_| {
+            i += 1;
+            i <= first || !repeated[i - 1 - first]
+        });
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.spans.iter().map(|s| &self.buf[s.clone()]).collect()
     }
 }
 
@@ -102,36 +153,26 @@ pub(super) async fn insert(
     mode: MetricsWrite,
 ) -> Result<u64, sqlx::Error> {
     let (dict, learned) = (t.dict, t.learned);
-    let rows: Vec<Row> = messages.iter().map(|d| row(d)).collect();
-    let keys: Vec<&NameKey> = rows.iter().flat_map(|r| r.names.iter()).collect();
-    let name_ids = dict.name_ids(conn, &keys, learned).await?;
-    let mut per_row_ids: Vec<&[i32]> = Vec::with_capacity(rows.len());
-    let mut at = 0;
-    for r in &rows {
-        per_row_ids.push(&name_ids[at..at + r.names.len()]);
-        at += r.names.len();
-    }
+    let rows = Rows::of(messages);
+    let name_ids = dict.name_ids(conn, &rows.keys(), learned).await?;
+    let per_row_ids: Vec<&[i32]> = rows.range.iter().map(|r| &name_ids[r.clone()]).collect();
     let set_ids = dict.set_ids(conn, &per_row_ids, learned).await?;
 
-    let n = rows.len();
+    let n = rows.range.len();
     let mut robot = Vec::with_capacity(n);
-    let mut ts = Vec::with_capacity(n);
     let mut offset = Vec::with_capacity(n);
     let mut len = Vec::with_capacity(n);
-    let mut values: Vec<f64> = Vec::with_capacity(keys.len());
-    for r in &rows {
-        let id = robots.get(r.robot_id).copied().ok_or_else(|| {
+    for (robot_id, r) in rows.robot_id.iter().zip(&rows.range) {
+        let id = robots.get(*robot_id).copied().ok_or_else(|| {
             sqlx::Error::Protocol(format!(
-                "robot {:?} was not upserted with its batch",
-                r.robot_id
+                "robot {robot_id:?} was not upserted with its batch"
             ))
         })?;
         robot.push(id);
-        ts.push(r.ts);
-        offset.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
-        len.push(i32::try_from(r.values.len()).unwrap_or(i32::MAX));
-        values.extend_from_slice(&r.values);
+        offset.push(i32::try_from(r.start).unwrap_or(i32::MAX));
+        len.push(i32::try_from(r.len()).unwrap_or(i32::MAX));
     }
+    let (ts, values) = (rows.ts, rows.values);
     let mut fresh_rows: Option<HashSet<usize>> = None;
     let written = match mode {
         MetricsWrite::Plain => {
@@ -315,4 +356,59 @@ async fn upsert_latest(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MetricRow, TsSource};
+
+    fn message(robot: &str, metrics: &[(&str, Option<&str>, f64)]) -> Decoded {
+        let mut d = Decoded::empty(robot.into(), DateTime::UNIX_EPOCH, TsSource::Payload);
+        d.metrics = metrics
+            .iter()
+            .map(|&(name, unit, value)| MetricRow {
+                name: name.into(),
+                value,
+                unit: unit.map(Into::into),
+            })
+            .collect();
+        d
+    }
+
+    #[test]
+    fn rows_key_names_with_units_without_nuls_and_keep_a_names_first_value() {
+        let a = message(
+            "r1",
+            &[
+                ("a.b", None, 1.0),
+                ("temp", Some("°C"), 2.0),
+                ("a.b", None, 3.0),
+                ("n\0ul", Some("u\0"), 4.0),
+            ],
+        );
+        let b = message("r2", &[("a.b", None, 5.0)]);
+        let rows = Rows::of(&[&a, &b]);
+        assert_eq!(rows.keys(), vec!["a.b\0", "temp\0°C", "nul\0u", "a.b\0"]);
+        assert_eq!(rows.values, vec![1.0, 2.0, 4.0, 5.0]);
+        assert_eq!(rows.range, vec![0..3, 3..4]);
+        assert_eq!(rows.robot_id, vec!["r1", "r2"]);
+    }
+
+    #[test]
+    fn a_message_of_many_values_keeps_each_names_first_value() {
+        let names: Vec<String> = (0..5000).map(|i| format!("k{}", i % 2500)).collect();
+        let metrics: Vec<(&str, Option<&str>, f64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), None, i as f64))
+            .collect();
+        let a = message("r1", &metrics);
+        let b = message("r2", &[("x", None, 1.0)]);
+        let rows = Rows::of(&[&a, &b]);
+        assert_eq!(rows.range, vec![0..2500, 2500..2501]);
+        let want: Vec<f64> = (0..2500).map(f64::from).chain([1.0]).collect();
+        assert_eq!(rows.values, want);
+        assert_eq!(rows.keys()[2499], "k2499\0");
+    }
 }

@@ -25,11 +25,13 @@ pub fn flatten_numbers(obj: &Map<String, Value>, prefix: &str, emit: &mut dyn Fn
         if prefix.is_empty() && NOT_METRICS.contains(&k.as_str()) {
             continue;
         }
-        let name = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        // Not format!: this runs for every value of every message.
+        let mut name = String::with_capacity(prefix.len() + 1 + k.len());
+        if !prefix.is_empty() {
+            name.push_str(prefix);
+            name.push('.');
+        }
+        name.push_str(k);
         match v {
             Value::Object(inner) => flatten_numbers(inner, &name, emit),
             other => {

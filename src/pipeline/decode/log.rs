@@ -27,7 +27,7 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) {
         msg.obj,
         &out.robot_id,
         out.ts,
-        msg.fingerprint,
+        msg.fingerprint(),
         0,
     );
     out.logs.push(row);

@@ -113,13 +113,19 @@ pub fn check_identity(
 struct Message<'a> {
     route: &'a Route,
     obj: &'a Map<String, Value>,
-    /// Identifies the message across redeliveries (log rows' dedup key).
-    fingerprint: i64,
+    topic: &'a str,
+    payload: &'a [u8],
     received_at: DateTime<Utc>,
     settings: &'a DecodeSettings,
 }
 
 impl Message<'_> {
+    /// Identifies the message across redeliveries (log rows' dedup key); computed
+    /// only for messages that make log rows (it reads the whole payload).
+    fn fingerprint(&self) -> i64 {
+        message_fingerprint(self.topic, self.payload)
+    }
+
     /// A log row about this message: its robot and time, the whole payload as details,
     /// keyed by the message's fingerprint (a redelivery adds no second row).
     fn log_row(
@@ -138,7 +144,7 @@ impl Message<'_> {
             source: Some(source),
             message,
             details: Some(Value::Object(self.obj.clone())),
-            dedup_key: self.fingerprint,
+            dedup_key: self.fingerprint(),
         }
     }
 }
@@ -166,12 +172,12 @@ pub fn decode(
     // serde_json caps nesting at 128 levels and rejects NaN and out-of-range numbers.
     let value: Value = serde_json::from_str(text)
         .map_err(|e| Unusable::new(Reason::NotJson, format!("payload is not JSON: {e}")))?;
-    let fingerprint = message_fingerprint(topic, payload);
 
     // Log routes also take an array of log objects (README, "Topics": device logs).
     if route.kind == RouteKind::Log
         && let Value::Array(items) = &value
     {
+        let fingerprint = message_fingerprint(topic, payload);
         return log::decode_array(route, topic, items, received_at, settings, fingerprint);
     }
     let Value::Object(obj) = &value else {
@@ -189,7 +195,8 @@ pub fn decode(
     let msg = Message {
         route,
         obj,
-        fingerprint,
+        topic,
+        payload,
         received_at,
         settings,
     };
