@@ -486,6 +486,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             shared.clone(),
         )
     });
+    // The daemon's CPU from before the first publish to the last commit (below): in
+    // external mode it drains the broker's queue after the window, so the window's
+    // CPU is not all it spends on the run's messages.
+    let cpu_run_start = args.daemon_pid.and_then(procfs::process_cpu);
     let cfg = Arc::new(RobotConfig {
         addr: target.addr,
         username: target.url.username.clone(),
@@ -600,6 +604,13 @@ async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         ),
         None => None,
     };
+    let cpu_run_end = args.daemon_pid.and_then(procfs::process_cpu);
+    let us_per_stored = match (&database, cpu_run_start, cpu_run_end) {
+        (Some(db), Some(a), Some(b)) if db.committed_secs.is_some() && db.stored > 0 => {
+            Some(b.saturating_sub(a).as_secs_f64() * 1e6 / db.stored as f64)
+        }
+        _ => None,
+    };
 
     let latency_by_second = if args.per_second {
         let mut pairs: Vec<(u32, u32)> = results
@@ -638,6 +649,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<Report> {
                     rss_peak_mb: peak_kib as f64 / 1024.0,
                     rss_per_connection_kb: per_connection,
                     cpu: cpu(cpu_start.daemon, cpu_end.daemon),
+                    us_per_stored,
                 },
                 trace,
             ))

@@ -157,7 +157,11 @@ pub struct Daemon {
     pub rss_peak_mb: f64,
     /// (peak − before) / connections.
     pub rss_per_connection_kb: Option<f64>,
+    /// In the window.
     pub cpu: Option<Cpu>,
+    /// CPU from before the first publish until every message was committed, per message
+    /// stored (with `--database-url`, once all were committed).
+    pub us_per_stored: Option<f64>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -300,7 +304,12 @@ impl fmt::Display for Report {
                 mb(d.rss_peak_mb)
             )?;
             if let Some(cpu) = &d.cpu {
-                writeln!(f, "{:<14} {cpu}", "daemon CPU")?;
+                let run = d.us_per_stored.map_or(String::new(), |us| {
+                    format!(
+                        "; {us:.1} µs per stored message from the first publish to the last commit"
+                    )
+                });
+                writeln!(f, "{:<14} {cpu}{run}", "daemon CPU")?;
             }
         }
         if let Some(p) = &self.postgres {
