@@ -6,6 +6,8 @@
 #   scripts/bench-e2e.sh BINARY external --shape saturated --robots 50 --rate 60000
 #
 # MODE: after-commit | on-receipt (embedded broker) | external (a Mosquitto of its own).
+# BENCH_GENERATOR=PATH: the load generator's binary (default BINARY), so that two daemon
+# builds are compared under the same generator.
 # INSTANCES=N (external mode): N daemons share the broker's traffic through
 # mqtt.external.share_group; RSS is then watched on the first.
 # Needs BENCH_PG (a PostgreSQL server URL, e.g. postgres://postgres@127.0.0.1:55433/postgres);
@@ -34,7 +36,7 @@ for i in $(seq 1 "$INSTANCES"); do
   bench_wait_ready "$port"
 done
 sleep 0.5
-"$BIN" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --daemon-pid "$daemon" "$@"
+"${BENCH_GENERATOR:-$BIN}" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --daemon-pid "$daemon" "$@"
 psql "$DB" -qAtc "VACUUM ANALYZE metrics" >/dev/null
 # Metric values stored: one per row in the v1 shape, cardinality(vals) per row since v2.
 if [ "$(psql "$DB" -qAtc "SELECT to_regclass('metric_sets') IS NOT NULL")" = t ]; then

@@ -414,6 +414,14 @@ impl Alert {
 mod tests {
     use super::*;
 
+    #[test]
+    fn all_lists_the_watched_metrics_at_their_discriminants() {
+        // Readings index per-message arrays by `w as usize`.
+        for (i, w) in Watched::ALL.into_iter().enumerate() {
+            assert_eq!(w as usize, i);
+        }
+    }
+
     fn t0() -> DateTime<Utc> {
         "2026-11-22T09:00:00Z".parse().unwrap()
     }

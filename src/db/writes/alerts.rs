@@ -32,18 +32,22 @@ pub(super) struct Readings<'a> {
 
 impl<'a> Readings<'a> {
     pub fn add(&mut self, d: &'a Decoded) {
-        let mut worst: BTreeMap<Watched, f64> = BTreeMap::new();
+        // By `Watched`'s position in `Watched::ALL` (a map per message cost an
+        // allocation per message).
+        let mut worst: [Option<f64>; Watched::ALL.len()] = [None; Watched::ALL.len()];
         for m in &d.metrics {
             if let Some(w) = Watched::of_metric(&m.name) {
-                let v = worst.entry(w).or_insert(m.value);
-                *v = w.worse(*v, m.value);
+                let v = &mut worst[w as usize];
+                *v = Some(v.map_or(m.value, |v| w.worse(v, m.value)));
             }
         }
-        for (w, v) in worst {
-            self.by_key
-                .entry((d.robot_id.as_str(), w))
-                .or_default()
-                .push((v, d.ts));
+        for (w, v) in Watched::ALL.into_iter().zip(worst) {
+            if let Some(v) = v {
+                self.by_key
+                    .entry((d.robot_id.as_str(), w))
+                    .or_default()
+                    .push((v, d.ts));
+            }
         }
     }
 
