@@ -202,11 +202,10 @@ async fn write_kept(cx: &SinkContext, kind: Kept) -> bool {
 }
 
 async fn write_kept_tx(cx: &SinkContext, kind: Kept) -> Result<u64, sqlx::Error> {
-    let mut conn = cx.pool.acquire().await?;
-    let deadline = cx.settings.commit_timeout;
     let mut alerts = AlertNotes::default();
     let mut rollups = RollupNotes::default();
-    let attempt = tokio::time::timeout(deadline, async {
+    let what = format!("write of {} (database.commit_timeout)", kind.what());
+    let attempt = own_transaction(cx, &what, async |conn| {
         let mut tx = conn.begin().await?;
         let n = match kind {
             Kept::Alerts => writes::flush_alerts(&mut tx, &cx.alert_cache, &mut alerts).await?,
@@ -215,29 +214,58 @@ async fn write_kept_tx(cx: &SinkContext, kind: Kept) -> Result<u64, sqlx::Error>
             }
         };
         tx.commit().await?;
-        Ok::<_, sqlx::Error>(n)
+        Ok(n)
     })
     .await;
     match attempt {
-        Ok(Err(e)) => {
-            if is_transient(&e) {
-                // The connection may have failed around the COMMIT.
-                cx.rollups.unknown_outcome(&rollups);
-            }
-            Err(e)
-        }
-        Ok(Ok(n)) => {
+        Ok(n) => {
             cx.alert_cache.learn(alerts);
             cx.rollups.learn(rollups);
             Ok(n)
         }
+        Err(NotCommitted::RolledBack(e)) => Err(e),
+        Err(NotCommitted::Unknown { error, .. }) => {
+            cx.rollups.unknown_outcome(&rollups);
+            Err(error)
+        }
+    }
+}
+
+/// Why a transaction of [`own_transaction`] did not (surely) commit.
+enum NotCommitted {
+    /// Nothing of it happened: PostgreSQL refused it, or no connection was had.
+    RolledBack(sqlx::Error),
+    /// It may or may not have committed: the connection failed (perhaps around the
+    /// COMMIT), or `database.commit_timeout` passed.
+    Unknown { error: sqlx::Error, timed_out: bool },
+}
+
+/// Runs `work`, which begins and commits its transaction itself, on a pooled
+/// connection of its own within `database.commit_timeout`, and says when the outcome
+/// is unknown (what it kept for after the commit may or may not be in the tables). A
+/// connection past the deadline is closed, never handed back: a statement, a ROLLBACK
+/// or a COMMIT may still be on its way. `what` names it in the timeout's error.
+async fn own_transaction<T>(
+    cx: &SinkContext,
+    what: &str,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, NotCommitted> {
+    // Bounded by database.connect_timeout (the pool's acquire timeout).
+    let mut conn = cx.pool.acquire().await.map_err(NotCommitted::RolledBack)?;
+    let deadline = cx.settings.commit_timeout;
+    match tokio::time::timeout(deadline, work(&mut conn)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(error)) if is_transient(&error) => Err(NotCommitted::Unknown {
+            error,
+            timed_out: false,
+        }),
+        Ok(Err(e)) => Err(NotCommitted::RolledBack(e)),
         Err(_) => {
             drop(conn.detach());
-            cx.rollups.unknown_outcome(&rollups);
-            Err(crate::db::timed_out(
-                &format!("write of {} (database.commit_timeout)", kind.what()),
-                deadline,
-            ))
+            Err(NotCommitted::Unknown {
+                error: crate::db::timed_out(what, deadline),
+                timed_out: true,
+            })
         }
     }
 }
@@ -275,14 +303,12 @@ fn entry(item: &Item) -> Entry<'_> {
 /// redelivery), the transaction is rolled back and the batch written again skipping
 /// existing rows.
 async fn write_tx(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sqlx::Error> {
-    // Bounded by database.connect_timeout (the pool's acquire timeout).
-    let mut conn = cx.pool.acquire().await?;
-    let deadline = cx.settings.commit_timeout;
-    // Outside the deadline's future, so what a timed-out attempt did is still known.
+    // Outside the work's future, so what an attempt of unknown outcome did is known.
     let mut plain = Learned::default();
     let mut skipping = Learned::default();
-    let attempt = tokio::time::timeout(deadline, async {
-        match write_tx_with(cx, &mut conn, entries, MetricsWrite::Plain, &mut plain).await {
+    let what = "batch transaction (database.commit_timeout)";
+    let attempt = own_transaction(cx, what, async |conn| {
+        match write_tx_with(cx, conn, entries, MetricsWrite::Plain, &mut plain).await {
             Err(e) if writes::is_unique_violation(&e) => {
                 // Rolled back: nothing of that attempt happened.
                 plain = Learned::default();
@@ -290,40 +316,22 @@ async fn write_tx(cx: &SinkContext, entries: &[Entry<'_>]) -> Result<Written, sq
                 tracing::debug!(
                     "batch holds rows already stored (a redelivery); rewriting it skipping them"
                 );
-                write_tx_with(
-                    cx,
-                    &mut conn,
-                    entries,
-                    MetricsWrite::SkipExisting,
-                    &mut skipping,
-                )
-                .await
+                write_tx_with(cx, conn, entries, MetricsWrite::SkipExisting, &mut skipping).await
             }
             other => other,
         }
     })
     .await;
-    let unknown_outcome = |cx: &SinkContext| {
-        cx.rollups.unknown_outcome(plain.rollups());
-        cx.rollups.unknown_outcome(skipping.rollups());
-    };
     match attempt {
-        Ok(Err(e)) if is_transient(&e) => {
-            // The connection may have failed around the COMMIT.
-            unknown_outcome(cx);
-            Err(e)
-        }
-        Ok(result) => result,
-        Err(_) => {
-            // The connection's state is unknown (a statement, a ROLLBACK or a COMMIT
-            // may still be on its way): close it here, never hand it back.
-            drop(conn.detach());
-            unknown_outcome(cx);
-            telemetry::commit_failure("timeout");
-            Err(crate::db::timed_out(
-                "batch transaction (database.commit_timeout)",
-                deadline,
-            ))
+        Ok(w) => Ok(w),
+        Err(NotCommitted::RolledBack(e)) => Err(e),
+        Err(NotCommitted::Unknown { error, timed_out }) => {
+            if timed_out {
+                telemetry::commit_failure("timeout");
+            }
+            cx.rollups.unknown_outcome(plain.rollups());
+            cx.rollups.unknown_outcome(skipping.rollups());
+            Err(error)
         }
     }
 }
