@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Client, Mosquitto, client, count, env, free_port, fresh_database_on, http_get, http_send,
-    loopback, unique, wait_count, wait_for_port, wait_until,
+    loopback, unique, wait_count, wait_until,
 };
 
 /// A test configuration: every port 0, short timeouts, fixture dates accepted.
@@ -258,8 +258,24 @@ impl Daemon {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap();
-        wait_for_port(http).await;
+        let mut child = cmd.spawn().unwrap();
+        // Until its admin port answers; a daemon that exits first (a port taken by
+        // another test meanwhile, a bad setting) fails the test with its log.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while tokio::net::TcpStream::connect(http).await.is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "fleetsink exited ({status}) before listening on {http}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fleetsink did not listen on {http} within 15 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Daemon {
             child,
             http,
