@@ -9,7 +9,8 @@
 # BENCH_GENERATOR=PATH: the load generator's binary (default BINARY), so that two daemon
 # builds are compared under the same generator.
 # INSTANCES=N (external mode): N daemons share the broker's traffic through
-# mqtt.external.share_group; RSS is then watched on the first.
+# mqtt.external.share_group; RSS and CPU are then the first's (its CPU per stored
+# message divides by all instances' messages).
 # Needs BENCH_PG (a PostgreSQL server URL, e.g. postgres://postgres@127.0.0.1:55433/postgres);
 # each run creates a fresh database on it, starts BINARY as the daemon (extra daemon
 # settings via FLEETSINK__* in the environment), runs `BINARY bench` against it, prints

@@ -486,7 +486,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             shared.clone(),
         )
     });
-    // The daemon's CPU from before the first publish to the last commit (below): in
+    // The daemon's CPU from before the robots connect to the last commit (below): in
     // external mode it drains the broker's queue after the window, so the window's
     // CPU is not all it spends on the run's messages.
     let cpu_run_start = args.daemon_pid.and_then(procfs::process_cpu);

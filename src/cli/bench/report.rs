@@ -159,8 +159,9 @@ pub struct Daemon {
     pub rss_per_connection_kb: Option<f64>,
     /// In the window.
     pub cpu: Option<Cpu>,
-    /// CPU from before the first publish until every message was committed, per message
-    /// stored (with `--database-url`, once all were committed).
+    /// CPU from before the robots connected until every message was committed, per
+    /// message stored (with `--database-url`, once all were committed; with several
+    /// daemons sharing the traffic, this one's CPU over all of them: too low).
     pub us_per_stored: Option<f64>,
 }
 
@@ -306,7 +307,7 @@ impl fmt::Display for Report {
             if let Some(cpu) = &d.cpu {
                 let run = d.us_per_stored.map_or(String::new(), |us| {
                     format!(
-                        "; {us:.1} µs per stored message from the first publish to the last commit"
+                        "; {us:.1} µs per stored message from before the robots connected to the last commit"
                     )
                 });
                 writeln!(f, "{:<14} {cpu}{run}", "daemon CPU")?;

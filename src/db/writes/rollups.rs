@@ -8,7 +8,9 @@
 //! `metric_rollup_marks` (run, worker, sealed false) in the transaction of the first
 //! rows the worker inserts in it. Once the minute has been over for [`GRACE`], the
 //! worker's next batches each write up to [`CHUNK`] of its robots' minutes (one row
-//! each, all of the robot's sets) in their own transaction, and the batch writing the
+//! each, all of the robot's sets; a robot's once it sent nothing for the minute for
+//! [`ROBOT_QUIET`], so a robot whose clock is behind does not get a row per message)
+//! in their own transaction, and the batch writing the
 //! last of them seals the minute's mark; an idle worker writes them by itself
 //! (`pipeline/sink.rs`), and a stopping one writes all it holds. Nothing of a
 //! transaction enters the cache before it commits ([`RollupNotes`]). What PostgreSQL
@@ -53,8 +55,15 @@ pub const IDLE_QUIET: Duration = Duration::from_secs(1);
 /// clock is behind fleetsink's (or that replays its backlog, or whose rows wait behind
 /// a slow database) sends rows for a minute already due, and they fold into one partial
 /// instead of one per batch. A robot in step with the clock sends its last row of a
-/// minute at the minute's end, so this costs it nothing past [`GRACE`].
+/// minute at the minute's end, so this costs it little past [`GRACE`] (the wait counts
+/// from the commit of the row's batch).
 pub const ROBOT_QUIET: Duration = Duration::from_secs(5);
+
+/// ...but a robot's partial is written once it has been open this long, quiet or not:
+/// a robot whose clock runs slow (or whose rows keep coming for one minute) would
+/// otherwise never be quiet, and its partial never written. Past a minute and its
+/// grace, so a robot in step with the clock never meets it.
+const ROBOT_HOLD_MAX: i64 = 120;
 
 /// A minute starting further ahead than this (a robot's clock ahead, within
 /// `ingest.max_clock_skew`) is written as soon as possible instead of being held
@@ -67,11 +76,22 @@ type Minute = i64;
 type Key = (i32, i32);
 
 /// One robot's minute: a partial per metric set (a robot sends a handful of sets).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RobotMinute {
     sets: Vec<(i32, Partial)>,
-    /// When (Unix seconds, fleetsink's clock) a row was last folded in.
+    /// When (Unix seconds, fleetsink's clock) the first and the last row were folded in.
+    opened_at: i64,
     folded_at: i64,
+}
+
+impl RobotMinute {
+    /// Whether its partial is to be written at `now` (its minute being due): its robot
+    /// sent nothing for it for [`ROBOT_QUIET`], or it has been open for
+    /// [`ROBOT_HOLD_MAX`].
+    fn ready(&self, now: i64) -> bool {
+        self.folded_at + ROBOT_QUIET.as_secs() as i64 <= now
+            || self.opened_at + ROBOT_HOLD_MAX <= now
+    }
 }
 
 /// A minute's partials, per robot key.
@@ -197,12 +217,15 @@ impl RollupCache {
             .minutes
             .iter()
             .map(|(&m, open)| {
-                let due = if m - now > AHEAD {
-                    now
+                // Once its robots are quiet: then at once if the minute is still far
+                // ahead, else once it has been due for IDLE_AFTER (a minute ahead
+                // becomes an ordinary one as the clock approaches it).
+                let quiet_at = now.max(open.folded_at + quiet);
+                let at = if m - quiet_at > AHEAD {
+                    quiet_at
                 } else {
-                    due_at(m) + idle
+                    quiet_at.max(due_at(m) + idle)
                 };
-                let at = due.max(open.folded_at + quiet);
                 Duration::from_secs(at.saturating_sub(now).max(0) as u64).max(IDLE_QUIET)
             })
             .min()
@@ -257,7 +280,11 @@ impl RollupCache {
             };
             let (robot, set) = r.key;
             open.folded_at = now;
-            let rm = open.robots.entry(robot).or_default();
+            let rm = open.robots.entry(robot).or_insert_with(|| RobotMinute {
+                sets: Vec::new(),
+                opened_at: now,
+                folded_at: now,
+            });
             rm.folded_at = now;
             match rm.sets.iter_mut().find(|(s, _)| *s == set) {
                 Some((_, p)) => p.add(r.ts, values),
@@ -507,7 +534,7 @@ impl State {
     /// backlog) fold into the same partials instead of one partial per batch.
     fn due_chunk(&self, now: i64, all: bool, touched: &HashSet<Minute>) -> DueChunk {
         let due = |m: Minute| (all || is_due(m, now)) && !touched.contains(&m);
-        let quiet = |rm: &RobotMinute| all || rm.folded_at + ROBOT_QUIET.as_secs() as i64 <= now;
+        let quiet = |rm: &RobotMinute| all || rm.ready(now);
         let waiting: usize = self
             .minutes
             .iter()
@@ -801,6 +828,49 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(state.due_chunk(241, true, &none).ns, vec![5]);
+    }
+
+    #[test]
+    fn a_robot_that_never_goes_quiet_is_written_after_the_hold() {
+        // A robot's slow clock keeps its rows in minute 60 from 240 on, every 2 s.
+        let cache = RollupCache::for_run(true, 7, 0);
+        let none = HashSet::new();
+        for now in (240..=400).step_by(2) {
+            let registered = if now == 240 { vec![60] } else { vec![] };
+            cache.learn_at(notes_with(&[((3, 9), 61, &[1.0])], &registered), now);
+            let c = cache.lock().due_chunk(now, false, &none);
+            if now < 240 + ROBOT_HOLD_MAX {
+                assert!(c.written.is_empty(), "written at {now}");
+            } else {
+                assert_eq!(chunk_robots(&c), vec![(60, vec![3])], "at {now}");
+                return;
+            }
+        }
+        panic!("never written");
+    }
+
+    #[test]
+    fn an_idle_workers_timer_finds_something_to_write() {
+        // Whatever it holds, when the idle timer fires the chunk is not empty.
+        // (the row's time, its minute, when it was folded in)
+        let cases: [(i64, Minute, i64); 4] = [
+            // in step with the clock, folded at the minute's end
+            (119, 60, 120),
+            // a clock three minutes behind
+            (61, 60, 241),
+            // far ahead, and still far ahead once quiet
+            (10_000, 9_960, 121),
+            // ahead, but no longer far ahead once quiet
+            (300, 300, 178),
+        ];
+        for (ts, m, now) in cases {
+            let cache = RollupCache::for_run(true, 7, 0);
+            cache.learn_at(notes_with(&[((1, 9), ts, &[1.0])], &[m]), now);
+            let wait = cache.idle_flush_in(at(now)).unwrap();
+            let fire = now + wait.as_secs() as i64;
+            let c = cache.lock().due_chunk(fire, false, &HashSet::new());
+            assert_eq!(chunk_robots(&c), vec![(m, vec![1])], "minute {m} at {fire}");
+        }
     }
 
     #[test]

@@ -259,8 +259,8 @@ impl Daemon {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        // Until its admin port answers; a daemon that exits first (a port taken by
-        // another test meanwhile, a bad setting) fails the test with its log.
+        // Until its admin port answers; a daemon that exits first (e.g. its MQTT port
+        // was taken meanwhile) or never answers fails the test with its log.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         while tokio::net::TcpStream::connect(http).await.is_err() {
             if let Some(status) = child.try_wait().unwrap() {
@@ -269,11 +269,14 @@ impl Daemon {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "fleetsink did not listen on {http} within 15 s:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "fleetsink did not listen on {http} within 15 s:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Daemon {
