@@ -37,10 +37,11 @@ pub const METRIC_BUCKETS_SQL: &str = "\
 /// A row counts as a partial of one message; a rollup row holds a robot's minute, per
 /// set (at position i of its arrays, found without unnesting them) its count, newest
 /// time and block of values at offset o: the minimum, maximum, sum and newest value of
-/// the name at p are at o + p, o + k + p, o + 2k + p and o + 3k + p. The buckets combine partials: minimum of minimums, sum over count,
-/// maximum of maximums, the newest partial's newest value. Each range is its own index
-/// scan (`OFFSET 0` keeps the planner from merging the ranges into one scan of all the
-/// robot's rows filtered afterwards).
+/// the name at p are at o + p, o + k + p, o + 2k + p and o + 3k + p. The buckets
+/// combine partials: minimum of minimums, sum over count, maximum of maximums, the
+/// newest partial's newest value. Each range is its own index scan (`OFFSET 0` keeps
+/// the planner from merging the ranges into one scan of all the robot's rows filtered
+/// afterwards).
 pub const METRIC_BUCKETS_ROLLED_SQL: &str = "\
     WITH picks AS ( \
         SELECT s.id AS set_id, w.id AS name_id, array_position(s.name_ids, w.id) AS p, \

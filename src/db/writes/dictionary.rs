@@ -15,6 +15,8 @@ use std::sync::RwLock;
 
 use sqlx::PgConnection;
 
+use super::push_clean;
+
 /// Entries beyond this are dropped from the cache (and re-read from PostgreSQL when
 /// next needed), so a device that invents a new metric name per message cannot grow
 /// fleetsink's memory without bound.
@@ -28,17 +30,9 @@ pub type NameKey = String;
 
 /// Appends `name` and `unit`'s key (see [`NameKey`]) to `buf`, their NULs removed.
 pub fn push_name_key(buf: &mut String, name: &str, unit: &str) {
-    push_without_nuls(buf, name);
+    push_clean(buf, name);
     buf.push('\0');
-    push_without_nuls(buf, unit);
-}
-
-fn push_without_nuls(buf: &mut String, s: &str) {
-    if s.contains('\0') {
-        buf.extend(s.chars().filter(|&c| c != '\0'));
-    } else {
-        buf.push_str(s);
-    }
+    push_clean(buf, unit);
 }
 
 /// The name and unit of a [`NameKey`].

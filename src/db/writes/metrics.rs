@@ -54,7 +54,8 @@ macro_rules! insert_sql {
 /// The metric rows of a batch, before their ids are known: per message its robot,
 /// time and the range of its names and values (names deduplicated: a payload like
 /// `{"a":{"b":1},"a.b":2}` flattens to the same name twice; the first value wins). The
-/// names are [`NameKey`](super::dictionary::NameKey)s, slices of one buffer: no string per value.
+/// names are [`NameKey`](super::dictionary::NameKey)s, slices of one buffer: no string
+/// per value.
 struct Rows<'a> {
     robot_id: Vec<&'a str>,
     ts: Vec<DateTime<Utc>>,
@@ -116,16 +117,15 @@ impl<'a> Rows<'a> {
         if !repeated.contains(&true) {
             return;
         }
-        let mut i = 0;
-        self.spans.retain(|_| {
-            i += 1;
-            i <= first || !repeated[i - 1 - first]
-        });
-        let mut i = 0;
-        self.values.retain(|_| {
-            i += 1;
-            i <= first || !repeated[i - 1 - first]
-        });
+        let mut kept = first;
+        let unique = (0..n).filter(|&i| !repeated[i]);
+        for i in unique {
+            self.spans[kept] = self.spans[first + i].clone();
+            self.values[kept] = self.values[first + i];
+            kept += 1;
+        }
+        self.spans.truncate(kept);
+        self.values.truncate(kept);
     }
 
     fn keys(&self) -> Vec<&str> {

@@ -271,10 +271,17 @@ pub async fn write(
 
 /// PostgreSQL text and jsonb cannot hold NUL; JSON may carry it as `\u0000`.
 pub(crate) fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_clean(&mut out, s);
+    out
+}
+
+/// Appends `s` to `buf`, its NULs removed (see [`clean`]).
+pub(crate) fn push_clean(buf: &mut String, s: &str) {
     if s.contains('\0') {
-        s.replace('\0', "")
+        buf.extend(s.chars().filter(|&c| c != '\0'));
     } else {
-        s.to_string()
+        buf.push_str(s);
     }
 }
 

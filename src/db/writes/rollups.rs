@@ -10,9 +10,9 @@
 //! worker's next batches each write up to [`CHUNK`] of its robots' minutes (one row
 //! each, all of the robot's sets; a robot's once it sent nothing for the minute for
 //! [`ROBOT_QUIET`], so a robot whose clock is behind does not get a row per message)
-//! in their own transaction, and the batch writing the
-//! last of them seals the minute's mark; an idle worker writes them by itself
-//! (`pipeline/sink.rs`), and a stopping one writes all it holds. Nothing of a
+//! in their own transaction, and the batch writing the last of them seals the
+//! minute's mark; an idle worker writes them by itself (`pipeline/sink.rs`), and a
+//! stopping one writes all it holds. Nothing of a
 //! transaction enters the cache before it commits ([`RollupNotes`]). What PostgreSQL
 //! refuses for good is rolled back alone (a savepoint) and its minutes are never sealed
 //! by this worker: rollups are derived, and no message is lost over them.
@@ -98,7 +98,8 @@ impl RobotMinute {
 #[derive(Debug, Default)]
 struct Open {
     robots: HashMap<i32, RobotMinute>,
-    /// The latest of the robots' `folded_at`.
+    /// When a row was last folded into the minute (by any robot; the idle timer's
+    /// "all quiet" time, kept rather than found over every robot).
     folded_at: i64,
 }
 
@@ -534,7 +535,7 @@ impl State {
     /// backlog) fold into the same partials instead of one partial per batch.
     fn due_chunk(&self, now: i64, all: bool, touched: &HashSet<Minute>) -> DueChunk {
         let due = |m: Minute| (all || is_due(m, now)) && !touched.contains(&m);
-        let quiet = |rm: &RobotMinute| all || rm.ready(now);
+        let ready = |rm: &RobotMinute| all || rm.ready(now);
         let waiting: usize = self
             .minutes
             .iter()
@@ -553,8 +554,8 @@ impl State {
             }
             let room = most - chunk.robot.len();
             let mut robots = Vec::with_capacity(open.robots.len().min(room));
-            let ready = open.robots.iter().filter(|(_, rm)| quiet(rm));
-            for (&r, rm) in ready.take(room) {
+            let picks = open.robots.iter().filter(|(_, rm)| ready(rm));
+            for (&r, rm) in picks.take(room) {
                 chunk.push(m, r, &rm.sets);
                 robots.push(r);
             }

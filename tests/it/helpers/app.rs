@@ -262,11 +262,12 @@ impl Daemon {
         // Until its admin port answers; a daemon that exits first (e.g. its MQTT port
         // was taken meanwhile) or never answers fails the test with its log.
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
         while tokio::net::TcpStream::connect(http).await.is_err() {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "fleetsink exited ({status}) before listening on {http}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    log_text()
                 );
             }
             if std::time::Instant::now() >= deadline {
@@ -274,7 +275,7 @@ impl Daemon {
                 let _ = child.wait();
                 panic!(
                     "fleetsink did not listen on {http} within 15 s:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    log_text()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
