@@ -201,6 +201,64 @@ async fn announced_offline_and_last_will_take_effect_at_once() {
     t.stop().await;
 }
 
+/// A status message that repeats the robot's status (TonyPi sends one every 10 s) is
+/// written without reading the row first, and its time still counts: a late, older
+/// status does not roll the robot back; a change made elsewhere (here: another
+/// instance marked it offline) is decided from the row, by the messages' times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_status_keeps_its_time_and_a_change_elsewhere_is_decided_from_the_row() {
+    let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;
+    let mut c = t.robot("tonypi_steady").await;
+    let base =
+        chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0) - chrono::Duration::minutes(5);
+    let at = |secs: i64| base + chrono::Duration::seconds(secs);
+    let topic = "tonypi/status/tonypi_steady";
+    let say = |s: &str, secs: i64| {
+        format!(
+            r#"{{"status":"{s}","timestamp":"{}"}}"#,
+            at(secs).to_rfc3339()
+        )
+    };
+    let status_at = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT status_at FROM robots WHERE robot_id = 'tonypi_steady'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    // Acknowledged after commit, so each message is its own batch, the first
+    // registering the robot and the next finding it cached.
+    c.publish_acked(topic, say("online", 0)).await;
+    c.publish_acked(topic, say("online", 30)).await;
+    assert_eq!(status_at(t.pool.clone()).await, at(30));
+    c.publish_acked(topic, say("busy", 20)).await;
+    assert_eq!(status(&t.pool, "tonypi_steady").await, "online");
+    c.publish_acked(topic, say("online", 25)).await;
+    assert_eq!(status_at(t.pool.clone()).await, at(30), "never moves back");
+
+    // Another instance marks it offline (as of 40 s); fleetsink's cache still says online.
+    sqlx::query(
+        "UPDATE robots SET status = 'offline', status_at = $1 WHERE robot_id = 'tonypi_steady'",
+    )
+    .bind(at(40))
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    c.publish_acked(topic, say("online", 35)).await;
+    assert_eq!(status(&t.pool, "tonypi_steady").await, "offline");
+    assert_eq!(status_at(t.pool.clone()).await, at(40));
+    c.publish_acked(topic, say("online", 50)).await;
+    assert_eq!(status(&t.pool, "tonypi_steady").await, "online");
+    assert_eq!(status_at(t.pool.clone()).await, at(50));
+    assert_eq!(
+        transitions(&t.pool, "tonypi_steady").await,
+        vec!["first_seen", "online"],
+        "offline -> online logged once (the offline was written by the other instance)"
+    );
+    t.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_soft_deleted_robot_that_reports_is_active_again() {
     let mut t = spawn_app(MqttMode::Embedded, |_| {}).await;

@@ -10,9 +10,11 @@
 //! from the cache), and written only once `last_seen` has
 //! moved by `robots.last_seen_every`, in the same statement. A change made elsewhere
 //! (swept offline, deactivated, another instance) sends the robot down the full way in
-//! the same transaction, so the rules below hold as if every row were read. A batch with a status
-//! message, a new address or camera, or a robot the cache does not hold (or holds as
-//! offline or inactive) always goes the full way. This took the robots statements from
+//! the same transaction, so the rules below hold as if every row were read. A status
+//! message that repeats the cached status (TonyPi robots send one every 10 s) only moves
+//! `last_seen` and `status_at` in that statement. A status change, a new address or
+//! camera, or a robot the cache does not hold (or holds as offline or inactive) always
+//! goes the full way. This took the robots statements from
 //! the largest share of PostgreSQL's time per batch to a small one (BENCHMARKS.md,
 //! "Performance v3"). Robots stored `offline` or
 //! inactive are read again `FOR UPDATE` first (in robot-id order, so instances cannot
@@ -160,6 +162,28 @@ impl RobotCache {
     }
 }
 
+/// A robot of the batch the cache answers for.
+struct Checked<'a> {
+    id: &'a str,
+    known: &'a Known,
+    /// Its row is written: `last_seen` is due, or a status message repeated the status
+    /// (`last_seen`, and the status message's time for `status_at`).
+    touch: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+}
+
+impl RobotAgg {
+    /// No status message, or only ones that say `status` (no change within the batch).
+    fn repeats_status(&self, status: &str) -> bool {
+        match (&self.first_status, &self.last_status) {
+            (_, None) => true,
+            (Some((first, _)), Some((last, _))) => {
+                first == status && last == status && self.changes.is_empty()
+            }
+            (None, Some(_)) => false,
+        }
+    }
+}
+
 /// The robots of one batch, in robot-id order.
 #[derive(Default)]
 pub(super) struct Robots<'a> {
@@ -220,38 +244,57 @@ impl<'a> Robots<'a> {
         let cached = cache.get(self.by_id.keys().copied());
         let mut keys = HashMap::with_capacity(self.by_id.len());
         let mut full: Vec<&str> = Vec::new();
-        // The robots the cache answers for, each with the `last_seen` to write if due.
-        let mut checked: Vec<(&str, &Known, Option<DateTime<Utc>>)> = Vec::new();
+        let mut checked: Vec<Checked> = Vec::new();
         for (id, agg) in &self.by_id {
             let same = |new: &Option<String>, old: &Option<String>| new.is_none() || new == old;
             match cached.get(*id) {
                 Some(k)
-                    if agg.last_status.is_none()
+                    if agg.repeats_status(&k.status)
                         && same(&agg.ip_address, &k.ip_address)
                         && same(&agg.camera_url, &k.camera_url) =>
                 {
                     keys.insert(id.to_string(), k.id);
                     let seen = agg.last_seen.unwrap_or_else(Utc::now);
-                    let due = seen - k.last_seen >= cache.last_seen_every;
-                    checked.push((id, k, due.then_some(seen)));
+                    let status_at = agg.last_status.as_ref().map(|(_, at)| *at);
+                    let due = status_at.is_some() || seen - k.last_seen >= cache.last_seen_every;
+                    checked.push(Checked {
+                        id,
+                        known: k,
+                        touch: due.then_some((seen, status_at)),
+                    });
                 }
                 _ => full.push(id),
             }
         }
         if !checked.is_empty() {
-            // One statement: `last_seen` for the robots due, and the robots the cache
-            // answered for whose row changed elsewhere (status, deactivated, gone silent,
-            // deleted): only those come back, most batches none.
-            let ids: Vec<i32> = checked.iter().map(|(_, k, _)| k.id).collect();
-            let statuses: Vec<&str> = checked.iter().map(|(_, k, _)| k.status.as_str()).collect();
-            let (touch_ids, touch_seen): (Vec<i32>, Vec<DateTime<Utc>>) = checked
-                .iter()
-                .filter_map(|(_, k, due)| due.map(|seen| (k.id, seen)))
-                .unzip();
+            // One statement: `last_seen` (and `status_at`, for a status message that
+            // repeats the status) for the robots due, and the robots the cache answered
+            // for whose row changed elsewhere (status, deactivated, gone silent,
+            // deleted): only those come back, most batches none. `status_at` moves only
+            // while the row still has that status; one that changed goes the full way
+            // below, in this transaction, and is decided there from the row.
+            let ids: Vec<i32> = checked.iter().map(|c| c.known.id).collect();
+            let statuses: Vec<&str> = checked.iter().map(|c| c.known.status.as_str()).collect();
+            let (mut touch_ids, mut touch_seen, mut touch_status, mut touch_status_at) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for c in checked.iter() {
+                if let Some((seen, status_at)) = c.touch {
+                    touch_ids.push(c.known.id);
+                    touch_seen.push(seen);
+                    touch_status.push(c.known.status.as_str());
+                    touch_status_at.push(status_at);
+                }
+            }
             let changed: Vec<i32> = sqlx::query_scalar(
                 "WITH touched AS ( \
-                     UPDATE robots r SET last_seen = GREATEST(r.last_seen, u.seen), updated_at = now() \
-                     FROM UNNEST($2::int4[], $3::timestamptz[]) AS u(id, seen) WHERE r.id = u.id) \
+                     UPDATE robots r SET last_seen = GREATEST(r.last_seen, u.seen), \
+                         status_at = CASE WHEN r.status = u.status \
+                                          THEN GREATEST(r.status_at, u.status_at) \
+                                          ELSE r.status_at END, \
+                         updated_at = now() \
+                     FROM UNNEST($2::int4[], $3::timestamptz[], $5::text[], $6::timestamptz[]) \
+                          AS u(id, seen, status, status_at) \
+                     WHERE r.id = u.id) \
                  SELECT e.id FROM UNNEST($1::int4[], $4::text[]) AS e(id, status) \
                  LEFT JOIN robots r ON r.id = e.id \
                  WHERE r.id IS NULL OR r.status <> e.status OR NOT r.is_active \
@@ -261,19 +304,21 @@ impl<'a> Robots<'a> {
             .bind(&touch_ids)
             .bind(&touch_seen)
             .bind(&statuses)
+            .bind(&touch_status)
+            .bind(&touch_status_at)
             .fetch_all(&mut *conn)
             .await?;
             written += touch_ids.len() as u64;
             let changed: HashSet<i32> = changed.into_iter().collect();
-            for (id, k, due) in checked {
-                if changed.contains(&k.id) {
+            for Checked { id, known, touch } in checked {
+                if changed.contains(&known.id) {
                     // Changed since fleetsink wrote it: decide again from the row.
                     keys.remove(id);
                     full.push(id);
-                } else if let Some(seen) = due {
+                } else if let Some((seen, _)) = touch {
                     let known = Known {
                         last_seen: seen,
-                        ..k.clone()
+                        ..known.clone()
                     };
                     notes.known.push((id.to_string(), known));
                 }
@@ -542,6 +587,25 @@ mod tests {
         );
         let older = batch(Some(("offline", "09:59:00")), Some("09:59:00"), false);
         assert_eq!(next_status(&older, Some(&before)), Next::Unchanged);
+    }
+
+    #[test]
+    fn a_batch_repeats_the_status_only_when_every_status_message_says_it() {
+        let mut none = RobotAgg::default();
+        assert!(none.repeats_status("online"));
+        none.last_status = Some(("online".into(), at("10:00:00")));
+        none.first_status = none.last_status.clone();
+        assert!(none.repeats_status("online"));
+        assert!(!none.repeats_status("busy"));
+        // online -> busy -> online within the batch: two changes to log.
+        let mut back = RobotAgg {
+            first_status: Some(("online".into(), at("10:00:00"))),
+            last_status: Some(("online".into(), at("10:00:02"))),
+            ..RobotAgg::default()
+        };
+        back.changes
+            .push(status_change_log("r", "online", "busy", at("10:00:01")));
+        assert!(!back.repeats_status("online"));
     }
 
     #[test]
