@@ -1,7 +1,7 @@
-//! The mosquitto-go-auth HTTP backend (README, "MQTT security"): `POST /mqtt/user`,
+//! The mosquitto-go-auth HTTP backend (README, "MQTT security"): `/mqtt/user`,
 //! `/mqtt/superuser` and `/mqtt/acl`, exactly as go-auth 3.x calls them — JSON bodies
-//! (`http_params_mode = json`) or form-encoded ones (`form`), `acc` as a number or a
-//! string. 200 `{"ok":true,"error":""}` allows and 403 `{"ok":false,"error":"..."}`
+//! (`http_params_mode = json`) with its `http_method` (POST, PUT or GET) or form-encoded
+//! ones (`form`, always POSTed), `acc` as a number or a string. 200 `{"ok":true,"error":""}` allows and 403 `{"ok":false,"error":"..."}`
 //! denies, which works with go-auth's `status` and `json` response modes; a malformed
 //! request is a 400 (go-auth treats any non-200 as a denial). Only clients from
 //! `http.auth_allow` networks are answered; others get 403. Answers come from the
@@ -140,7 +140,7 @@ impl FromRequest<HttpState> for GoAuthRequest {
 }
 
 /// go-auth's user check: username and password (JSON or form body).
-#[utoipa::path(post, path = "/mqtt/user", tag = "go-auth", security(()),
+#[utoipa::path(method(post, put, get), path = "/mqtt/user", tag = "go-auth", security(()),
     request_body(content = Object, description = "{username, password, clientid}", content_type = "application/json"),
     responses((status = 200, description = "allowed", body = GoAuthAnswer),
               (status = 403, description = "denied, or the caller is not in http.auth_allow", body = GoAuthAnswer),
@@ -155,7 +155,7 @@ pub async fn user(State(s): State<HttpState>, GoAuthRequest(p): GoAuthRequest) -
 }
 
 /// go-auth's superuser check: username (JSON or form body).
-#[utoipa::path(post, path = "/mqtt/superuser", tag = "go-auth", security(()),
+#[utoipa::path(method(post, put, get), path = "/mqtt/superuser", tag = "go-auth", security(()),
     request_body(content = Object, description = "{username}", content_type = "application/json"),
     responses((status = 200, description = "a superuser", body = GoAuthAnswer),
               (status = 403, description = "not a superuser, or the caller is not in http.auth_allow", body = GoAuthAnswer),
@@ -168,7 +168,7 @@ pub async fn superuser(State(s): State<HttpState>, GoAuthRequest(p): GoAuthReque
 
 /// go-auth's ACL check: username, clientid, topic and acc (1 read, 2 write, 4
 /// subscribe; a number or a string), JSON or form body.
-#[utoipa::path(post, path = "/mqtt/acl", tag = "go-auth", security(()),
+#[utoipa::path(method(post, put, get), path = "/mqtt/acl", tag = "go-auth", security(()),
     request_body(content = Object, description = "{username, clientid, topic, acc}", content_type = "application/json"),
     responses((status = 200, description = "allowed", body = GoAuthAnswer),
               (status = 403, description = "denied, or the caller is not in http.auth_allow", body = GoAuthAnswer),

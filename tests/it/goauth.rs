@@ -23,6 +23,15 @@ struct GoAuth {
     base: String,
 }
 
+/// How go-auth sends a check (`backends/http.go`): a JSON body with the method of
+/// `auth_opt_http_method` (POST, the default, PUT or GET), or a form body, which it
+/// always POSTs (`http.Client.PostForm`, for POST and PUT alike; GET is refused).
+#[derive(Debug, Clone)]
+enum Sent {
+    Json(reqwest::Method),
+    Form,
+}
+
 impl GoAuth {
     async fn post(
         &self,
@@ -30,11 +39,29 @@ impl GoAuth {
         fields: &[(&str, &str)],
         json: bool,
     ) -> (u16, serde_json::Value) {
+        let sent = if json {
+            Sent::Json(reqwest::Method::POST)
+        } else {
+            Sent::Form
+        };
+        self.send(path, fields, sent).await
+    }
+
+    async fn send(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        sent: Sent,
+    ) -> (u16, serde_json::Value) {
+        let method = match &sent {
+            Sent::Json(m) => m.clone(),
+            Sent::Form => reqwest::Method::POST,
+        };
         let req = self
             .client
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .header("User-Agent", "mosquitto-2.0.18");
-        let req = if json {
+        let req = if let Sent::Json(_) = sent {
             let mut o = serde_json::Map::new();
             for (k, v) in fields {
                 // go-auth sends acc as a number in JSON mode.
@@ -58,15 +85,22 @@ impl GoAuth {
         (code, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
-    /// Both encodings must give the same answer; returns whether it allowed.
+    /// Every way go-auth sends a check must give the same answer; returns whether it
+    /// allowed.
     async fn allowed(&self, path: &str, fields: &[(&str, &str)]) -> bool {
         let (jc, jb) = self.post(path, fields, true).await;
-        let (fc, fb) = self.post(path, fields, false).await;
-        assert_eq!(
-            (jc, &jb),
-            (fc, &fb),
-            "{path} {fields:?}: JSON and form differ"
-        );
+        for sent in [
+            Sent::Form,
+            Sent::Json(reqwest::Method::PUT),
+            Sent::Json(reqwest::Method::GET),
+        ] {
+            let (c, b) = self.send(path, fields, sent.clone()).await;
+            assert_eq!(
+                (jc, &jb),
+                (c, &b),
+                "{path} {fields:?}: JSON POST and {sent:?} differ"
+            );
+        }
         match jc {
             200 => {
                 assert_eq!(jb, serde_json::json!({"ok": true, "error": ""}));
