@@ -8,8 +8,10 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
 mosquitto_bin() { command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; } || true; }
 
-# apt-get installs the given Debian packages without starting their services
-# (PostgreSQL, Mosquitto, Prometheus): the tests start their own, on free ports.
+# apt-get installs the given Debian packages, without the packages they only recommend
+# (Docker's engine with docker-compose, node-exporter with Prometheus, a mail server...)
+# and without starting their services (PostgreSQL, Mosquitto, Prometheus): the tests
+# start their own, on free ports.
 apt_install() {
   echo "installing: $*"
   as_root apt-get update -qq
@@ -21,7 +23,7 @@ apt_install() {
     created=1
   fi
   local status=0
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || status=$?
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || status=$?
   if [ -n "$created" ]; then as_root rm -f "$policy"; fi
   return "$status"
 }
@@ -32,7 +34,8 @@ pg_user_setup() {
   if [ "$(id -u)" -eq 0 ]; then
     PG_USER=postgres
     id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
-    as_pg() { runuser -u "$PG_USER" -- "$@"; }
+    # From /: the caller's directory may be one PG_USER cannot enter (root's home).
+    as_pg() { (cd / && runuser -u "$PG_USER" -- "$@"); }
   else
     PG_USER="$(id -un)"
     as_pg() { "$@"; }

@@ -313,8 +313,9 @@ impl Daemon {
     /// exit status and everything it logged, to its last line.
     pub async fn terminate_and_read_log(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
-        let ok = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
+        // The shell's own kill: a minimal Debian has no kill program (procps).
+        let ok = tokio::process::Command::new("sh")
+            .args(["-c", "kill -TERM \"$1\"", "sh", &pid])
             .status()
             .await
             .unwrap()
