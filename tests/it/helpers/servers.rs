@@ -170,6 +170,9 @@ fn pg_command(tool: &str) -> std::process::Command {
     } else {
         let mut c = std::process::Command::new("runuser");
         c.args(["-u", &user, "--"]).arg(bin);
+        // The test's directory may be one the user cannot enter (root's home); every
+        // path given is absolute.
+        c.current_dir("/");
         c
     };
     c.stdout(Stdio::null());
