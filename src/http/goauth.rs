@@ -1,9 +1,10 @@
 //! The mosquitto-go-auth HTTP backend (README, "MQTT security"): `/mqtt/user`,
 //! `/mqtt/superuser` and `/mqtt/acl`, exactly as go-auth 3.x calls them — JSON bodies
 //! (`http_params_mode = json`) with its `http_method` (POST, PUT or GET) or form-encoded
-//! ones (`form`, always POSTed), `acc` as a number or a string. 200 `{"ok":true,"error":""}` allows and 403 `{"ok":false,"error":"..."}`
-//! denies, which works with go-auth's `status` and `json` response modes; a malformed
-//! request is a 400 (go-auth treats any non-200 as a denial). Only clients from
+//! ones (`form`, always POSTed), `acc` as a number or a string. 200
+//! `{"ok":true,"error":""}` allows and 403 `{"ok":false,"error":"..."}` denies, which
+//! works with go-auth's `status` and `json` response modes; a malformed request is a
+//! 400 (go-auth treats any non-200 as a denial). Only clients from
 //! `http.auth_allow` networks are answered; others get 403. Answers come from the
 //! in-process cache (`auth::store`), so they need no database round trip.
 

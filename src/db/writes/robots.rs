@@ -7,20 +7,20 @@
 //! row as fleetsink last wrote it (an online, active robot, its integer key, address
 //! and camera): such a robot's row is only checked (status, active, silent: one indexed
 //! read for all of the batch's cached robots, which returns only the rows that differ
-//! from the cache), and written only once `last_seen` has
-//! moved by `robots.last_seen_every`, in the same statement. A change made elsewhere
-//! (swept offline, deactivated, another instance) sends the robot down the full way in
-//! the same transaction, so the rules below hold as if every row were read. A status
-//! message that repeats the cached status (TonyPi robots send one every 10 s) only moves
-//! `last_seen` and `status_at` in that statement. A status change, a new address or
-//! camera, or a robot the cache does not hold (or holds as offline or inactive) always
-//! goes the full way. This took the robots statements from
-//! the largest share of PostgreSQL's time per batch to a small one (BENCHMARKS.md,
-//! "Performance v3"). Robots stored `offline` or
-//! inactive are read again `FOR UPDATE` first (in robot-id order, so instances cannot
-//! deadlock): a transition keyed by receive time (back online, reactivated) is then
-//! logged by exactly one transaction even with several instances. Locking every robot
-//! of every batch cost 25 % of embedded after-commit throughput (BENCHMARKS.md).
+//! from the cache), and written only once `last_seen` has moved by
+//! `robots.last_seen_every`, in the same statement. A change made elsewhere (swept
+//! offline, deactivated, another instance) sends the robot down the full way in the
+//! same transaction, so the rules below hold as if every row were read. A status
+//! message that repeats the cached status (TonyPi robots send one every 10 s) only
+//! moves `last_seen` and `status_at` in that statement. A status change, a new address
+//! or camera, or a robot the cache does not hold (or holds as offline or inactive)
+//! always goes the full way. This took the robots statements from the largest share of
+//! PostgreSQL's time per batch to a small one (BENCHMARKS.md, "Performance v3"). Robots
+//! stored `offline` or inactive are read again `FOR UPDATE` first (in robot-id order,
+//! so instances cannot deadlock): a transition keyed by receive time (back online,
+//! reactivated) is then logged by exactly one transaction even with several instances.
+//! Locking every robot of every batch cost 25 % of embedded after-commit throughput
+//! (BENCHMARKS.md).
 //!
 //! Status rules:
 //! - a `status` message sets the status unless it is older (payload time) than the
