@@ -138,6 +138,12 @@ pub struct BenchArgs {
     /// bursts.
     #[arg(long)]
     pub per_second: bool,
+    /// Every sensor reading uniform from 0 to 100, instead of the ranges TonyPi's
+    /// simulator gives a healthy robot: the CPU, memory and temperature readings then
+    /// open and resolve alerts all the time (the generator before the seventh session;
+    /// a worst case for alert evaluation).
+    #[arg(long)]
+    pub uniform_sensors: bool,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -503,6 +509,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         pace: plan.pace,
         connect_timeout: Duration::from_secs(10),
         robots: plan.robots,
+        uniform_sensors: args.uniform_sensors,
     });
     let ids: Vec<String> = (1..=plan.robots)
         .map(|n| traffic::robot_id(&args.prefix, n))

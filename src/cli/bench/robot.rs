@@ -55,6 +55,8 @@ pub struct RobotConfig {
     /// Longest wait for one TCP connect + CONNACK.
     pub connect_timeout: Duration,
     pub robots: usize,
+    /// `--uniform-sensors`.
+    pub uniform_sensors: bool,
 }
 
 /// What a robot did, for the report and the database check.
@@ -132,7 +134,7 @@ impl Robot {
         Robot {
             n,
             start_at,
-            traffic: RobotTraffic::new(id, rng),
+            traffic: RobotTraffic::new(id, rng, cfg.uniform_sensors),
             cadence: None,
             next_paced: start_at,
             inflight: VecDeque::new(),
@@ -450,6 +452,7 @@ mod tests {
             pace: Pace::Fleet { jitter: 0.1 },
             connect_timeout: Duration::from_secs(1),
             robots: 1,
+            uniform_sensors: false,
         });
         Robot::new(1, "bench-00001".into(), Instant::now(), cfg, shared)
     }

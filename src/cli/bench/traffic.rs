@@ -37,6 +37,51 @@ const SENSORS: [(&str, &str); 15] = [
     ("system_uptime", "s"),
 ];
 
+/// A robot's own levels, as TonyPi's simulator draws them once per robot in its normal
+/// mode (`_get_base_temperature`, `cpu_base`, `memory_base`).
+#[derive(Debug, Clone, Copy)]
+struct Levels {
+    temperature: f64,
+    cpu: f64,
+    memory: f64,
+}
+
+/// A reading of sensor `name` of [`SENSORS`] at `t_s` (seconds since the epoch), as
+/// TonyPi's simulator gives it (`read_sensors`, `get_system_info`): the temperatures
+/// swing ±5 °C around the robot's level over a minute, so a robot near 55 °C crosses the
+/// 60 °C warning now and then as a real one would; CPU and memory stay far below their
+/// thresholds. `uniform`: any value from 0 to 100 for every sensor (the generator
+/// before; the watched readings then open and resolve alerts all the time, a worst
+/// case for alert evaluation).
+fn sensor_value(
+    name: &str,
+    r: &mut fastrand::Rng,
+    levels: Option<Levels>,
+    t_s: f64,
+    uptime_s: f64,
+) -> f64 {
+    let between = |r: &mut fastrand::Rng, lo: f64, hi: f64| lo + (hi - lo) * r.f64();
+    let Some(l) = levels else {
+        return 100.0 * r.f64();
+    };
+    match name {
+        "accelerometer_x" | "accelerometer_y" => between(r, -0.5, 0.5),
+        "accelerometer_z" => between(r, 9.5, 10.0),
+        "gyroscope_x" | "gyroscope_y" | "gyroscope_z" => between(r, -10.0, 10.0),
+        "ultrasonic_distance" => 100.0 - 50.0 * (t_s / 8.0).sin() + between(r, -10.0, 10.0),
+        "cpu_temperature" | "system_temperature" => {
+            l.temperature + 5.0 * (t_s / 30.0).sin() + between(r, -2.0, 2.0)
+        }
+        "light_sensor_dark" => 0.0,
+        "light_level" => 60.0 + 20.0 * (t_s / 60.0).sin() + between(r, -5.0, 5.0),
+        "system_cpu_percent" => l.cpu + between(r, -5.0, 5.0),
+        "system_memory_percent" => l.memory + between(r, -3.0, 3.0),
+        "system_disk_usage" => between(r, 35.0, 55.0),
+        "system_uptime" => uptime_s,
+        _ => 100.0 * r.f64(),
+    }
+}
+
 const SERVO_NAMES: [&str; 6] = [
     "Left Hip",
     "Left Knee",
@@ -62,10 +107,13 @@ pub struct RobotTraffic {
     /// Microseconds since the epoch of the robot's first message (its `uptime` base).
     started_us: Option<i64>,
     rng: fastrand::Rng,
+    /// The robot's levels; `None`: sensor readings uniform from 0 to 100
+    /// ([`sensor_value`]).
+    levels: Option<Levels>,
 }
 
 impl RobotTraffic {
-    pub fn new(id: String, mut rng: fastrand::Rng) -> RobotTraffic {
+    pub fn new(id: String, mut rng: fastrand::Rng, uniform_sensors: bool) -> RobotTraffic {
         RobotTraffic {
             sensors_topic: format!("tonypi/sensors/{id}"),
             servos_topic: format!("tonypi/servos/{id}"),
@@ -73,6 +121,11 @@ impl RobotTraffic {
             next_sensor: rng.usize(..SENSORS.len()),
             battery: 70.0 + 30.0 * rng.f64(),
             started_us: None,
+            levels: (!uniform_sensors).then(|| Levels {
+                temperature: 40.0 + 15.0 * rng.f64(),
+                cpu: 15.0 + 20.0 * rng.f64(),
+                memory: 40.0 + 20.0 * rng.f64(),
+            }),
             id,
             rng,
         }
@@ -102,10 +155,11 @@ impl RobotTraffic {
             Kind::Sensors => {
                 let (name, unit) = SENSORS[self.next_sensor];
                 self.next_sensor = (self.next_sensor + 1) % SENSORS.len();
+                let uptime_s = (ts_us - started) as f64 / 1e6;
+                let value = sensor_value(name, r, self.levels, ts_us as f64 / 1e6, uptime_s);
                 write!(
                     out,
-                    r#"{{"robot_id": "{id}", "sensor_type": "{name}", "value": {:.2}, "timestamp": ""#,
-                    100.0 * r.f64()
+                    r#"{{"robot_id": "{id}", "sensor_type": "{name}", "value": {value:.2}, "timestamp": ""#
                 )
                 .and_then(|()| write_ts(out, ts_us))
                 .and_then(|()| write!(out, r#"", "unit": "{unit}"}}"#))
@@ -196,7 +250,8 @@ mod tests {
     #[test]
     fn every_kind_decodes_to_one_row_of_its_robot_at_the_sent_timestamp() {
         let router = Router::new(&routes_default()).expect("built-in routes compile");
-        let mut robot = RobotTraffic::new(robot_id("bench", 42), fastrand::Rng::with_seed(1));
+        let mut robot =
+            RobotTraffic::new(robot_id("bench", 42), fastrand::Rng::with_seed(1), false);
         assert_eq!(robot.id(), "bench-00042");
         let ts_us = Utc::now().timestamp_micros();
         for (i, kind) in Kind::ALL.into_iter().enumerate() {
@@ -220,7 +275,7 @@ mod tests {
 
     #[test]
     fn payloads_have_tonypis_shape_and_size() {
-        let mut robot = RobotTraffic::new(robot_id("bench", 1), fastrand::Rng::with_seed(2));
+        let mut robot = RobotTraffic::new(robot_id("bench", 1), fastrand::Rng::with_seed(2), false);
         let mut servos = Vec::new();
         robot.payload(Kind::Servos, 1_795_000_000_123_456, &mut servos);
         let v: serde_json::Value = serde_json::from_slice(&servos).expect("JSON");
@@ -240,9 +295,42 @@ mod tests {
         assert_eq!(v["robot_id"], "bench-00001", "the topic has no robot id");
     }
 
+    /// The highest value of each sensor over `n` messages of robot `robot`.
+    fn highest(robot: &mut RobotTraffic, n: i64) -> std::collections::HashMap<String, f64> {
+        let mut top = std::collections::HashMap::new();
+        for i in 0..n {
+            let mut p = Vec::new();
+            robot.payload(Kind::Sensors, 1_795_000_000_000_000 + i * 2_000_000, &mut p);
+            let v: serde_json::Value = serde_json::from_slice(&p).expect("JSON");
+            let name = v["sensor_type"].as_str().unwrap_or_default().to_string();
+            let value = v["value"].as_f64().expect("a number");
+            let t = top.entry(name).or_insert(f64::MIN);
+            *t = value.max(*t);
+        }
+        top
+    }
+
+    #[test]
+    fn sensor_readings_stay_in_tonypis_ranges_unless_uniform() {
+        for seed in 0..20 {
+            let mut robot = RobotTraffic::new("r".into(), fastrand::Rng::with_seed(seed), false);
+            let top = highest(&mut robot, 1_500);
+            // Below the default CPU (70 %) and memory (75 %) warnings; temperatures at
+            // most 7 °C above a level of 40-55 °C, as TonyPi's simulator gives them.
+            assert!(top["system_cpu_percent"] < 41.0, "{top:?}");
+            assert!(top["system_memory_percent"] < 64.0, "{top:?}");
+            for t in ["cpu_temperature", "system_temperature"] {
+                assert!((40.0..62.0).contains(&top[t]), "{t}: {top:?}");
+            }
+        }
+        let mut uniform = RobotTraffic::new("r".into(), fastrand::Rng::with_seed(1), true);
+        let top = highest(&mut uniform, 1_500);
+        assert!(top["system_cpu_percent"] > 90.0, "{top:?}");
+    }
+
     #[test]
     fn sensor_messages_cycle_through_tonypis_fifteen_readings() {
-        let mut robot = RobotTraffic::new("r".into(), fastrand::Rng::with_seed(3));
+        let mut robot = RobotTraffic::new("r".into(), fastrand::Rng::with_seed(3), false);
         let names: std::collections::HashSet<String> = (0..15)
             .map(|i| {
                 let mut p = Vec::new();
