@@ -33,20 +33,6 @@ enum Sent {
 }
 
 impl GoAuth {
-    async fn post(
-        &self,
-        path: &str,
-        fields: &[(&str, &str)],
-        json: bool,
-    ) -> (u16, serde_json::Value) {
-        let sent = if json {
-            Sent::Json(reqwest::Method::POST)
-        } else {
-            Sent::Form
-        };
-        self.send(path, fields, sent).await
-    }
-
     async fn send(
         &self,
         path: &str,
@@ -88,7 +74,9 @@ impl GoAuth {
     /// Every way go-auth sends a check must give the same answer; returns whether it
     /// allowed.
     async fn allowed(&self, path: &str, fields: &[(&str, &str)]) -> bool {
-        let (jc, jb) = self.post(path, fields, true).await;
+        let (jc, jb) = self
+            .send(path, fields, Sent::Json(reqwest::Method::POST))
+            .await;
         for sent in [
             Sent::Form,
             Sent::Json(reqwest::Method::PUT),
@@ -117,7 +105,10 @@ impl GoAuth {
 
     /// One JSON request (while the cache changes, two requests may see two states).
     async fn once(&self, path: &str, fields: &[(&str, &str)]) -> bool {
-        self.post(path, fields, true).await.0 == 200
+        self.send(path, fields, Sent::Json(reqwest::Method::POST))
+            .await
+            .0
+            == 200
     }
 
     async fn user(&self, user: &str, password: &str) -> bool {
@@ -272,7 +263,7 @@ async fn go_auth_http_backend_decides_as_go_auth_expects() {
     assert!(!g.acl("robot8", "c7", "lab/c7/a", "2").await);
     // acc as a string, as some go-auth versions send it.
     let (code, _) = g
-        .post(
+        .send(
             "/mqtt/acl",
             &[
                 ("username", "robot7"),
@@ -280,7 +271,7 @@ async fn go_auth_http_backend_decides_as_go_auth_expects() {
                 ("topic", "tonypi/status/robot7"),
                 ("acc", "2"),
             ],
-            false,
+            Sent::Form,
         )
         .await;
     assert_eq!(code, 200);
@@ -295,10 +286,10 @@ async fn go_auth_http_backend_decides_as_go_auth_expects() {
     assert_eq!(resp.status().as_u16(), 200);
     // Malformed: a 400 naming the problem, never a 5xx.
     let (code, body) = g
-        .post(
+        .send(
             "/mqtt/acl",
             &[("username", "robot7"), ("topic", "a"), ("acc", "3")],
-            true,
+            Sent::Json(reqwest::Method::POST),
         )
         .await;
     assert_eq!(code, 400, "{body}");
@@ -405,7 +396,7 @@ async fn go_auth_endpoints_refuse_networks_not_allowed() {
     };
     for path in ["/mqtt/user", "/mqtt/superuser", "/mqtt/acl"] {
         let (code, body) = g
-            .post(
+            .send(
                 path,
                 &[
                     ("username", "fleetsink"),
@@ -413,7 +404,7 @@ async fn go_auth_endpoints_refuse_networks_not_allowed() {
                     ("topic", "a"),
                     ("acc", "1"),
                 ],
-                true,
+                Sent::Json(reqwest::Method::POST),
             )
             .await;
         assert_eq!(code, 403, "{path}");
