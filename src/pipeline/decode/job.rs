@@ -4,11 +4,10 @@
 //! sent (`progress_percent` or `percent`), else from items done of total, else from
 //! time elapsed of estimated. The sink applies the events per robot in receive order.
 
-use serde_json::Value;
-
 use super::Message;
 use super::json::{num_field, str_field};
 use super::time::timestamp;
+use super::tree::Json;
 use crate::model::{Decoded, JobAction, JobEvent, Reason, TsSource, Unusable};
 
 pub(super) fn decode(msg: &Message, out: &mut Decoded) -> Result<(), Unusable> {
@@ -58,14 +57,11 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) -> Result<(), Unusable> {
         },
         None => None,
     };
-    let success = obj
-        .get("success")
-        .and_then(Value::as_bool)
-        .or(match action {
-            JobAction::Complete => Some(true),
-            JobAction::Fail => Some(false),
-            _ => None,
-        });
+    let success = obj.get("success").and_then(Json::as_bool).or(match action {
+        JobAction::Complete => Some(true),
+        JobAction::Fail => Some(false),
+        _ => None,
+    });
     out.job = Some(JobEvent {
         action,
         ts: out.ts,
@@ -80,7 +76,10 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) -> Result<(), Unusable> {
         action_duration: num_field(obj, &["action_duration"]),
         success,
         reason: str_field(obj, &["reason", "cancel_reason"]),
-        last_item: obj.get("last_item").filter(|v| !v.is_null()).cloned(),
+        last_item: obj
+            .get("last_item")
+            .filter(|v| !v.is_null())
+            .map(Json::to_value),
     });
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! sets one; the fields that are not level, message or source are kept as `details`.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::json::str_field;
+use super::tree::{Json, Object};
 use super::{DecodeSettings, Message, robot_id, timestamp};
 use crate::model::{Decoded, LogRow, Reason, Unusable};
 use crate::pipeline::route::Route;
@@ -37,18 +38,18 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) {
 pub(super) fn decode_array(
     route: &Route,
     topic: &str,
-    items: &[Value],
+    items: &[Json],
     received_at: DateTime<Utc>,
     settings: &DecodeSettings,
     fingerprint: i64,
 ) -> Result<Decoded, Unusable> {
-    let Some(Value::Object(first)) = items.first() else {
+    let Some(Json::Object(first)) = items.first() else {
         return Err(Unusable::new(
             Reason::NotObject,
             "log array must hold at least one object",
         ));
     };
-    if items.iter().any(|v| !v.is_object()) {
+    if items.iter().any(|v| v.as_object().is_none()) {
         return Err(Unusable::new(
             Reason::NotObject,
             "every element of a log array must be an object",
@@ -57,7 +58,7 @@ pub(super) fn decode_array(
     let robot_id = robot_id(route, topic, first)?;
     let (ts, ts_source) = timestamp(first.get("timestamp"), received_at, settings);
     let mut out = Decoded::empty(robot_id, ts, ts_source);
-    for (i, obj) in items.iter().filter_map(Value::as_object).enumerate() {
+    for (i, obj) in items.iter().filter_map(Json::as_object).enumerate() {
         let (item_ts, _) = timestamp(obj.get("timestamp"), received_at, settings);
         let row = log_row(route, obj, &out.robot_id, item_ts, fingerprint, i);
         out.logs.push(row);
@@ -67,7 +68,7 @@ pub(super) fn decode_array(
 
 fn log_row(
     route: &Route,
-    obj: &Map<String, Value>,
+    obj: &Object,
     robot_id: &str,
     ts: DateTime<Utc>,
     fingerprint: i64,
@@ -82,10 +83,7 @@ fn log_row(
         .map(|l| l.to_ascii_uppercase())
         .unwrap_or_else(|| "INFO".into());
     let message = str_field(obj, &["message", "msg"]).unwrap_or_default();
-    let mut details = obj.clone();
-    for k in COLUMNS {
-        details.remove(k);
-    }
+    let details = obj.to_map(&COLUMNS);
     LogRow {
         robot_id: Some(robot_id.to_string()),
         ts,

@@ -5,7 +5,8 @@
 //! [`decode`] does what every message needs (size, UTF-8, JSON, robot id, timestamp)
 //! and then hands the payload object to the decoder of its route kind, one file each:
 //! `status`, `sensor`, `telemetry`, `vision`, `job`, `log`, `scan`, `response`.
-//! Shared helpers: `time` (timestamps) and `json` (numeric leaves, drifting names).
+//! Shared helpers: `tree` (the parsed payload, borrowing from it), `time` (timestamps)
+//! and `json` (numeric leaves, drifting names).
 //!
 //! Payload rules (README, "Topics"): robot id from the topic where the route says so, else from
 //! `robot_id`; numeric leaves become metrics, booleans 0/1, strings and arrays are not
@@ -20,16 +21,18 @@ mod sensor;
 mod status;
 mod telemetry;
 mod time;
+mod tree;
 mod vision;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::route::Route;
 use crate::auth::access::may_write_for;
 use crate::config::{IdentityConfig, IngestConfig, RobotIdSource, RouteKind};
 use crate::model::{Decoded, LogRow, Reason, Unusable, message_fingerprint, valid_robot_id};
+use tree::{Json, Object};
 
 pub use time::timestamp;
 
@@ -112,7 +115,7 @@ pub fn check_identity(
 /// One message being decoded: what every route kind's decoder reads.
 struct Message<'a> {
     route: &'a Route,
-    obj: &'a Map<String, Value>,
+    obj: &'a Object<'a>,
     topic: &'a str,
     payload: &'a [u8],
     received_at: DateTime<Utc>,
@@ -143,7 +146,7 @@ impl Message<'_> {
             category,
             source: Some(source),
             message,
-            details: Some(Value::Object(self.obj.clone())),
+            details: Some(Value::Object(self.obj.to_map(&[]))),
             dedup_key: self.fingerprint(),
         }
     }
@@ -170,17 +173,17 @@ pub fn decode(
     let text = std::str::from_utf8(payload)
         .map_err(|e| Unusable::new(Reason::InvalidUtf8, format!("payload is not UTF-8: {e}")))?;
     // serde_json caps nesting at 128 levels and rejects NaN and out-of-range numbers.
-    let value: Value = serde_json::from_str(text)
+    let value: Json = serde_json::from_str(text)
         .map_err(|e| Unusable::new(Reason::NotJson, format!("payload is not JSON: {e}")))?;
 
     // Log routes also take an array of log objects (README, "Topics": device logs).
     if route.kind == RouteKind::Log
-        && let Value::Array(items) = &value
+        && let Json::Array(items) = &value
     {
         let fingerprint = message_fingerprint(topic, payload);
         return log::decode_array(route, topic, items, received_at, settings, fingerprint);
     }
-    let Value::Object(obj) = &value else {
+    let Json::Object(obj) = &value else {
         return Err(Unusable::new(
             Reason::NotObject,
             format!(
@@ -214,12 +217,12 @@ pub fn decode(
 }
 
 /// The robot id from the topic level or the payload, as the route says; validated.
-fn robot_id(route: &Route, topic: &str, obj: &Map<String, Value>) -> Result<String, Unusable> {
+fn robot_id(route: &Route, topic: &str, obj: &Object) -> Result<String, Unusable> {
     let id = match route.robot_id {
         RobotIdSource::TopicLevel(n) => topic.split('/').nth(n).map(str::to_string),
         RobotIdSource::Payload => match obj.get("robot_id") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Json::String(s)) => Some(s.to_string()),
+            Some(Json::Number(n)) => Some(n.to_string()),
             _ => None,
         },
     };

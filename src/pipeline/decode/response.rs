@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::Message;
 use super::json::str_field;
+use super::tree::Json;
 use crate::commands;
 use crate::model::{CommandReply, Decoded};
 
@@ -16,7 +17,7 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) {
         .category
         .clone()
         .unwrap_or_else(|| "command".into());
-    let success = msg.obj.get("success").and_then(Value::as_bool);
+    let success = msg.obj.get("success").and_then(Json::as_bool);
     let kind = str_field(msg.obj, &["type", "command"]).unwrap_or_else(|| category.clone());
     let message = str_field(msg.obj, &["message", "reason"]).unwrap_or_else(|| match success {
         Some(true) => format!("{kind} succeeded"),
@@ -41,8 +42,8 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) {
             .obj
             .get("state")
             .and_then(|s| s.get("emergency_stopped"))
-            .and_then(Value::as_bool),
-        payload: Value::Object(msg.obj.clone()),
+            .and_then(Json::as_bool),
+        payload: Value::Object(msg.obj.to_map(&[])),
     };
     // The answer proves the robot's state (an emergency stop carried out, a resume).
     if let Some(status) = commands::status_after(&reply) {

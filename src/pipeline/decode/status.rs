@@ -2,20 +2,19 @@
 //! (status, IP, camera URL) and its numeric `system_info` as metrics. The status-change
 //! log row is the sink's: only it knows the previous status.
 
-use serde_json::Value;
-
 use super::Message;
 use super::json::{flatten_numbers, str_field};
+use super::tree::Json;
 use crate::model::{Decoded, RobotState};
 
 pub(super) fn decode(msg: &Message, out: &mut Decoded) {
     let prefix = msg.route.metric_prefix.as_deref().unwrap_or("system_info");
-    if let Some(Value::Object(info)) = msg.obj.get("system_info") {
+    if let Some(Json::Object(info)) = msg.obj.get("system_info") {
         flatten_numbers(info, prefix, &mut |name, value| {
             out.push_metric(name, value, None);
         });
     }
-    let emergency = msg.obj.get("emergency_stopped").and_then(Value::as_bool) == Some(true);
+    let emergency = msg.obj.get("emergency_stopped").and_then(Json::as_bool) == Some(true);
     let status = str_field(msg.obj, &["status"])
         .map(|s| s.to_ascii_lowercase())
         .or_else(|| emergency.then(|| "emergency_stopped".to_string()));

@@ -4,24 +4,23 @@
 
 use std::sync::LazyLock;
 
+use super::DecodeSettings;
+use super::tree::Json;
+use crate::model::TsSource;
 use chrono::format::{self, Item, Parsed, StrftimeItems};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
-
-use super::DecodeSettings;
-use crate::model::TsSource;
 
 /// Reads a payload timestamp; falls back to `received_at` and says why.
 pub fn timestamp(
-    v: Option<&Value>,
+    v: Option<&Json>,
     received_at: DateTime<Utc>,
     settings: &DecodeSettings,
 ) -> (DateTime<Utc>, TsSource) {
     let parsed = match v {
-        None | Some(Value::Null) => return (received_at, TsSource::Missing),
-        Some(Value::String(s)) => parse_iso(s.trim(), settings.naive_timezone),
-        Some(Value::Number(n)) => n.as_f64().and_then(parse_epoch),
+        None | Some(Json::Null) => return (received_at, TsSource::Missing),
+        Some(Json::String(s)) => parse_iso(s.trim(), settings.naive_timezone),
+        Some(Json::Number(n)) => n.as_f64().and_then(parse_epoch),
         Some(_) => None,
     };
     match parsed {
@@ -97,6 +96,8 @@ fn parse_epoch(n: f64) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
@@ -106,7 +107,11 @@ mod tests {
             naive_timezone: "Europe/Berlin".parse().unwrap(),
             ..DecodeSettings::default()
         };
-        let at = |v: Value| timestamp(Some(&v), now, &o);
+        let at = |v: Value| {
+            let text = v.to_string();
+            let v: Json = serde_json::from_str(&text).unwrap();
+            timestamp(Some(&v), now, &o)
+        };
         let expect: DateTime<Utc> = "2026-11-22T08:27:50Z".parse().unwrap();
         assert_eq!(
             at(Value::from("2026-11-22T09:27:50")),

@@ -1,10 +1,9 @@
 //! `vision` routes (`tonypi/vision/{rid}`): numeric leaves as metrics, and a log row
 //! when something was detected.
 
-use serde_json::Value;
-
 use super::Message;
 use super::json::{flatten_numbers, num_field, str_field};
+use super::tree::Json;
 use crate::model::Decoded;
 
 pub(super) fn decode(msg: &Message, out: &mut Decoded) {
@@ -12,7 +11,7 @@ pub(super) fn decode(msg: &Message, out: &mut Decoded) {
     flatten_numbers(msg.obj, prefix, &mut |name, value| {
         out.push_metric(name, value, None);
     });
-    if msg.obj.get("detection").and_then(Value::as_bool) != Some(true) {
+    if msg.obj.get("detection").and_then(Json::as_bool) != Some(true) {
         return;
     }
     let label = str_field(msg.obj, &["label"]).unwrap_or_else(|| "object".into());
