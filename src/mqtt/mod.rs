@@ -1,7 +1,9 @@
 //! Pure MQTT vocabulary shared by configuration, routing, both intakes and the load
-//! generator: topic filters, broker URLs and QoS levels. No I/O here.
+//! generator: topic filters, broker URLs and QoS levels, and the load generator's
+//! hand-written client packets (`client_codec`, also what tests send raw). No I/O here.
 
 pub mod broker_url;
+pub mod client_codec;
 pub mod topic;
 
 pub use broker_url::{BrokerUrl, BrokerUrlError};

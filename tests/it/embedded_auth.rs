@@ -8,6 +8,7 @@ use std::time::Duration;
 use fleetsink::audit::Actor;
 use fleetsink::auth::users::{self, RuleAccess};
 use fleetsink::config::MqttMode;
+use fleetsink::mqtt::client_codec::{self, Incoming};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
     SubscribeReasonCode,
@@ -260,14 +261,8 @@ async fn failed_connect_from(broker: SocketAddr, source: std::net::Ipv4Addr) -> 
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind(SocketAddr::from((source, 0))).unwrap();
     let mut stream = sock.connect(broker).await.unwrap();
-    let field = |b: &[u8]| [&(b.len() as u16).to_be_bytes()[..], b].concat();
-    let mut body = field(b"MQTT");
-    body.extend([4, 0xC2, 0, 60]); // 3.1.1; username, password, clean session; keep-alive
-    for f in [&b"guess"[..], b"nobody", b"guess"] {
-        body.extend(field(f));
-    }
-    let mut packet = vec![0x10, body.len() as u8];
-    packet.extend(body);
+    let mut packet = Vec::new();
+    client_codec::connect(&mut packet, "guess", 60, Some("nobody"), Some("guess"));
     let start = std::time::Instant::now();
     stream.write_all(&packet).await.unwrap();
     let mut answer = [0u8; 4];
@@ -275,7 +270,10 @@ async fn failed_connect_from(broker: SocketAddr, source: std::net::Ipv4Addr) -> 
     let n = stream.read(&mut answer).await.unwrap_or(0);
     let took = start.elapsed();
     assert!(
-        n == 0 || answer[..n.min(4)] != [0x20, 2, 0, 0],
+        !matches!(
+            client_codec::parse(&answer[..n]),
+            Ok(Some((Incoming::ConnAck { code: 0 }, _)))
+        ),
         "nobody was let in"
     );
     took

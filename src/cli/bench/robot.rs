@@ -26,9 +26,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::cadence::{Cadence, Kind};
-use super::codec::{self, CodecError, Incoming};
 use super::traffic::RobotTraffic;
 use super::{Mix, Phase, Shared};
+use fleetsink::mqtt::client_codec::{self as codec, CodecError, Incoming};
 
 /// How robots pace their messages.
 #[derive(Debug, Clone, Copy)]

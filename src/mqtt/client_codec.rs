@@ -1,5 +1,7 @@
 //! The few MQTT 3.1.1 packets a load-generating robot needs, encoded and parsed by hand:
-//! CONNECT/CONNACK, QoS 1 PUBLISH/PUBACK, PINGREQ/PINGRESP and DISCONNECT.
+//! CONNECT/CONNACK, QoS 1 PUBLISH/PUBACK, PINGREQ/PINGRESP and DISCONNECT. Used by
+//! `fleetsink bench` and by tests that need a packet exactly as they wrote it (a CONNECT
+//! from a chosen source address, say).
 //!
 //! Why not rumqttc: at 10,000 connections each rumqttc `EventLoop` brings its own
 //! channels, timers and buffers, and the generator's CPU would be counted against the
