@@ -11,6 +11,11 @@
 # INSTANCES=N (external mode): N daemons share the broker's traffic through
 # mqtt.external.share_group; RSS and CPU are then the first's (its CPU per stored
 # message divides by all instances' messages).
+# RUNS=N (default 1): N bench runs against the same daemon and database, one after the
+# other: the first on a fresh database ("cold"), the next ones on the data and caches
+# the earlier runs left ("warm"), as BENCHMARKS.md's cold/warm figures were taken.
+# STATEMENTS=1: after each run, PostgreSQL's ten costliest statements of that run
+# (pg_stat_statements; needs it in the server's shared_preload_libraries).
 # Needs BENCH_PG (a PostgreSQL server URL, e.g. postgres://postgres@127.0.0.1:55433/postgres);
 # each run creates a fresh database on it, starts BINARY as the daemon (extra daemon
 # settings via FLEETSINK__* in the environment), runs `BINARY bench` against it, prints
@@ -37,7 +42,22 @@ for i in $(seq 1 "$INSTANCES"); do
   bench_wait_ready "$port"
 done
 sleep 0.5
-"${BENCH_GENERATOR:-$BIN}" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --daemon-pid "$daemon" "$@"
+RUNS="${RUNS:-1}"
+if [ "${STATEMENTS:-0}" = 1 ]; then
+  psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+fi
+for run in $(seq 1 "$RUNS"); do
+  [ "$RUNS" = 1 ] || echo "== run $run of $RUNS ($([ "$run" = 1 ] && echo cold || echo warm))"
+  [ "${STATEMENTS:-0}" != 1 ] || psql "$DB" -qAtc "SELECT pg_stat_statements_reset()" >/dev/null
+  "${BENCH_GENERATOR:-$BIN}" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --daemon-pid "$daemon" "$@"
+  if [ "${STATEMENTS:-0}" = 1 ]; then
+    echo "PostgreSQL's costliest statements of this run (total ms, calls, rows, statement):"
+    psql "$DB" -qAt -F ' | ' -c "SELECT round(total_exec_time), calls, rows,
+        left(regexp_replace(query, '\s+', ' ', 'g'), 100)
+      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      ORDER BY total_exec_time DESC LIMIT 10"
+  fi
+done
 psql "$DB" -qAtc "VACUUM ANALYZE metrics" >/dev/null
 # Metric values stored: one per row in the v1 shape, cardinality(vals) per row since v2.
 if [ "$(psql "$DB" -qAtc "SELECT to_regclass('metric_sets') IS NOT NULL")" = t ]; then
