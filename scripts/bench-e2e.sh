@@ -24,6 +24,8 @@
 # and --wait-timeout.
 set -euo pipefail
 BIN="$1"; MODE="$2"; shift 2
+RUNS="${RUNS:-1}"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "RUNS must be a whole number from 1 (is '$RUNS')" >&2; exit 2; }
 MQTT_PORT=11884
 HTTP_PORT=18080
 . "$(dirname "$0")/bench-lib.sh"
@@ -42,13 +44,13 @@ for i in $(seq 1 "$INSTANCES"); do
   bench_wait_ready "$port"
 done
 sleep 0.5
-RUNS="${RUNS:-1}"
 if [ "${STATEMENTS:-0}" = 1 ]; then
   psql "$DB" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 fi
 for run in $(seq 1 "$RUNS"); do
   [ "$RUNS" = 1 ] || echo "== run $run of $RUNS ($([ "$run" = 1 ] && echo cold || echo warm))"
-  [ "${STATEMENTS:-0}" != 1 ] || psql "$DB" -qAtc "SELECT pg_stat_statements_reset()" >/dev/null
+  # This database's statistics only (user 0 and query 0: all of theirs).
+  [ "${STATEMENTS:-0}" != 1 ] || psql "$DB" -qAtc "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)" >/dev/null
   "${BENCH_GENERATOR:-$BIN}" bench --broker "mqtt://127.0.0.1:$MQTT_PORT" --database-url "$DB" --daemon-pid "$daemon" "$@"
   if [ "${STATEMENTS:-0}" = 1 ]; then
     echo "PostgreSQL's costliest statements of this run (total ms, calls, rows, statement):"

@@ -172,7 +172,7 @@ pub fn decode(
     }
     let text = std::str::from_utf8(payload)
         .map_err(|e| Unusable::new(Reason::InvalidUtf8, format!("payload is not UTF-8: {e}")))?;
-    // serde_json caps nesting at 128 levels and rejects NaN and out-of-range numbers.
+    // serde_json refuses nesting of 128 levels or more, NaN and out-of-range numbers.
     let value: Json = serde_json::from_str(text)
         .map_err(|e| Unusable::new(Reason::NotJson, format!("payload is not JSON: {e}")))?;
 

@@ -52,6 +52,18 @@ mod tests {
     }
 
     #[test]
+    fn leaves_flatten_in_document_order_so_the_first_of_a_colliding_name_is_stored() {
+        // The metrics insert keeps the first value of a name a message repeats.
+        let d = run("tonypi/servos/r1", r#"{"a.b":5,"a":{"b":2},"c":1,"c":3}"#).unwrap();
+        let got: Vec<_> = d
+            .metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.value))
+            .collect();
+        assert_eq!(got, vec![("a.b", 5.0), ("a.b", 2.0), ("c", 3.0)]);
+    }
+
+    #[test]
     fn servo_leaves_flatten() {
         let d = run(
             "tonypi/servos/tonypi_1",

@@ -6,7 +6,11 @@
 //! Log details and command replies, which keep the payload, convert back to `Value`.
 //!
 //! Parsing stays serde_json's (`serde_json::from_str::<Json>`): the same grammar, the
-//! same nesting limit (128) and the same rejection of NaN and out-of-range numbers.
+//! same nesting limit (127 levels; 128 is refused) and the same rejection of NaN and
+//! out-of-range numbers. One difference from `Value`: serde_json's `raw_value` feature
+//! (on in this build, for axum and sqlx) makes `Value` treat an object whose first key
+//! is `$serde_json::private::RawValue` as an embedded JSON text; here it is an ordinary
+//! key.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -266,14 +270,41 @@ mod tests {
 
     #[test]
     fn same_errors_as_value() {
-        for bad in [
-            "[".repeat(200),
-            r#"{"x": NaN}"#.into(),
-            r#"{"x": 1e400}"#.into(),
-        ] {
-            assert!(serde_json::from_str::<Json>(&bad).is_err(), "{bad:.20}");
-            assert!(serde_json::from_str::<Value>(&bad).is_err(), "{bad:.20}");
+        for bad in [r#"{"x": NaN}"#, r#"{"x": 1e400}"#, "[1,]", r#"{"a":1}x"#] {
+            assert!(serde_json::from_str::<Json>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<Value>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nesting_is_limited_below_128_levels_as_for_value() {
+        let nested = |depth: usize, open: &str, close: &str| {
+            format!("{}1{}", open.repeat(depth), close.repeat(depth))
+        };
+        for (open, close) in [("[", "]"), (r#"{"k":"#, "}")] {
+            let ok = nested(127, open, close);
+            assert!(serde_json::from_str::<Json>(&ok).is_ok(), "{open} x 127");
+            assert!(serde_json::from_str::<Value>(&ok).is_ok(), "{open} x 127");
+            let deep = nested(128, open, close);
+            let e = serde_json::from_str::<Json>(&deep).unwrap_err();
+            assert!(e.to_string().contains("recursion limit"), "{open}: {e}");
+            assert!(
+                serde_json::from_str::<Value>(&deep).is_err(),
+                "{open} x 129"
+            );
+        }
+    }
+
+    #[test]
+    fn serde_jsons_raw_value_key_is_an_ordinary_key() {
+        let text = r#"{"$serde_json::private::RawValue":"[1,2]","x":1}"#;
+        let j = parse(text);
+        let o = j.as_object().unwrap();
+        assert_eq!(o.get("x"), Some(&Json::Number(1.into())));
+        assert_eq!(
+            o.get("$serde_json::private::RawValue"),
+            Some(&Json::String("[1,2]".into()))
+        );
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
