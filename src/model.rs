@@ -218,6 +218,25 @@ impl Decoded {
     }
 }
 
+/// Which of `n` keys (`key(i)` the i-th) repeat an earlier one. A handful are compared
+/// pairwise; more are sorted, so thousands of keys (one message's metric names, one
+/// payload object's members) cost n log n, not n².
+pub fn repeats_earlier<'k>(n: usize, key: impl Fn(usize) -> &'k str) -> Vec<bool> {
+    if n <= 16 {
+        return (0..n).map(|i| (0..i).any(|j| key(j) == key(i))).collect();
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    // Equal keys in their order: all but the first of them repeat.
+    order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
+    let mut repeated = vec![false; n];
+    for w in order.windows(2) {
+        if key(w[0]) == key(w[1]) {
+            repeated[w[1]] = true;
+        }
+    }
+    repeated
+}
+
 /// `[A-Za-z0-9_.:-]{1,128}` (README, "Topics").
 pub fn valid_robot_id(id: &str) -> bool {
     !id.is_empty()
@@ -328,6 +347,18 @@ fn lifecycle_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeats_are_found_pairwise_and_by_sorting_alike() {
+        for n in [5usize, 16, 17, 40] {
+            let keys: Vec<String> = (0..n).map(|i| format!("k{}", (i * 7) % 6)).collect();
+            let got = repeats_earlier(n, |i| &keys[i]);
+            let want: Vec<bool> = (0..n).map(|i| keys[..i].contains(&keys[i])).collect();
+            assert_eq!(got, want, "{n} keys");
+            assert_eq!(got.iter().filter(|r| !**r).count(), n.min(6), "{n} keys");
+        }
+        assert!(repeats_earlier(0, |_| "").is_empty());
+    }
 
     #[test]
     fn robot_ids() {

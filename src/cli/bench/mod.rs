@@ -19,8 +19,8 @@
 //! Logs go to stderr. Every phase is bounded, so a run always ends by itself.
 //!
 //! It is a client of fleetsink, not part of it: it lives with the CLI, speaks MQTT
-//! through its own minimal client (`robot.rs` over the library's `mqtt::client_codec`) and uses the library only for
-//! the broker URL.
+//! through its own minimal client (`robot.rs`, over the library's pure packet codec
+//! `mqtt::client_codec`) and otherwise uses the library only for the broker URL.
 
 mod cadence;
 mod procfs;

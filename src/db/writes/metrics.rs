@@ -21,7 +21,7 @@ use sqlx::PgConnection;
 
 use super::dictionary::{Dictionary, Learned, push_name_key};
 use super::rollups::{self, InsertedRows, RollupCache, RollupNotes};
-use crate::model::Decoded;
+use crate::model::{Decoded, repeats_earlier};
 
 /// How metric rows are inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,25 +95,10 @@ impl<'a> Rows<'a> {
     }
 
     /// Drops the names (and their values) of the message starting at span `first`
-    /// that an earlier name of it repeats. A handful of names are compared pairwise;
-    /// more are sorted, so a payload of thousands of values costs n log n, not n².
+    /// that an earlier name of it repeats: the first one stays.
     fn drop_repeated_names(&mut self, first: usize) {
         let n = self.spans.len() - first;
-        let key = |i: usize| &self.buf[self.spans[first + i].clone()];
-        let repeated: Vec<bool> = if n <= 16 {
-            (0..n).map(|i| (0..i).any(|j| key(j) == key(i))).collect()
-        } else {
-            let mut order: Vec<usize> = (0..n).collect();
-            // Equal names in their order in the message: the first one stays.
-            order.sort_unstable_by(|&a, &b| key(a).cmp(key(b)).then(a.cmp(&b)));
-            let mut repeated = vec![false; n];
-            for w in order.windows(2) {
-                if key(w[0]) == key(w[1]) {
-                    repeated[w[1]] = true;
-                }
-            }
-            repeated
-        };
+        let repeated = repeats_earlier(n, |i| &self.buf[self.spans[first + i].clone()]);
         if !repeated.contains(&true) {
             return;
         }

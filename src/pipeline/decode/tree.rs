@@ -15,8 +15,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+use crate::model::repeats_earlier;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json<'a> {
@@ -87,30 +89,16 @@ impl<'a> Object<'a> {
             .collect()
     }
 
-    /// Keeps the last of each repeated key. A handful of members are compared pairwise;
-    /// more are sorted, so an object of thousands of members costs n log n, not n².
+    /// Keeps the last of each repeated key: a member is dropped when a later one repeats
+    /// its key (the earlier repeats of the reversed list).
     fn from_members(mut members: Vec<(Cow<'a, str>, Json<'a>)>) -> Self {
         let n = members.len();
-        let superseded: Vec<bool> = if n <= 16 {
-            (0..n)
-                .map(|i| (i + 1..n).any(|j| members[j].0 == members[i].0))
-                .collect()
-        } else {
-            let mut order: Vec<usize> = (0..n).collect();
-            order.sort_unstable_by(|&a, &b| members[a].0.cmp(&members[b].0).then(a.cmp(&b)));
-            let mut superseded = vec![false; n];
-            for w in order.windows(2) {
-                if members[w[0]].0 == members[w[1]].0 {
-                    superseded[w[0]] = true;
-                }
-            }
-            superseded
-        };
+        let superseded = repeats_earlier(n, |i| &members[n - 1 - i].0);
         if superseded.contains(&true) {
-            let mut i = 0;
+            let mut i = n;
             members.retain(|_| {
-                i += 1;
-                !superseded[i - 1]
+                i -= 1;
+                !superseded[i]
             });
         }
         Object(members)
@@ -184,42 +172,15 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut members = Vec::new();
-        while let Some(Key(k)) = map.next_key()? {
+        // A key comes through this visitor too: borrowed when it has no escapes (serde's
+        // own `Cow<str>` always copies). serde_json gives every key as a string.
+        while let Some(key) = map.next_key::<Json<'de>>()? {
+            let Json::String(k) = key else {
+                return Err(A::Error::custom("an object key that is not a string"));
+            };
             members.push((k, map.next_value()?));
         }
         Ok(Json::Object(Object::from_members(members)))
-    }
-}
-
-/// An object's key, borrowed from the payload when it has no escapes (serde's own
-/// `Cow<str>` always copies).
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(s)))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(s.to_owned())))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(s)))
     }
 }
 

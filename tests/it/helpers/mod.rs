@@ -36,16 +36,13 @@ pub use waits::*;
 /// and the server then fails to bind. Tests running at once pick at random, and each
 /// checks that nothing listens there.
 pub fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
     if low > 11_000 {
         for _ in 0..100 {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u32(std::process::id());
-            let port = 10_000 + (h.finish() % u64::from(low - 10_000)) as u16;
+            let port = fastrand::u16(10_000..low);
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 return port;
             }
